@@ -1,5 +1,255 @@
-//! `cargo xtask`: the orchestration entry point (test, bench, regenerate).
+//! `cargo xtask`: the project's one orchestration entry point.
+//!
+//! - `cargo xtask test`: everything CI runs (toolchain targets, qemu install when root, rustfmt,
+//!   clippy `-D warnings`, host tests + doc tests, cross builds of the library for the four
+//!   thumb targets with every feature combination, the firmware builds and the QEMU parity runs
+//!   on all five cores).
+//! - `cargo xtask test --host-only`: the same without the firmware and QEMU steps.
+//! - `cargo xtask bench`: the printed benchmarks (firmware instructions/flash/RAM, training speed).
 
-fn main() {
-    println!("xtask (in progress)");
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::Instant;
+
+/// Thumb targets of the library (M0, M3, M4/M7, M33).
+const TARGETS: [&str; 4] = [
+    "thumbv6m-none-eabi",
+    "thumbv7m-none-eabi",
+    "thumbv7em-none-eabihf",
+    "thumbv8m.main-none-eabihf",
+];
+
+/// Feature sets the library is cross-built with.
+const FEATURE_SETS: [&str; 4] = ["", "defmt", "fast-math", "defmt,fast-math"];
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+struct Runner {
+    failures: Vec<String>,
+    started: Instant,
+}
+
+impl Runner {
+    fn step(&mut self, name: &str, cmd: &mut Command) -> bool {
+        let t = Instant::now();
+        eprintln!("\n==> {name}");
+        eprintln!("    $ {}", render(cmd));
+        let ok = match cmd.status() {
+            Ok(s) => s.success(),
+            Err(e) => {
+                eprintln!("    cannot start: {e}");
+                false
+            }
+        };
+        eprintln!(
+            "    {} in {:.1}s (total {:.0}s)",
+            if ok { "ok" } else { "FAILED" },
+            t.elapsed().as_secs_f64(),
+            self.started.elapsed().as_secs_f64()
+        );
+        if !ok {
+            self.failures.push(name.to_string());
+        }
+        ok
+    }
+}
+
+fn render(cmd: &Command) -> String {
+    let mut s = cmd.get_program().to_string_lossy().into_owned();
+    for a in cmd.get_args() {
+        s.push(' ');
+        s.push_str(&a.to_string_lossy());
+    }
+    s
+}
+
+fn cargo() -> Command {
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.current_dir(root());
+    c
+}
+
+fn have(program: &str) -> bool {
+    Command::new(program)
+        .arg("--version")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+/// Installs what the suite needs on a fresh machine: the thumb targets (rustup) and
+/// qemu-system-arm (apt-get, when running as root). Returns whether QEMU is available.
+fn setup(r: &mut Runner, need_qemu: bool) -> bool {
+    if have("rustup") {
+        let mut c = Command::new("rustup");
+        c.current_dir(root()).args(["target", "add"]).args(TARGETS);
+        r.step("install thumb targets (rust-toolchain.toml)", &mut c);
+    } else {
+        eprintln!("note: rustup not found; the thumb targets must already be installed");
+    }
+    if !need_qemu {
+        return false;
+    }
+    if have("qemu-system-arm") {
+        return true;
+    }
+    if is_root() && have("apt-get") {
+        r.step(
+            "apt-get update",
+            Command::new("apt-get").args(["update", "-qq"]),
+        );
+        r.step(
+            "apt-get install qemu-system-arm",
+            Command::new("apt-get")
+                .args(["install", "-y", "-qq", "--no-install-recommends", "qemu-system-arm"])
+                .env("DEBIAN_FRONTEND", "noninteractive"),
+        );
+    }
+    if have("qemu-system-arm") {
+        true
+    } else {
+        eprintln!(
+            "error: qemu-system-arm is not installed and could not be installed here \
+             (not root or no apt-get). Install it, e.g. `sudo apt-get install qemu-system-arm` \
+             (Debian/Ubuntu) or `brew install qemu` (macOS), then run `cargo xtask test` again."
+        );
+        r.failures.push("qemu-system-arm missing".into());
+        false
+    }
+}
+
+fn test(host_only: bool) -> ExitCode {
+    let mut r = Runner {
+        failures: Vec::new(),
+        started: Instant::now(),
+    };
+    let qemu = setup(&mut r, !host_only);
+
+    r.step("rustfmt", cargo().args(["fmt", "--all", "--", "--check"]));
+    r.step(
+        "clippy (workspace, all targets, -D warnings)",
+        cargo().args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--all-features",
+            "--",
+            "-D",
+            "warnings",
+        ]),
+    );
+    r.step(
+        "host tests and doc tests",
+        cargo().args(["test", "--workspace", "--release"]),
+    );
+    r.step(
+        "library tests with fast-math",
+        cargo().args(["test", "-p", "tinyvae", "--release", "--features", "fast-math"]),
+    );
+    for target in TARGETS {
+        for features in FEATURE_SETS {
+            let mut c = cargo();
+            c.args(["build", "-p", "tinyvae", "--release", "--target", target]);
+            if !features.is_empty() {
+                c.args(["--features", features]);
+            }
+            let label = if features.is_empty() { "no features" } else { features };
+            r.step(&format!("cross build {target} ({label})"), &mut c);
+        }
+    }
+    if !host_only {
+        let fw = root().join("firmware");
+        if fw.join("Cargo.toml").exists() {
+            if qemu {
+                let mut c = cargo();
+                c.args([
+                    "run",
+                    "--quiet",
+                    "--release",
+                    "-p",
+                    "tinyvae-host-tools",
+                    "--bin",
+                    "tinyvae",
+                    "--",
+                    "firmware",
+                    "parity",
+                    "--core",
+                    "all",
+                ]);
+                r.step("firmware parity in QEMU (m0 m3 m4 m7 m33)", &mut c);
+            }
+        } else {
+            eprintln!("note: no firmware/ workspace yet; skipping QEMU runs");
+        }
+    }
+
+    eprintln!(
+        "\n{} steps failed, total {:.0}s",
+        r.failures.len(),
+        r.started.elapsed().as_secs_f64()
+    );
+    if r.failures.is_empty() {
+        eprintln!("xtask test: all steps passed");
+        ExitCode::SUCCESS
+    } else {
+        for f in &r.failures {
+            eprintln!("  failed: {f}");
+        }
+        ExitCode::FAILURE
+    }
+}
+
+fn bench() -> ExitCode {
+    let mut r = Runner {
+        failures: Vec::new(),
+        started: Instant::now(),
+    };
+    setup(&mut r, true);
+    r.step(
+        "firmware benchmarks (QEMU -icount)",
+        cargo().args([
+            "run", "--quiet", "--release", "-p", "tinyvae-host-tools", "--bin", "tinyvae", "--",
+            "firmware", "bench", "--core", "all",
+        ]),
+    );
+    r.step(
+        "training benchmark",
+        cargo().args([
+            "run", "--quiet", "--release", "-p", "tinyvae-host-tools", "--bin", "train_bench",
+        ]),
+    );
+    if r.failures.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn usage() -> ExitCode {
+    eprintln!("usage: cargo xtask <test [--host-only] | bench>");
+    ExitCode::from(2)
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("test") => test(args.iter().any(|a| a == "--host-only")),
+        Some("bench") => bench(),
+        _ => usage(),
+    }
 }
