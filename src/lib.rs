@@ -12,32 +12,40 @@
 )]
 
 mod activation;
+mod alarm;
 mod cholesky;
 mod dense;
+mod detector;
 mod error;
 mod gaussian;
 mod kl;
 pub mod math;
 mod moe;
+mod normalize;
 mod poe;
 mod qdense;
 mod quant;
+mod quantile;
 mod sample;
 mod layer;
 mod score;
 mod vae;
 
 pub use activation::*;
+pub use alarm::*;
 pub use cholesky::*;
 pub use dense::*;
+pub use detector::*;
 pub use error::*;
 pub use gaussian::*;
 pub use kl::*;
 pub use layer::*;
 pub use moe::*;
+pub use normalize::*;
 pub use poe::*;
 pub use qdense::*;
 pub use quant::*;
+pub use quantile::*;
 pub use sample::*;
 pub use score::*;
 pub use vae::*;
