@@ -1,0 +1,4 @@
+//! Support for the QEMU programs: the instruction counter.
+#![no_std]
+
+pub mod counter;
