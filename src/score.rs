@@ -273,4 +273,25 @@ impl<S, const X: usize, const Z: usize> Workspace<S, X, Z> {
     pub fn scratch_mut(&mut self) -> &mut S {
         &mut self.scratch
     }
+
+    /// Forgets the normal sampler's state (a cached Box–Muller value), so the next sampled
+    /// score draws from its `rng` alone. The streaming detector calls it before every window
+    /// so a window's score depends only on the window and its own seed.
+    pub fn reset_sampler(&mut self) {
+        self.sampler = NormalSampler::new();
+    }
+
+    /// Decodes the posterior mean of the last scored window, `mean = D(mu)`, into
+    /// [`mean`](Self::mean) and returns it (for [`ScoreKind::Elbo`] this is what the score left
+    /// there already). Used for attribution.
+    ///
+    /// # Errors
+    /// As the model's `decode`.
+    pub fn decode_mu<V>(&mut self, model: &V) -> Result<&[f32; X], Error>
+    where
+        V: VaeModel<Scratch = S>,
+    {
+        model.decode(&self.mu, &mut self.mean, &mut self.scratch)?;
+        Ok(&self.mean)
+    }
 }
