@@ -5,7 +5,8 @@
 //! Never call `f32::exp`/`ln`/`tanh` from std in code whose numbers must match the chip: std
 //! calls the system libm, which differs from `libm` by 1-2 ULP on a few percent of inputs.
 //!
-//! With the `fast-math` feature, `exp`, `ln`, `sqrt`, `tanh`, `sin`, `cos` come from `micromath`
+//! With the `fast-math` feature, `exp`, `ln`, `sqrt`, `sin`, `cos` come from `micromath` (and
+//! `tanh` is built from its `exp`)
 //! (approximations with relative errors around 1e-3..1e-4, several times faster on cores without
 //! an FPU). Host and chip still agree bit for bit when both enable the feature, since micromath
 //! is plain f32 arithmetic.
@@ -60,7 +61,15 @@ pub fn sqrt(x: f32) -> f32 {
 pub fn tanh(x: f32) -> f32 {
     #[cfg(feature = "fast-math")]
     {
-        micromath::F32Ext::tanh(x)
+        // micromath has no tanh: 1 - 2 / (e^{2x} + 1), saturated beyond |x| = 9 where
+        // tanh rounds to ±1 in f32.
+        if x > 9.0 {
+            1.0
+        } else if x < -9.0 {
+            -1.0
+        } else {
+            1.0 - 2.0 / (micromath::F32Ext::exp(2.0 * x) + 1.0)
+        }
     }
     #[cfg(not(feature = "fast-math"))]
     {

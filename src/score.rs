@@ -168,7 +168,8 @@ pub fn score<V: VaeModel, R: Rng + ?Sized>(
                     ScoreKind::Iwae { .. } => {
                         let mut log_pz = 0.0f32;
                         let mut log_qz = 0.0f32;
-                        for ((&z, &e), &lv) in buf.z.iter().zip(buf.eps.iter()).zip(buf.logvar.iter())
+                        for ((&z, &e), &lv) in
+                            buf.z.iter().zip(buf.eps.iter()).zip(buf.logvar.iter())
                         {
                             log_pz += LN_2PI + z * z;
                             log_qz += LN_2PI + lv + e * e;
@@ -251,7 +252,15 @@ impl<S, const X: usize, const Z: usize> Workspace<S, X, Z> {
             eps: &mut self.eps,
             mean: &mut self.mean,
         };
-        score(model, x, kind, buf, &mut self.scratch, &mut self.sampler, rng)
+        score(
+            model,
+            x,
+            kind,
+            buf,
+            &mut self.scratch,
+            &mut self.sampler,
+            rng,
+        )
     }
 
     /// Posterior mean of the last scored window.

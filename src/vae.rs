@@ -221,7 +221,8 @@ where
         logvar: &mut [f32; Z],
         scratch: &mut ScratchOf<E, M, L, D, X, H, Z>,
     ) {
-        self.encoder.forward(x, &mut scratch.hidden, &mut scratch.encoder);
+        self.encoder
+            .forward(x, &mut scratch.hidden, &mut scratch.encoder);
         self.mu_head
             .forward(&scratch.hidden, mu, &mut scratch.mu_head);
         self.logvar_head
