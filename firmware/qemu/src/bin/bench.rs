@@ -6,13 +6,20 @@
 //!   640-128-128-128-128-8-128-128-128-128-640 (264,192 MACs; CMSIS-NN: 579,584), random int8
 //!   weights; reported as not fitting where flash is too small (the micro:bit);
 //!
+//! - the compiled-in model (`tinyvae_pipeline::model::MODEL`) on the first window of the
+//!   compiled-in stream: `encode` (encoder and both heads), `decode` (at `z = mu`), `kl`
+//!   (`KL(q || N(0, I))`), `score` (the whole deterministic ELBO score: input check, encode,
+//!   clamp, KL, decode, log-likelihood) and `score_iwae8` (the sampled score with 8 draws).
+//!
 //! Each line: `bench <workload> instructions=<n> macs=<n> checksum=<hex>`; the checksum of the
 //! outputs must be the same on every core (same bits everywhere).
 #![no_std]
 #![no_main]
 
-use tinyvae::Layer;
+use tinyvae::{Layer, ScoreKind, VaeModel, Workspace};
 use tinyvae_fw as _;
+use tinyvae_pipeline::model::{self, Model, INPUT, LATENT, MODEL, SCORE};
+use tinyvae_pipeline::run::{detector, SAMPLED, SEED};
 use tinyvae_qemu::counter::Counter;
 
 mod nets {
@@ -49,6 +56,38 @@ fn checksum(y: &[i8]) -> u32 {
     })
 }
 
+/// FNV-1a over f32 bit patterns.
+fn checksum_f32(y: &[f32]) -> u32 {
+    y.iter().fold(0x811C_9DC5u32, |h, &v| {
+        v.to_bits()
+            .to_le_bytes()
+            .iter()
+            .fold(h, |h, &b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193))
+    })
+}
+
+#[inline(never)]
+fn model_encode(x: &[f32; INPUT], mu: &mut [f32; LATENT], lv: &mut [f32; LATENT], ws: &mut Ws) {
+    MODEL.encode_array(x, mu, lv, ws.scratch_mut());
+}
+
+#[inline(never)]
+fn model_decode(z: &[f32; LATENT], mean: &mut [f32; INPUT], ws: &mut Ws) {
+    MODEL.decode_array(z, mean, ws.scratch_mut());
+}
+
+#[inline(never)]
+fn model_kl(mu: &[f32; LATENT], lv: &[f32; LATENT]) -> f32 {
+    tinyvae::kl_std_normal(mu, lv).unwrap_or(f32::NAN)
+}
+
+#[inline(never)]
+fn score_once(ws: &mut Ws, x: &[f32; INPUT], kind: ScoreKind, window: u64) -> u32 {
+    let mut rng = tinyvae::window_rng(SEED, window);
+    ws.score(&MODEL, x, kind, &mut rng)
+        .map_or(0, |s| s.score.to_bits())
+}
+
 /// Deterministic pseudo-random int8 input.
 fn input<const N: usize>(seed: u32) -> [i8; N] {
     let mut s = seed;
@@ -58,6 +97,60 @@ fn input<const N: usize>(seed: u32) -> [i8; N] {
         s ^= s << 5;
         (s >> 24) as i8
     })
+}
+
+type Ws = Workspace<<Model as VaeModel>::Scratch, INPUT, LATENT>;
+
+fn bench_model(c: &Counter) {
+    // The first window of the compiled-in stream, standardized by the detector.
+    let mut det = match detector(SCORE) {
+        Ok(d) => d,
+        Err(e) => {
+            defmt::error!("bad exported constants: {}", e);
+            tinyvae_fw::exit::failure()
+        }
+    };
+    for row in tinyvae_pipeline::stream::BITS.iter().take(model::WINDOW) {
+        let _ = det.push(&MODEL, &row.map(f32::from_bits));
+    }
+    let x = *det.last_input();
+    drop(det);
+    let mut ws: Ws = Workspace::new(Model::SCRATCH);
+    let mut mu = [0.0f32; LATENT];
+    let mut lv = [0.0f32; LATENT];
+    let mut mean = [0.0f32; INPUT];
+
+    let (n, ()) = c.instructions(|| model_encode(&x, &mut mu, &mut lv, &mut ws));
+    defmt::info!(
+        "bench encode instructions={=u32} checksum={=u32:08x}",
+        n,
+        checksum_f32(&mu) ^ checksum_f32(&lv)
+    );
+    let (n, ()) = c.instructions(|| model_decode(&mu, &mut mean, &mut ws));
+    defmt::info!(
+        "bench decode instructions={=u32} checksum={=u32:08x}",
+        n,
+        checksum_f32(&mean)
+    );
+    let (n, kl) = c.instructions(|| model_kl(&mu, &lv));
+    defmt::info!(
+        "bench kl instructions={=u32} checksum={=u32:08x}",
+        n,
+        kl.to_bits()
+    );
+    let (n, r) = c.instructions(|| score_once(&mut ws, &x, ScoreKind::Elbo, 0));
+    defmt::info!(
+        "bench score instructions={=u32} macs={=u32} checksum={=u32:08x}",
+        n,
+        Model::MACS as u32,
+        r
+    );
+    let (n, r) = c.instructions(|| score_once(&mut ws, &x, SAMPLED, 0));
+    defmt::info!(
+        "bench score_iwae8 instructions={=u32} checksum={=u32:08x}",
+        n,
+        r
+    );
 }
 
 #[cortex_m_rt::entry]
@@ -101,6 +194,8 @@ fn main() -> ! {
         "bench mlperf_ad does-not-fit weights={=u32}",
         MLPERF_AD_BYTES as u32
     );
+
+    bench_model(&c);
 
     defmt::info!(
         "stack high_water={=u32} size={=u32}",

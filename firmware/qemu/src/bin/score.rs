@@ -1,8 +1,91 @@
+//! Scores the compiled-in test stream with the compiled-in model through the library's streaming
+//! detector (see `tinyvae_pipeline::run`), logging one defmt line per window with exact values
+//! as f32 bits, then a summary; exits through semihosting with status 0, or 1 if the library
+//! failed for any reason other than a reported sensor fault.
+//!
+//! Window lines (parsed by `tinyvae firmware run|parity|bench`; `<tag>` is `window`, `sampled`
+//! or `faulty` for the three passes):
+//! `<tag> <k> start=<row> score=<bits> recon=<bits> kl=<bits> flags=<f> level=<bits> alarm=<0|1>
+//! event=<0|1|2> nf=<mask> sat=<mask> stuck=<mask> gap=<0|1>` with `score=none` (and no
+//! recon/kl/flags) for a skipped window and `level=none` when the window did not reach the alarm.
+//! `flags`: bit 0 log-variance clamped, bit 1 score overflow. `event`: 1 alarm raised,
+//! 2 cleared. Masks: bit c = channel c.
 #![no_std]
 #![no_main]
+
+use tinyvae::{AlarmEvent, WindowReport};
 use tinyvae_fw as _;
+use tinyvae_pipeline::model::{self, CHANNELS};
+use tinyvae_pipeline::run::{run_stream, Pass};
+
+fn log(pass: Pass, r: &WindowReport<CHANNELS>) {
+    let tag = pass.tag();
+    let event = match r.event {
+        None => 0u8,
+        Some(AlarmEvent::AlarmRaised { .. }) => 1,
+        Some(AlarmEvent::AlarmCleared { .. }) => 2,
+    };
+    let (k, start, alarm) = (r.window as u32, r.start as u32, u8::from(r.alarm));
+    let f = &r.faults;
+    let (nf, sat, stuck, gap) = (f.non_finite.0, f.saturated.0, f.stuck.0, u8::from(f.gap));
+    match (r.score, r.level) {
+        (Some(s), Some(level)) => defmt::info!(
+            "{=str} {=u32} start={=u32} score={=u32:08x} recon={=u32:08x} kl={=u32:08x} flags={=u8} level={=u32:08x} alarm={=u8} event={=u8} nf={=u32} sat={=u32} stuck={=u32} gap={=u8}",
+            tag, k, start, s.score.to_bits(), s.recon.to_bits(), s.kl.to_bits(),
+            u8::from(s.clamped) | u8::from(s.overflow) << 1, level.to_bits(), alarm, event,
+            nf, sat, stuck, gap
+        ),
+        (Some(s), None) => defmt::info!(
+            "{=str} {=u32} start={=u32} score={=u32:08x} recon={=u32:08x} kl={=u32:08x} flags={=u8} level=none alarm={=u8} event={=u8} nf={=u32} sat={=u32} stuck={=u32} gap={=u8}",
+            tag, k, start, s.score.to_bits(), s.recon.to_bits(), s.kl.to_bits(),
+            u8::from(s.clamped) | u8::from(s.overflow) << 1, alarm, event, nf, sat, stuck, gap
+        ),
+        (None, _) => defmt::warn!(
+            "{=str} {=u32} start={=u32} score=none level=none alarm={=u8} event={=u8} nf={=u32} sat={=u32} stuck={=u32} gap={=u8} (sensor fault: window skipped)",
+            tag, k, start, alarm, event, nf, sat, stuck, gap
+        ),
+    }
+}
+
 #[cortex_m_rt::entry]
 fn main() -> ! {
-    defmt::info!("hello");
-    tinyvae_fw::exit::success()
+    defmt::info!(
+        "model window={=usize} channels={=usize} stride={=usize} threshold={=u32:08x} stream_rows={=usize}",
+        model::WINDOW,
+        model::CHANNELS,
+        model::STRIDE,
+        model::THRESHOLD.to_bits(),
+        tinyvae_pipeline::stream::ROWS
+    );
+    let ok = match run_stream(log) {
+        Ok(passes) => {
+            for (p, s) in [Pass::Stream, Pass::Sampled, Pass::Faults]
+                .iter()
+                .zip(passes)
+            {
+                defmt::info!(
+                    "done pass={=str} windows={=u32} alarms={=u32} skipped={=u32} flagged={=u32}",
+                    p.tag(),
+                    s.windows,
+                    s.alarms,
+                    s.skipped,
+                    s.flagged
+                );
+            }
+            true
+        }
+        Err(e) => {
+            defmt::error!("failed error={}", e);
+            false
+        }
+    };
+    defmt::info!(
+        "stack high_water={=u32} size={=u32}",
+        tinyvae_fw::stack::high_water(),
+        tinyvae_fw::stack::size()
+    );
+    if ok {
+        tinyvae_fw::exit::success()
+    }
+    tinyvae_fw::exit::failure()
 }

@@ -1,0 +1,70 @@
+//! Runs the firmware's scoring pipeline (`tinyvae-pipeline`: same model, same stream, same
+//! detector code) on the host and prints every window in the format of the `score` firmware's
+//! defmt lines (see `qemu/src/bin/score.rs`), so `tinyvae firmware parity` can compare them bit
+//! for bit. Build it for the host triple from inside `firmware/` (the workspace's default target
+//! is a thumb target): `cargo run --release -p tinyvae-host-ref --target x86_64-unknown-linux-gnu`.
+
+use std::process::ExitCode;
+
+use tinyvae::{AlarmEvent, WindowReport};
+use tinyvae_pipeline::model::CHANNELS;
+use tinyvae_pipeline::run::{run_stream, Pass};
+
+fn log(pass: Pass, r: &WindowReport<CHANNELS>) {
+    let event = match r.event {
+        None => 0u8,
+        Some(AlarmEvent::AlarmRaised { .. }) => 1,
+        Some(AlarmEvent::AlarmCleared { .. }) => 2,
+    };
+    let f = &r.faults;
+    let faults = format!(
+        "nf={} sat={} stuck={} gap={}",
+        f.non_finite.0,
+        f.saturated.0,
+        f.stuck.0,
+        u8::from(f.gap)
+    );
+    let level = r
+        .level
+        .map_or_else(|| "none".to_string(), |l| format!("{:08x}", l.to_bits()));
+    let head = format!("{} {} start={}", pass.tag(), r.window, r.start);
+    let tail = format!(
+        "level={level} alarm={} event={event} {faults}",
+        u8::from(r.alarm)
+    );
+    match r.score {
+        Some(s) => println!(
+            "INFO {head} score={:08x} recon={:08x} kl={:08x} flags={} {tail}",
+            s.score.to_bits(),
+            s.recon.to_bits(),
+            s.kl.to_bits(),
+            u8::from(s.clamped) | u8::from(s.overflow) << 1
+        ),
+        None => println!("WARN {head} score=none {tail} (sensor fault: window skipped)"),
+    }
+}
+
+fn main() -> ExitCode {
+    match run_stream(log) {
+        Ok(passes) => {
+            for (p, s) in [Pass::Stream, Pass::Sampled, Pass::Faults]
+                .iter()
+                .zip(passes)
+            {
+                println!(
+                    "INFO done pass={} windows={} alarms={} skipped={} flagged={}",
+                    p.tag(),
+                    s.windows,
+                    s.alarms,
+                    s.skipped,
+                    s.flagged
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            println!("ERROR failed error={e}");
+            ExitCode::FAILURE
+        }
+    }
+}
