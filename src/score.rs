@@ -144,7 +144,13 @@ pub fn score<V: VaeModel, R: Rng + ?Sized>(
         }
         *lv = c;
     }
-    let kl = crate::kl_std_normal(buf.mu, buf.logvar)?;
+    // An infinite or NaN mean (the encoder overflowed on finite input) makes the KL infinite, so
+    // the score is flagged `overflow` below instead of failing as if the input were non-finite.
+    let kl = if buf.mu.iter().all(|m| m.is_finite()) {
+        crate::kl_std_normal(buf.mu, buf.logvar)?
+    } else {
+        f32::INFINITY
+    };
     let noise = model.noise();
 
     let (bound, recon) = match kind {
