@@ -108,7 +108,9 @@ pub struct Buffers<'a> {
 /// Scores one standardized window `x` with any [`VaeModel`].
 ///
 /// Deterministic for [`ScoreKind::Elbo`]; otherwise the draws come from `sampler` and `rng`, so
-/// the same seed gives the same score on the host and on the chip.
+/// the same seed gives the same score on the host and on the chip. The sampler is reset at the
+/// start of every call (a Box–Muller value cached by an earlier call is dropped), so a score is a
+/// function of the window, the model and the generator's state only.
 ///
 /// # Errors
 /// [`Error::NonFinite`] for a NaN/infinite input value, [`Error::ShapeMismatch`] for buffers of
@@ -133,6 +135,7 @@ pub fn score<V: VaeModel, R: Rng + ?Sized>(
     }
     crate::check_finite(x)?;
 
+    sampler.reset();
     model.encode(x, buf.mu, buf.logvar, scratch)?;
     let mut clamped = false;
     for lv in buf.logvar.iter_mut() {
