@@ -1,0 +1,4 @@
+//! `tinyvae-host-tools` as a library: the modules the `tinyvae` and `xtask` binaries share.
+
+pub mod checkpoint;
+pub mod train;
