@@ -1,0 +1,961 @@
+//! `tinyvae firmware run|parity|bench`: build the firmware for a Cortex-M core, run it in
+//! `qemu-system-arm`, decode its defmt output, and check or report what it printed.
+//!
+//! - [`run`] builds `firmware/qemu`'s `score` program for each core, runs it and prints its log.
+//! - [`parity`] also computes every window's score on the host with the same library, model and
+//!   data, and compares them bit for bit (score, reconstruction and KL terms, alarm, flagged
+//!   faults); it returns `Ok(false)` and prints the first mismatch when one differs.
+//! - [`bench`] runs the `bench` program (instructions per inference under `-icount`, see
+//!   `firmware/qemu/src/counter.rs`) and measures flash and RAM from the `score` ELF plus the
+//!   stack high-water mark the firmware measures by stack painting; prints a table or, with
+//!   `json`, one object keyed by core name.
+//!
+//! Each core builds in its own target directory (`firmware/target/qemu-<core>/`): the M4 and M7
+//! share a target triple but not a `target-cpu`, and the defmt decoder needs the exact ELF that
+//! ran. Cargo always runs inside `firmware/`, so its `.cargo/config.toml` applies.
+//!
+//! QEMU exit status: 0 success, 1 failure reported by the firmware (panic, HardFault, failed
+//! check), 134 a crash or lockup (wrong memory map, no semihosting): anything but 0 is an error.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+
+mod reference;
+
+/// Longest a QEMU run may take before it is killed (a hung firmware is a failure).
+const RUN_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// A Cortex-M core and the QEMU machine that emulates it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Core {
+    /// Cortex-M0 (ARMv6-M, no FPU, no DSP) on the BBC micro:bit (nRF51, 256K flash, 16K RAM).
+    M0,
+    /// Cortex-M3 (ARMv7-M, no FPU) on the MPS2 AN385.
+    M3,
+    /// Cortex-M4F (ARMv7E-M, DSP, single-precision FPU) on the MPS2 AN386.
+    M4,
+    /// Cortex-M7 (ARMv7E-M, DSP, FPU) on the MPS2 AN500.
+    M7,
+    /// Cortex-M33 (ARMv8-M Mainline, DSP, FPU) on the MPS2 AN505, running Secure.
+    M33,
+}
+
+impl Core {
+    /// Every core, in the order tables list them.
+    pub const ALL: [Core; 5] = [Core::M0, Core::M3, Core::M4, Core::M7, Core::M33];
+
+    /// Short name (`m0`, `m3`, `m4`, `m7`, `m33`): CLI value and JSON key.
+    pub fn name(self) -> &'static str {
+        match self {
+            Core::M0 => "m0",
+            Core::M3 => "m3",
+            Core::M4 => "m4",
+            Core::M7 => "m7",
+            Core::M33 => "m33",
+        }
+    }
+
+    /// Rust target triple.
+    pub fn target(self) -> &'static str {
+        match self {
+            Core::M0 => "thumbv6m-none-eabi",
+            Core::M3 => "thumbv7m-none-eabi",
+            Core::M4 | Core::M7 => "thumbv7em-none-eabihf",
+            Core::M33 => "thumbv8m.main-none-eabihf",
+        }
+    }
+
+    /// `-C target-cpu` the firmware is built with.
+    pub fn target_cpu(self) -> &'static str {
+        match self {
+            Core::M0 => "cortex-m0",
+            Core::M3 => "cortex-m3",
+            Core::M4 => "cortex-m4",
+            Core::M7 => "cortex-m7",
+            Core::M33 => "cortex-m33",
+        }
+    }
+
+    /// QEMU machine.
+    pub fn machine(self) -> &'static str {
+        match self {
+            Core::M0 => "microbit",
+            Core::M3 => "mps2-an385",
+            Core::M4 => "mps2-an386",
+            Core::M7 => "mps2-an500",
+            Core::M33 => "mps2-an505",
+        }
+    }
+
+    /// (flash origin, flash size, RAM origin, RAM size) of the machine, as linked.
+    pub fn memory(self) -> (u64, u64, u64, u64) {
+        const K: u64 = 1024;
+        match self {
+            Core::M0 => (0, 256 * K, 0x2000_0000, 16 * K),
+            Core::M3 | Core::M4 | Core::M7 => (0, 4096 * K, 0x2000_0000, 4096 * K),
+            Core::M33 => (0x1000_0000, 4096 * K, 0x3800_0000, 4096 * K),
+        }
+    }
+
+    /// Parses `m0|m3|m4|m7|m33`, a comma-separated list of them, or `all`.
+    ///
+    /// # Errors
+    /// An unknown core name.
+    pub fn parse_list(s: &str) -> Result<Vec<Core>> {
+        if s.trim().eq_ignore_ascii_case("all") {
+            return Ok(Core::ALL.to_vec());
+        }
+        let mut v = Vec::new();
+        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let c: Core = part.parse()?;
+            if !v.contains(&c) {
+                v.push(c);
+            }
+        }
+        if v.is_empty() {
+            bail!("no core given (expected m0, m3, m4, m7, m33 or all)");
+        }
+        Ok(v)
+    }
+}
+
+impl fmt::Display for Core {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Core {
+    type Err = anyhow::Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        Core::ALL
+            .into_iter()
+            .find(|c| c.name().eq_ignore_ascii_case(s.trim()))
+            .ok_or_else(|| anyhow!("unknown core `{s}` (expected m0, m3, m4, m7, m33 or all)"))
+    }
+}
+
+/// The firmware workspace: `$TINYVAE_FIRMWARE_DIR`, else `firmware/` next to `host-tools/`.
+pub fn firmware_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("TINYVAE_FIRMWARE_DIR") {
+        return PathBuf::from(d);
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap_or_else(|| Path::new("."))
+        .join("firmware")
+}
+
+fn check_tools(core: Core) -> Result<()> {
+    let qemu = Command::new("qemu-system-arm")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    if !matches!(qemu, Ok(s) if s.success()) {
+        bail!(
+            "qemu-system-arm is not installed (or not on PATH). Install it, e.g. \
+             `sudo apt-get install qemu-system-arm` (Debian/Ubuntu) or `brew install qemu` (macOS); \
+             `cargo xtask test` installs it when run as root"
+        );
+    }
+    let dir = firmware_dir();
+    if !dir.join("Cargo.toml").is_file() {
+        bail!(
+            "no firmware workspace at {} (set TINYVAE_FIRMWARE_DIR to its path)",
+            dir.display()
+        );
+    }
+    let sysroot = Command::new("rustc")
+        .args(["--print", "sysroot"])
+        .current_dir(&dir)
+        .output()
+        .context("running `rustc --print sysroot`")?;
+    let sysroot = PathBuf::from(String::from_utf8_lossy(&sysroot.stdout).trim());
+    if !sysroot.join("lib/rustlib").join(core.target()).is_dir() {
+        bail!(
+            "the Rust target {} (for {core}) is not installed: run `rustup target add {}` \
+             (rust-toolchain.toml lists it, so rustup installs it on a fresh machine)",
+            core.target(),
+            core.target()
+        );
+    }
+    Ok(())
+}
+
+/// The model source compiled into the firmware: `model` if given, else `$TINYVAE_MODEL`, else
+/// the firmware's default (`firmware/model/default_model.rs`, chosen by its `build.rs`). Relative
+/// paths are taken from the current directory.
+///
+/// # Errors
+/// The file does not exist.
+pub fn model_source(model: Option<&Path>) -> Result<Option<PathBuf>> {
+    let given = match model {
+        Some(m) => Some(m.to_path_buf()),
+        None => std::env::var_os("TINYVAE_MODEL")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from),
+    };
+    match given {
+        None => Ok(None),
+        Some(p) => p.canonicalize().map(Some).with_context(|| {
+            format!(
+                "model source {} (export one with `tinyvae export`)",
+                p.display()
+            )
+        }),
+    }
+}
+
+fn cargo_in_firmware(model: Option<&Path>) -> Result<Command> {
+    let dir = firmware_dir();
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.current_dir(&dir)
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("CARGO_BUILD_TARGET")
+        .env_remove("CARGO_TARGET_DIR")
+        .stdin(Stdio::null());
+    match model_source(model)? {
+        Some(m) => cmd.env("TINYVAE_MODEL", m),
+        None => cmd.env_remove("TINYVAE_MODEL"),
+    };
+    Ok(cmd)
+}
+
+/// Builds the named programs of `firmware/qemu` for `core` (release) with the model `model`
+/// (see [`model_source`]) and returns the directory holding the ELFs.
+///
+/// # Errors
+/// Missing target or model, or a failed build (cargo's output is shown).
+pub fn build(core: Core, bins: &[&str], model: Option<&Path>) -> Result<PathBuf> {
+    check_tools(core)?;
+    let dir = firmware_dir();
+    let target_dir = dir.join("target").join(format!("qemu-{}", core.name()));
+    let mut cmd = cargo_in_firmware(model)?;
+    cmd.args(["build", "--release", "--quiet", "-p", "tinyvae-qemu"])
+        .args(["--target", core.target()])
+        .env("TINYVAE_CORE", core.name())
+        .env("CARGO_TARGET_DIR", &target_dir)
+        .env(
+            "CARGO_ENCODED_RUSTFLAGS",
+            format!("-Ctarget-cpu={}", core.target_cpu()),
+        );
+    for b in bins {
+        cmd.args(["--bin", b]);
+    }
+    let status = cmd
+        .status()
+        .with_context(|| format!("running cargo in {}", dir.display()))?;
+    if !status.success() {
+        bail!("firmware build for {core} ({}) failed", core.target());
+    }
+    Ok(target_dir.join(core.target()).join("release"))
+}
+
+/// What one QEMU run printed.
+#[derive(Clone, Debug)]
+pub struct RunOutput {
+    /// Decoded defmt messages, one per frame, prefixed by their level (`INFO`, `ERROR`, ...).
+    pub lines: Vec<String>,
+    /// QEMU's exit status.
+    pub status: i32,
+    /// QEMU's own stderr (diagnostics).
+    pub stderr: String,
+    /// Wall time of the run.
+    pub elapsed: Duration,
+}
+
+/// Runs an ELF on `core`'s QEMU machine with `-icount` and decodes its defmt output.
+///
+/// # Errors
+/// QEMU missing or not startable, a timeout, an ELF without a defmt table, or malformed frames.
+/// A non-zero exit status is *not* an error here (see [`RunOutput::status`]).
+pub fn run_elf(core: Core, elf: &Path) -> Result<RunOutput> {
+    let bytes = std::fs::read(elf).with_context(|| format!("reading {}", elf.display()))?;
+    let table = defmt_decoder::Table::parse(&bytes)
+        .with_context(|| format!("reading the defmt table of {}", elf.display()))?
+        .ok_or_else(|| anyhow!("{} has no .defmt section", elf.display()))?;
+
+    let started = Instant::now();
+    let mut child = Command::new("qemu-system-arm")
+        .args(["-machine", core.machine(), "-nographic", "-monitor", "none"])
+        .args([
+            "-serial",
+            "none",
+            "-semihosting-config",
+            "enable=on,target=native",
+        ])
+        .args(["-icount", "shift=10,align=off,sleep=off", "-kernel"])
+        .arg(elf)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("starting qemu-system-arm")?;
+    let mut out = child
+        .stdout
+        .take()
+        .ok_or_else(|| anyhow!("no qemu stdout"))?;
+    let mut err = child
+        .stderr
+        .take()
+        .ok_or_else(|| anyhow!("no qemu stderr"))?;
+    let out_reader = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        out.read_to_end(&mut v).map(|_| v)
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        err.read_to_string(&mut s).map(|_| s)
+    });
+    let status = loop {
+        if let Some(s) = child.try_wait()? {
+            break s;
+        }
+        if started.elapsed() > RUN_TIMEOUT {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!(
+                "{} on {} did not finish within {} s (hung firmware?)",
+                elf.display(),
+                core.machine(),
+                RUN_TIMEOUT.as_secs()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let raw = out_reader
+        .join()
+        .map_err(|_| anyhow!("qemu stdout reader panicked"))??;
+    let stderr = err_reader
+        .join()
+        .map_err(|_| anyhow!("qemu stderr reader panicked"))??;
+    let elapsed = started.elapsed();
+
+    let mut decoder = table.new_stream_decoder();
+    decoder.received(&raw);
+    let mut lines = Vec::new();
+    loop {
+        match decoder.decode() {
+            Ok(frame) => {
+                let level = frame
+                    .level()
+                    .map(|l| l.as_str().to_uppercase())
+                    .unwrap_or_else(|| "PRINT".into());
+                lines.push(format!("{level} {}", frame.display_message()));
+            }
+            Err(defmt_decoder::DecodeError::UnexpectedEof) => break,
+            Err(defmt_decoder::DecodeError::Malformed) => {
+                bail!(
+                    "malformed defmt frame after {} frames from {} (does the ELF match the run?)",
+                    lines.len(),
+                    elf.display()
+                )
+            }
+        }
+    }
+    Ok(RunOutput {
+        lines,
+        status: status.code().unwrap_or(-1),
+        stderr,
+        elapsed,
+    })
+}
+
+fn status_meaning(status: i32) -> &'static str {
+    match status {
+        0 => "success",
+        1 => "the firmware reported a failure (panic, HardFault or failed check)",
+        134 => "crash or CPU lockup (wrong memory map, missing semihosting?)",
+        _ => "unexpected exit status",
+    }
+}
+
+fn ensure_success(core: Core, what: &str, out: &RunOutput) -> Result<()> {
+    if out.status == 0 {
+        return Ok(());
+    }
+    for l in out.lines.iter().rev().take(10).rev() {
+        eprintln!("  {core} | {l}");
+    }
+    if !out.stderr.trim().is_empty() {
+        eprintln!("  qemu stderr: {}", out.stderr.trim());
+    }
+    bail!(
+        "{what} on {core} ({}) exited with status {}: {}",
+        core.machine(),
+        out.status,
+        status_meaning(out.status)
+    )
+}
+
+/// The words of a firmware log line after its level: a tag, positional words and `key=value`
+/// pairs.
+#[derive(Clone, Debug, Default)]
+pub struct Record {
+    /// First word (`window`, `fault`, `bench`, `size`, `stack`, `done`, ...).
+    pub tag: String,
+    /// Words without `=`, after the tag.
+    pub words: Vec<String>,
+    /// `key=value` pairs.
+    pub fields: BTreeMap<String, String>,
+}
+
+impl Record {
+    /// Splits a decoded line (`LEVEL tag word key=value ...`).
+    pub fn parse(line: &str) -> Record {
+        let mut it = line.split_whitespace();
+        let _level = it.next();
+        let mut r = Record {
+            tag: it.next().unwrap_or_default().to_string(),
+            ..Record::default()
+        };
+        for w in it {
+            match w.split_once('=') {
+                Some((k, v)) => {
+                    r.fields.insert(k.to_string(), v.to_string());
+                }
+                None => r.words.push(w.to_string()),
+            }
+        }
+        r
+    }
+
+    /// A decimal field.
+    ///
+    /// # Errors
+    /// Missing or not a number.
+    pub fn num(&self, key: &str) -> Result<u64> {
+        let v = self
+            .fields
+            .get(key)
+            .ok_or_else(|| anyhow!("`{}` line without `{key}=`", self.tag))?;
+        v.parse()
+            .with_context(|| format!("`{}` line: `{key}={v}` is not a number", self.tag))
+    }
+
+    /// A hexadecimal `u32` field (f32 bits).
+    ///
+    /// # Errors
+    /// Missing or not hexadecimal.
+    pub fn hex(&self, key: &str) -> Result<u32> {
+        let v = self
+            .fields
+            .get(key)
+            .ok_or_else(|| anyhow!("`{}` line without `{key}=`", self.tag))?;
+        u32::from_str_radix(v.trim_start_matches("0x"), 16)
+            .with_context(|| format!("`{}` line: `{key}={v}` is not hexadecimal", self.tag))
+    }
+}
+
+fn records(out: &RunOutput) -> Vec<Record> {
+    out.lines.iter().map(|l| Record::parse(l)).collect()
+}
+
+/// Builds and runs the scoring program on each core with the model `model` (see
+/// [`model_source`]), printing its decoded log.
+///
+/// # Errors
+/// Build or run failure, or a non-zero exit status.
+pub fn run(cores: &[Core], model: Option<&Path>) -> Result<()> {
+    for &core in cores {
+        let dir = build(core, &["score"], model)?;
+        let out = run_elf(core, &dir.join("score"))?;
+        for l in &out.lines {
+            if cores.len() > 1 {
+                println!("{core} | {l}");
+            } else {
+                println!("{l}");
+            }
+        }
+        ensure_success(core, "score", &out)?;
+        eprintln!(
+            "{core}: `score` on {} exited 0 ({} lines, {:.2} s)",
+            core.machine(),
+            out.lines.len(),
+            out.elapsed.as_secs_f64()
+        );
+    }
+    Ok(())
+}
+
+/// Tags of the per-window lines of the `score` program (one per pass, see
+/// `firmware/pipeline/src/run.rs`).
+pub const WINDOW_TAGS: [&str; 3] = ["window", "sampled", "faulty"];
+
+impl Record {
+    /// Whether this is a per-window line.
+    pub fn is_window(&self) -> bool {
+        WINDOW_TAGS.contains(&self.tag.as_str())
+    }
+
+    /// The line as printed, without the level (for messages).
+    pub fn render(&self) -> String {
+        let mut s = self.tag.clone();
+        if let Some(w) = self.words.first() {
+            s.push(' ');
+            s.push_str(w);
+        }
+        for (k, v) in &self.fields {
+            s.push_str(&format!(" {k}={v}"));
+        }
+        s
+    }
+
+    /// Describes the values that differ between two window lines (scores decoded).
+    fn diff(&self, other: &Record) -> String {
+        let mut parts = Vec::new();
+        let keys: std::collections::BTreeSet<&String> =
+            self.fields.keys().chain(other.fields.keys()).collect();
+        for k in keys {
+            let (a, b) = (self.fields.get(k), other.fields.get(k));
+            if a != b {
+                let show = |v: Option<&String>| match v {
+                    None => "(missing)".to_string(),
+                    Some(v) => match (k.as_str(), u32::from_str_radix(v, 16)) {
+                        ("score" | "recon" | "kl" | "level", Ok(bits)) => {
+                            format!("{v} ({:e})", f32::from_bits(bits))
+                        }
+                        _ => v.clone(),
+                    },
+                };
+                parts.push(format!("{k}: chip {} vs host {}", show(a), show(b)));
+            }
+        }
+        parts.join(", ")
+    }
+}
+
+/// One core's parity result.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct CoreParity {
+    /// Core name.
+    pub core: String,
+    /// QEMU machine.
+    pub machine: String,
+    /// Window lines compared (all passes).
+    pub windows: usize,
+    /// Windows skipped for sensor faults (in the fault pass).
+    pub skipped: usize,
+    /// The first difference, if any.
+    pub mismatch: Option<String>,
+}
+
+/// Compares the chip's window lines with the host's, in order.
+fn compare(chip: &[Record], host: &[Record]) -> Option<String> {
+    let chip: Vec<&Record> = chip.iter().filter(|r| r.is_window()).collect();
+    let host: Vec<&Record> = host.iter().filter(|r| r.is_window()).collect();
+    for (i, h) in host.iter().enumerate() {
+        match chip.get(i) {
+            None => {
+                return Some(format!(
+                    "the chip printed {} window lines, the host {}; first missing: {}",
+                    chip.len(),
+                    host.len(),
+                    h.render()
+                ))
+            }
+            Some(c) if c.tag != h.tag || c.words != h.words || c.fields != h.fields => {
+                return Some(format!(
+                    "{} {} (first sample {}): {}\n    chip: {}\n    host: {}",
+                    h.tag,
+                    h.words.first().map_or("?", String::as_str),
+                    h.fields.get("start").map_or("?", String::as_str),
+                    c.diff(h),
+                    c.render(),
+                    h.render()
+                ))
+            }
+            Some(_) => {}
+        }
+    }
+    (chip.len() != host.len()).then(|| {
+        format!(
+            "the chip printed {} window lines, the host {}",
+            chip.len(),
+            host.len()
+        )
+    })
+}
+
+/// Runs the scoring program on each core and compares every window line with the host's for the
+/// same model (see [`model_source`]) and stream; returns one result per core.
+///
+/// The host's lines come from `firmware/host-ref`: the firmware's own pipeline crate (the model,
+/// the library's streaming detector, the same seeds) compiled for the host, so any difference is
+/// a difference of arithmetic between the host and the core. Every value is compared as bits:
+/// scores, reconstruction and KL terms, alarm levels, alarms, alarm events, fault masks.
+///
+/// # Errors
+/// Build or run failures, a non-zero exit status, or no window printed by the host.
+pub fn parity_report(cores: &[Core], model: Option<&Path>) -> Result<Vec<CoreParity>> {
+    let host = reference::run(model)?;
+    let host_windows = host.iter().filter(|r| r.is_window()).count();
+    if host_windows == 0 {
+        bail!("the host reference printed no windows");
+    }
+    let skipped = host
+        .iter()
+        .filter(|r| r.is_window() && r.fields.get("score").is_some_and(|s| s == "none"))
+        .count();
+    let mut out = Vec::new();
+    for &core in cores {
+        let dir = build(core, &["score"], model)?;
+        let run = run_elf(core, &dir.join("score"))?;
+        ensure_success(core, "score", &run)?;
+        out.push(CoreParity {
+            core: core.name().to_string(),
+            machine: core.machine().to_string(),
+            windows: host_windows,
+            skipped,
+            mismatch: compare(&records(&run), &host),
+        });
+    }
+    Ok(out)
+}
+
+/// [`parity_report`], printed: one line per core, the first mismatch in full. Returns whether
+/// every core matched the host bit for bit.
+///
+/// # Errors
+/// As [`parity_report`].
+pub fn parity(cores: &[Core], model: Option<&Path>) -> Result<bool> {
+    let mut ok = true;
+    for p in parity_report(cores, model)? {
+        match &p.mismatch {
+            None => println!(
+                "{} ({}): {} windows bit-identical to the host ({} skipped for injected sensor faults)",
+                p.core, p.machine, p.windows, p.skipped
+            ),
+            Some(m) => {
+                ok = false;
+                println!("{} ({}): MISMATCH at {m}", p.core, p.machine);
+            }
+        }
+    }
+    Ok(ok)
+}
+
+/// Flash and RAM of an ELF, by section.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ElfSizes {
+    /// Loaded sections in flash (`.vector_table`, `.text`, `.rodata`, ...) plus the flash copy of
+    /// `.data`.
+    pub flash: u64,
+    /// `.text` (and the vector table, and veneers): code.
+    pub text: u64,
+    /// Read-only data.
+    pub rodata: u64,
+    /// Initialised statics (in RAM, and their initial values in flash).
+    pub data: u64,
+    /// Zeroed and uninitialised statics.
+    pub bss: u64,
+    /// Flash bytes of the compiled-in model's statics (weights, biases, requantization
+    /// constants, tables, normalization, the model value): symbols of `tinyvae_pipeline::model`.
+    pub model: u64,
+    /// Flash bytes of the compiled-in test stream (`tinyvae_pipeline::stream::BITS`).
+    pub stream: u64,
+}
+
+impl ElfSizes {
+    /// Statics in RAM (`.data + .bss + .uninit`).
+    pub fn ram_static(&self) -> u64 {
+        self.data + self.bss
+    }
+}
+
+/// Reads the section sizes of a firmware ELF, classified by the core's memory map, and the sizes
+/// of the model's and the test stream's symbols (legacy-mangled names of the statics of
+/// `tinyvae_pipeline::model` and `tinyvae_pipeline::stream`).
+///
+/// # Errors
+/// Unreadable or malformed ELF.
+pub fn elf_sizes(core: Core, elf: &Path) -> Result<ElfSizes> {
+    use object::{Object, ObjectSection, ObjectSymbol, SectionFlags, SectionKind, SymbolKind};
+    let bytes = std::fs::read(elf).with_context(|| format!("reading {}", elf.display()))?;
+    let file =
+        object::File::parse(&*bytes).with_context(|| format!("parsing {}", elf.display()))?;
+    let (fo, fl, ro, rl) = core.memory();
+    let mut s = ElfSizes::default();
+    for sec in file.sections() {
+        let alloc = match sec.flags() {
+            SectionFlags::Elf { sh_flags } => sh_flags & u64::from(object::elf::SHF_ALLOC) != 0,
+            _ => false,
+        };
+        if !alloc || sec.size() == 0 {
+            continue;
+        }
+        let a = sec.address();
+        let size = sec.size();
+        let name = sec.name().unwrap_or("");
+        if (fo..fo + fl).contains(&a) {
+            s.flash += size;
+            if sec.kind() == SectionKind::Text || name == ".vector_table" {
+                s.text += size;
+            } else {
+                s.rodata += size;
+            }
+        } else if (ro..ro + rl).contains(&a) {
+            if sec.kind() == SectionKind::UninitializedData || name == ".bss" || name == ".uninit" {
+                s.bss += size;
+            } else {
+                s.data += size;
+                s.flash += size;
+            }
+        }
+    }
+    for sym in file.symbols() {
+        if sym.kind() != SymbolKind::Data || !(fo..fo + fl).contains(&sym.address()) {
+            continue;
+        }
+        let name = sym.name().unwrap_or("");
+        if name.contains("16tinyvae_pipeline5model") {
+            s.model += sym.size();
+        } else if name.contains("16tinyvae_pipeline6stream") {
+            s.stream += sym.size();
+        }
+    }
+    Ok(s)
+}
+
+/// One core's benchmark figures (`None`: does not fit, or not measured).
+#[derive(Clone, Debug, Default)]
+pub struct BenchFigures {
+    /// Instructions by workload name as the firmware printed them.
+    pub instructions: BTreeMap<String, Option<u64>>,
+    /// Multiply-accumulates by workload.
+    pub macs: BTreeMap<String, u64>,
+    /// Output checksums by workload (equal on every core when the kernels agree bit for bit).
+    pub checksums: BTreeMap<String, String>,
+    /// Sizes of the `score` program.
+    pub score_elf: ElfSizes,
+    /// Model parameter bytes in flash (weights, biases, requantization constants, tables).
+    pub weights_bytes: u64,
+    /// Bytes of the compiled-in test stream.
+    pub stream_bytes: u64,
+    /// Stack high-water mark of the `score` run.
+    pub stack_bytes: u64,
+    /// Stack high-water mark of the `bench` run.
+    pub bench_stack_bytes: u64,
+}
+
+impl BenchFigures {
+    fn instr(&self, key: &str) -> Option<u64> {
+        self.instructions.get(key).copied().flatten()
+    }
+
+    /// Flash without the model parameters and the test stream: code, constants, vector table.
+    pub fn flash_code(&self) -> u64 {
+        self.score_elf
+            .flash
+            .saturating_sub(self.weights_bytes + self.stream_bytes)
+    }
+
+    /// Flash of the deployable program: code plus the model (not the test stream).
+    pub fn flash_with_weights(&self) -> u64 {
+        self.flash_code() + self.weights_bytes
+    }
+
+    /// RAM: statics plus the measured stack peak.
+    pub fn ram(&self) -> u64 {
+        self.score_elf.ram_static() + self.stack_bytes
+    }
+
+    /// The JSON object of this core (scripts rely on the first five keys).
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut m = serde_json::Map::new();
+        let mut put = |k: &str, v: Option<u64>| {
+            m.insert(k.to_string(), v.map_or(serde_json::Value::Null, Into::into));
+        };
+        put("small_vae_instructions", self.instr("small_vae"));
+        put("mlperf_ad_instructions", self.instr("mlperf_ad"));
+        put("score_instructions", self.instr("score"));
+        put("flash_code_bytes", Some(self.flash_code()));
+        put("ram_bytes", Some(self.ram()));
+        for (k, v) in &self.instructions {
+            if !matches!(k.as_str(), "small_vae" | "mlperf_ad" | "score") {
+                put(&format!("{k}_instructions"), *v);
+            }
+        }
+        put("flash_weights_bytes", Some(self.weights_bytes));
+        put("flash_with_weights_bytes", Some(self.flash_with_weights()));
+        put("flash_text_bytes", Some(self.score_elf.text));
+        put("flash_rodata_bytes", Some(self.score_elf.rodata));
+        put("ram_static_bytes", Some(self.score_elf.ram_static()));
+        put("stack_bytes", Some(self.stack_bytes));
+        serde_json::Value::Object(m)
+    }
+}
+
+/// Builds and runs the benchmarks on one core with the model `model` (see [`model_source`]).
+///
+/// # Errors
+/// Build or run failure, non-zero exit, unparsable output.
+pub fn bench_core(core: Core, model: Option<&Path>) -> Result<BenchFigures> {
+    let dir = build(core, &["bench", "score"], model)?;
+    let out = run_elf(core, &dir.join("bench"))?;
+    ensure_success(core, "bench", &out)?;
+    let score_elf = elf_sizes(core, &dir.join("score"))?;
+    let mut f = BenchFigures {
+        score_elf,
+        weights_bytes: score_elf.model,
+        stream_bytes: score_elf.stream,
+        ..BenchFigures::default()
+    };
+    for r in records(&out) {
+        match r.tag.as_str() {
+            "bench" => {
+                let name = r
+                    .words
+                    .first()
+                    .ok_or_else(|| anyhow!("`bench` line without a workload name"))?
+                    .clone();
+                if r.words.iter().any(|w| w == "does-not-fit") {
+                    f.instructions.insert(name, None);
+                } else {
+                    f.instructions
+                        .insert(name.clone(), Some(r.num("instructions")?));
+                    if let Some(c) = r.fields.get("checksum") {
+                        f.checksums.insert(name.clone(), c.clone());
+                    }
+                    if let Ok(m) = r.num("macs") {
+                        f.macs.insert(name, m);
+                    }
+                }
+            }
+            "stack" => f.bench_stack_bytes = r.num("high_water")?,
+            _ => {}
+        }
+    }
+    let out = run_elf(core, &dir.join("score"))?;
+    ensure_success(core, "score", &out)?;
+    for r in records(&out) {
+        if r.tag == "stack" {
+            f.stack_bytes = r.num("high_water")?;
+        }
+    }
+    Ok(f)
+}
+
+fn fmt_opt(v: Option<u64>) -> String {
+    v.map_or_else(|| "does not fit".to_string(), group)
+}
+
+fn group(v: u64) -> String {
+    let s = v.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Runs the benchmarks on each core (with the model `model`, see [`model_source`]) and prints a table (or, with `json`, one JSON object keyed
+/// by core name on stdout).
+///
+/// # Errors
+/// Any core's build or run failure.
+pub fn bench(cores: &[Core], json: bool, model: Option<&Path>) -> Result<()> {
+    let mut all = Vec::new();
+    for &core in cores {
+        let t = Instant::now();
+        let f = bench_core(core, model)?;
+        eprintln!("{core}: measured in {:.1} s", t.elapsed().as_secs_f64());
+        all.push((core, f));
+    }
+    // The same inputs through the same kernels must give the same outputs on every core.
+    for (core, f) in &all {
+        for (k, c) in &f.checksums {
+            if let Some((c0, f0)) = all.iter().find(|(_, g)| g.checksums.contains_key(k)) {
+                if f0.checksums.get(k) != Some(c) {
+                    bail!(
+                        "workload {k}: output checksum {c} on {core} differs from {} on {c0}",
+                        f0.checksums[k]
+                    );
+                }
+            }
+        }
+    }
+    if json {
+        let mut m = serde_json::Map::new();
+        for (core, f) in &all {
+            m.insert(core.name().to_string(), f.to_json());
+        }
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::Value::Object(m))?
+        );
+        return Ok(());
+    }
+    let mut keys: Vec<String> = Vec::new();
+    for (_, f) in &all {
+        for k in f.instructions.keys() {
+            if !keys.contains(k) {
+                keys.push(k.clone());
+            }
+        }
+    }
+    let order = ["small_vae", "mlperf_ad", "encode", "decode", "kl", "score"];
+    keys.sort_by_key(|k| order.iter().position(|o| o == k).unwrap_or(order.len()));
+    println!("Instructions per inference (QEMU -icount, exact; not cycles)");
+    print!("| {:<28}", "workload");
+    for (core, _) in &all {
+        print!(" | {:>14}", format!("{core} {}", core.machine()));
+    }
+    println!(" |");
+    print!("|{:-<30}", "");
+    for _ in &all {
+        print!("|{:-<16}", "");
+    }
+    println!("|");
+    for k in &keys {
+        let macs = all.iter().find_map(|(_, f)| f.macs.get(k).copied());
+        let label = match macs {
+            Some(m) => format!("{k} ({} MACs)", group(m)),
+            None => k.clone(),
+        };
+        print!("| {label:<28}");
+        for (_, f) in &all {
+            print!(
+                " | {:>14}",
+                fmt_opt(f.instructions.get(k).copied().flatten())
+            );
+        }
+        println!(" |");
+    }
+    println!();
+    println!("Memory of the `score` program (bytes; flash from the ELF, stack by painting)");
+    type Row = (&'static str, fn(&BenchFigures) -> u64);
+    let rows: [Row; 7] = [
+        ("flash: code + constants", BenchFigures::flash_code),
+        ("flash: model parameters", |f| f.weights_bytes),
+        (
+            "flash: program with model",
+            BenchFigures::flash_with_weights,
+        ),
+        ("RAM: .data + .bss", |f| f.score_elf.ram_static()),
+        ("RAM: stack peak", |f| f.stack_bytes),
+        ("RAM: total", BenchFigures::ram),
+        ("(test stream in flash)", |f| f.stream_bytes),
+    ];
+    for (label, get) in rows {
+        print!("| {label:<28}");
+        for (_, f) in &all {
+            print!(" | {:>14}", group(get(f)));
+        }
+        println!(" |");
+    }
+    Ok(())
+}
