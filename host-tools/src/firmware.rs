@@ -261,6 +261,31 @@ pub fn build(core: Core, bins: &[&str], model: Option<&Path>) -> Result<PathBuf>
     Ok(target_dir.join(core.target()).join("release"))
 }
 
+/// Builds the real-board example (`firmware/boards/nrf52840-dk`, binary `imu-score`, an
+/// MPU-6050 over I2C scored live with defmt-rtt) with the model `model`; returns the ELF path.
+/// It cannot run here: flash it with `cargo run --release` in that directory (probe-rs).
+///
+/// # Errors
+/// Missing target or model, or a failed build.
+pub fn build_board(model: Option<&Path>) -> Result<PathBuf> {
+    let dir = firmware_dir();
+    let board = dir.join("boards").join("nrf52840-dk");
+    if !board.join("Cargo.toml").is_file() {
+        bail!("no board crate at {}", board.display());
+    }
+    let target = "thumbv7em-none-eabihf";
+    let target_dir = dir.join("target").join("board");
+    let mut cmd = cargo_in_firmware(model)?;
+    cmd.current_dir(&board)
+        .args(["build", "--release", "--quiet", "--target", target])
+        .env("CARGO_TARGET_DIR", &target_dir);
+    let status = cmd.status().context("running cargo for the board")?;
+    if !status.success() {
+        bail!("the nRF52840-DK example failed to build");
+    }
+    Ok(target_dir.join(target).join("release").join("imu-score"))
+}
+
 /// What one QEMU run printed.
 #[derive(Clone, Debug)]
 pub struct RunOutput {

@@ -18,14 +18,17 @@
 //! Each pass runs in its own non-inlined function, so only one detector (about 5.5 KB for the
 //! default model) is on the stack at a time.
 
+#[cfg(feature = "stream")]
+use tinyvae::WindowReport;
 use tinyvae::{
-    AlarmConfig, Detector, DetectorConfig, Error, Normalizer, ScoreKind, VaeDetector, WindowReport,
-    Workspace,
+    AlarmConfig, Detector, DetectorConfig, Error, Normalizer, ScoreKind, VaeDetector, Workspace,
 };
 
 use crate::model::{
-    Model, CHANNELS, INPUT, LATENT, MODEL, NORM_MEAN, NORM_STD, SCORE, STRIDE, THRESHOLD, WINDOW,
+    Model, CHANNELS, INPUT, LATENT, NORM_MEAN, NORM_STD, STRIDE, THRESHOLD, WINDOW,
 };
+#[cfg(feature = "stream")]
+use crate::model::{MODEL, SCORE};
 
 /// The detector type of the compiled-in model.
 pub type ModelDetector = VaeDetector<Model, CHANNELS, WINDOW, INPUT, LATENT>;
@@ -114,6 +117,7 @@ pub const FAULTS: [(usize, usize, Injection); 5] = [
     (450, 451, Injection::Value(0, 1.0e30)),
 ];
 
+#[cfg(feature = "stream")]
 fn tally(s: &mut PassSummary, r: &WindowReport<CHANNELS>) {
     s.windows += 1;
     s.alarms += u32::from(r.alarm);
