@@ -2,4 +2,5 @@
 
 pub mod checkpoint;
 pub mod train;
+pub mod tflite;
 pub mod firmware;
