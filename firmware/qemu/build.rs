@@ -102,6 +102,132 @@ fn main() {
     }
 
     bench_models(&out);
+    tflite_model(&out, core.flash.1 >= 1024 * K);
+}
+
+/// The real MLPerf Tiny anomaly-detection model, when its Rust source is available: the file
+/// `tinyvae import --tflite models/mlperf_tiny_ad01/ad01_int8.tflite --out DIR` writes as
+/// `DIR/model.rs`, named by `$TINYVAE_MLPERF_RS` (absolute or relative to `firmware/`). Its
+/// network static and type are found by their declarations, its shapes by the `// N layers:
+/// a-b-...-z.` header line. With the reference cases of `$TINYVAE_MLPERF_REF` (default
+/// `models/mlperf_tiny_ad01/reference_io.json`, TFLite's reference kernels), the first
+/// [`TFLITE_CASES`] inputs and expected outputs are compiled in too, and the bench checks the
+/// outputs bit for bit. Sets `cfg(fw_tflite)` when the model is included.
+fn tflite_model(out: &std::path::Path, fits: bool) {
+    println!("cargo::rustc-check-cfg=cfg(fw_tflite)");
+    println!("cargo::rerun-if-env-changed=TINYVAE_MLPERF_RS");
+    println!("cargo::rerun-if-env-changed=TINYVAE_MLPERF_REF");
+    let firmware = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets it"))
+        .parent()
+        .expect("qemu/ is inside firmware/")
+        .to_path_buf();
+    let Some(src) = env::var_os("TINYVAE_MLPERF_RS").filter(|v| !v.is_empty()) else {
+        return;
+    };
+    let path = firmware.join(src);
+    println!("cargo::rerun-if-changed={}", path.display());
+    if !fits {
+        return; // reported as not fitting by the bench
+    }
+    let text = fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("TINYVAE_MLPERF_RS={}: {e}", path.display()));
+    let (name, ty) = text
+        .lines()
+        .find_map(|l| {
+            let rest = l.strip_prefix("pub static ")?;
+            let (name, rest) = rest.split_once(": ")?;
+            let ty = rest.split(" =").next()?.trim();
+            ty.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_')
+                .then(|| (name.to_string(), ty.to_string()))
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "{}: no `pub static NAME: Type =` network declaration",
+                path.display()
+            )
+        });
+    let dims: Vec<usize> = text
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("// ")?
+                .split_once(" layers: ")
+                .map(|(_, d)| d.trim_end_matches('.').to_string())
+        })
+        .unwrap_or_else(|| panic!("{}: no `// N layers: a-b-...` header line", path.display()))
+        .split('-')
+        .map(|d| d.trim().parse().expect("layer width"))
+        .collect();
+    let (inp, outp) = (dims[0], dims[dims.len() - 1]);
+    let mut w = format!(
+        "#[allow(dead_code)]\nmod net {{\n    include!({path:?});\n}}\n\
+         pub type TfliteNet = net::{ty};\n\
+         pub static TFLITE_NET: &TfliteNet = &net::{name};\n\
+         pub const TFLITE_IN: usize = {inp};\npub const TFLITE_OUT: usize = {outp};\n",
+        path = path.display().to_string()
+    );
+    let reference = match env::var_os("TINYVAE_MLPERF_REF").filter(|v| !v.is_empty()) {
+        Some(p) => firmware.join(p),
+        None => firmware.join("../models/mlperf_tiny_ad01/reference_io.json"),
+    };
+    println!("cargo::rerun-if-changed={}", reference.display());
+    let cases = fs::read_to_string(&reference)
+        .map(|t| reference_cases(&t, TFLITE_CASES))
+        .unwrap_or_default();
+    let fmt = |v: &Vec<i64>| v.iter().map(i64::to_string).collect::<Vec<_>>().join(", ");
+    let ok = !cases.is_empty() && cases.iter().all(|(i, o)| i.len() == inp && o.len() == outp);
+    let (ins, outs): (Vec<String>, Vec<String>) = if ok {
+        cases
+            .iter()
+            .map(|(i, o)| (format!("[{}]", fmt(i)), format!("[{}]", fmt(o))))
+            .unzip()
+    } else {
+        (Vec::new(), Vec::new())
+    };
+    w.push_str(&format!(
+        "pub static TFLITE_CASE_IN: [[i8; {inp}]; {n}] = [{}];\n\
+         pub static TFLITE_CASE_OUT: [[i8; {outp}]; {n}] = [{}];\n",
+        ins.join(", "),
+        outs.join(", "),
+        n = ins.len()
+    ));
+    fs::write(out.join("bench_tflite.rs"), w).expect("write bench_tflite.rs");
+    println!("cargo::rustc-cfg=fw_tflite");
+}
+
+/// Reference cases checked on the chip.
+const TFLITE_CASES: usize = 4;
+
+/// The first `n` `(input, output)` integer arrays of the `"cases"` of a reference JSON file
+/// (`{"cases": [{"input": [..], "output_reference": [..]}, ...]}`: TFLite's reference kernels),
+/// read without a JSON library.
+fn reference_cases(text: &str, n: usize) -> Vec<(Vec<i64>, Vec<i64>)> {
+    let Some(start) = text.find("\"cases\"") else {
+        return Vec::new();
+    };
+    let mut rest = &text[start..];
+    let array = |key: &str, rest: &mut &str| -> Option<Vec<i64>> {
+        let k = rest.find(&format!("\"{key}\""))?;
+        let open = k + rest[k..].find('[')?;
+        let close = open + rest[open..].find(']')?;
+        let v = rest[open + 1..close]
+            .split(',')
+            .map(|x| x.trim().parse().ok())
+            .collect::<Option<Vec<i64>>>()?;
+        *rest = &rest[close + 1..];
+        Some(v)
+    };
+    let mut cases = Vec::new();
+    while cases.len() < n {
+        let (Some(i), Some(o)) = (
+            array("input", &mut rest),
+            array("output_reference", &mut rest),
+        ) else {
+            break;
+        };
+        cases.push((i, o));
+    }
+    cases
 }
 
 /// SplitMix64: a fixed, dependency-free generator for the benchmark weights.

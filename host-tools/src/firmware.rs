@@ -228,7 +228,54 @@ fn cargo_in_firmware(model: Option<&Path>) -> Result<Command> {
         Some(m) => cmd.env("TINYVAE_MODEL", m),
         None => cmd.env_remove("TINYVAE_MODEL"),
     };
+    match tflite_source() {
+        Some(p) => cmd.env("TINYVAE_MLPERF_RS", p),
+        None => cmd.env_remove("TINYVAE_MLPERF_RS"),
+    };
     Ok(cmd)
+}
+
+/// Rust source of the real MLPerf Tiny AD model for the `tflite` program: `$TINYVAE_MLPERF_RS`
+/// if set, else generated from `models/mlperf_tiny_ad01/ad01_int8.tflite` by the TFLite importer
+/// ([`crate::tflite::to_rust_source`]) into `firmware/target/tflite/ad01_int8.rs` (rewritten only
+/// when its content changes, so the firmware is not rebuilt needlessly). `None` (with a note) if
+/// neither is available; the same answer for the whole process.
+pub fn tflite_source() -> Option<PathBuf> {
+    static SOURCE: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    SOURCE
+        .get_or_init(|| {
+            if let Some(p) = std::env::var_os("TINYVAE_MLPERF_RS").filter(|v| !v.is_empty()) {
+                return PathBuf::from(p).canonicalize().ok();
+            }
+            let dir = firmware_dir();
+            let tfl = dir.join("../models/mlperf_tiny_ad01/ad01_int8.tflite");
+            let generate = || -> Result<PathBuf> {
+                let bytes =
+                    std::fs::read(&tfl).with_context(|| format!("reading {}", tfl.display()))?;
+                let m = crate::tflite::import_tflite(&bytes).map_err(|e| anyhow!("{e}"))?;
+                let src = crate::tflite::to_rust_source(&m, "ad01_int8");
+                let out_dir = dir.join("target").join("tflite");
+                std::fs::create_dir_all(&out_dir)?;
+                let out = out_dir.join("ad01_int8.rs");
+                if std::fs::read_to_string(&out).ok().as_deref() != Some(src.as_str()) {
+                    std::fs::write(&out, src)?;
+                }
+                Ok(out)
+            };
+            if !tfl.is_file() {
+                return None;
+            }
+            match generate() {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    eprintln!(
+                        "note: MLPerf Tiny AD model not imported ({e:#}); its benchmark is skipped"
+                    );
+                    None
+                }
+            }
+        })
+        .clone()
 }
 
 /// Builds the named programs of `firmware/qemu` for `core` (release) with the model `model`
@@ -619,6 +666,7 @@ fn compare(chip: &[Record], host: &[Record]) -> Option<String> {
 /// the library's streaming detector, the same seeds) compiled for the host, so any difference is
 /// a difference of arithmetic between the host and the core. Every value is compared as bits:
 /// scores, reconstruction and KL terms, alarm levels, alarms, alarm events, fault masks.
+/// Before that, the negative controls (`panic`, `hardfault` programs) must fail with status 1.
 ///
 /// # Errors
 /// Build or run failures, a non-zero exit status, or no window printed by the host.
@@ -634,7 +682,8 @@ pub fn parity_report(cores: &[Core], model: Option<&Path>) -> Result<Vec<CorePar
         .count();
     let mut out = Vec::new();
     for &core in cores {
-        let dir = build(core, &["score"], model)?;
+        let dir = build(core, &["score", "panic", "hardfault"], model)?;
+        negative_controls(core, &dir)?;
         let run = run_elf(core, &dir.join("score"))?;
         ensure_success(core, "score", &run)?;
         out.push(CoreParity {
@@ -648,6 +697,29 @@ pub fn parity_report(cores: &[Core], model: Option<&Path>) -> Result<Vec<CorePar
     Ok(out)
 }
 
+/// Runs the `panic` and `hardfault` programs: each must log its failure and exit with status 1,
+/// proving that a panic or a fault on the chip fails the run (and CI) instead of passing or
+/// hanging.
+fn negative_controls(core: Core, dir: &Path) -> Result<()> {
+    for (prog, expect) in [
+        ("panic", "ERROR panic at"),
+        ("hardfault", "ERROR HardFault at"),
+    ] {
+        let out = run_elf(core, &dir.join(prog))?;
+        let logged = out.lines.iter().any(|l| l.starts_with(expect));
+        if out.status != 1 || !logged {
+            bail!(
+                "negative control `{prog}` on {core} exited with status {} ({}){}: a failure on \
+                 the chip would not fail the run",
+                out.status,
+                status_meaning(out.status),
+                if logged { "" } else { " without logging it" }
+            );
+        }
+    }
+    Ok(())
+}
+
 /// [`parity_report`], printed: one line per core, the first mismatch in full. Returns whether
 /// every core matched the host bit for bit.
 ///
@@ -658,7 +730,8 @@ pub fn parity(cores: &[Core], model: Option<&Path>) -> Result<bool> {
     for p in parity_report(cores, model)? {
         match &p.mismatch {
             None => println!(
-                "{} ({}): {} windows bit-identical to the host ({} skipped for injected sensor faults)",
+                "{} ({}): {} windows bit-identical to the host ({} skipped for injected sensor \
+                 faults); panic and HardFault controls exit 1",
                 p.core, p.machine, p.windows, p.skipped
             ),
             Some(m) => {
@@ -826,9 +899,16 @@ impl BenchFigures {
 /// # Errors
 /// Build or run failure, non-zero exit, unparsable output.
 pub fn bench_core(core: Core, model: Option<&Path>) -> Result<BenchFigures> {
-    let dir = build(core, &["bench", "score"], model)?;
-    let out = run_elf(core, &dir.join("bench"))?;
-    ensure_success(core, "bench", &out)?;
+    let dir = build(core, &["bench", "tflite", "score"], model)?;
+    let mut bench_lines = Vec::new();
+    for prog in ["bench", "tflite"] {
+        let out = run_elf(core, &dir.join(prog))?;
+        ensure_success(core, prog, &out)?;
+        bench_lines.extend(records(&out).into_iter().filter(|r| r.tag == "bench"));
+        if prog == "bench" {
+            bench_lines.extend(records(&out).into_iter().filter(|r| r.tag == "stack"));
+        }
+    }
     let score_elf = elf_sizes(core, &dir.join("score"))?;
     let mut f = BenchFigures {
         score_elf,
@@ -836,7 +916,7 @@ pub fn bench_core(core: Core, model: Option<&Path>) -> Result<BenchFigures> {
         stream_bytes: score_elf.stream,
         ..BenchFigures::default()
     };
-    for r in records(&out) {
+    for r in bench_lines {
         match r.tag.as_str() {
             "bench" => {
                 let name = r

@@ -27,9 +27,14 @@ pub fn failure() -> ! {
     cortex_m::asm::udf()
 }
 
+/// Logs the location only: formatting the message would pull `core::fmt` (a few KB of flash)
+/// into every program, for panics that the firmware's code paths never take on data.
 #[panic_handler]
 fn panic(info: &PanicInfo) -> ! {
-    defmt::error!("panic: {}", defmt::Display2Format(info));
+    match info.location() {
+        Some(l) => defmt::error!("panic at {=str}:{=u32}", l.file(), l.line()),
+        None => defmt::error!("panic"),
+    }
     failure()
 }
 

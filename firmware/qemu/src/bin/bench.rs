@@ -11,6 +11,10 @@
 //!   (`KL(q || N(0, I))`), `score` (the whole deterministic ELBO score: input check, encode,
 //!   clamp, KL, decode, log-likelihood) and `score_iwae8` (the sampled score with 8 draws).
 //!
+//!
+//! The real MLPerf Tiny AD model imported from TFLite is measured by its own program (`tflite`),
+//! so its presence does not change how the kernels of this one are compiled.
+//!
 //! Each line: `bench <workload> instructions=<n> macs=<n> checksum=<hex>`; the checksum of the
 //! outputs must be the same on every core (same bits everywhere).
 #![no_std]
@@ -21,6 +25,7 @@ use tinyvae_fw as _;
 use tinyvae_pipeline::model::{self, Model, INPUT, LATENT, MODEL, SCORE};
 use tinyvae_pipeline::run::{detector, SAMPLED, SEED};
 use tinyvae_qemu::counter::Counter;
+use tinyvae_qemu::{checksum, checksum_f32, input};
 
 mod nets {
     include!(concat!(env!("OUT_DIR"), "/bench_small.rs"));
@@ -49,23 +54,6 @@ fn mlperf_ad(x: &[i8; 640], y: &mut [i8; 640], s: &mut <MlperfAd as Layer<640, 6
     MLPERF_AD.forward(x, y, s);
 }
 
-/// FNV-1a over the output bytes.
-fn checksum(y: &[i8]) -> u32 {
-    y.iter().fold(0x811C_9DC5u32, |h, &b| {
-        (h ^ u32::from(b as u8)).wrapping_mul(0x0100_0193)
-    })
-}
-
-/// FNV-1a over f32 bit patterns.
-fn checksum_f32(y: &[f32]) -> u32 {
-    y.iter().fold(0x811C_9DC5u32, |h, &v| {
-        v.to_bits()
-            .to_le_bytes()
-            .iter()
-            .fold(h, |h, &b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193))
-    })
-}
-
 #[inline(never)]
 fn model_encode(x: &[f32; INPUT], mu: &mut [f32; LATENT], lv: &mut [f32; LATENT], ws: &mut Ws) {
     MODEL.encode_array(x, mu, lv, ws.scratch_mut());
@@ -86,17 +74,6 @@ fn score_once(ws: &mut Ws, x: &[f32; INPUT], kind: ScoreKind, window: u64) -> u3
     let mut rng = tinyvae::window_rng(SEED, window);
     ws.score(&MODEL, x, kind, &mut rng)
         .map_or(0, |s| s.score.to_bits())
-}
-
-/// Deterministic pseudo-random int8 input.
-fn input<const N: usize>(seed: u32) -> [i8; N] {
-    let mut s = seed;
-    core::array::from_fn(|_| {
-        s ^= s << 13;
-        s ^= s >> 17;
-        s ^= s << 5;
-        (s >> 24) as i8
-    })
 }
 
 type Ws = Workspace<<Model as VaeModel>::Scratch, INPUT, LATENT>;
