@@ -3,4 +3,9 @@
 pub mod checkpoint;
 pub mod train;
 pub mod tflite;
+pub mod data;
+pub mod export;
+pub mod metrics;
+pub mod model;
+pub mod plots;
 pub mod firmware;

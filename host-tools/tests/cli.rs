@@ -1,0 +1,474 @@
+//! End-to-end tests of the `tinyvae` binary on small slices of the bundled data set (kept fast:
+//! windows of 16 samples, a 96-16-4 model, a few epochs): train → export → eval → score,
+//! determinism of the export, the demo report, and every bad-input case (a one-line message
+//! naming file, line and column, a non-zero exit, no output written, no panic).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn data_file(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../data/watch_shoulder_pen")
+        .join(name)
+}
+
+/// The header and rows `from..to` of a bundled file, written to `dir/name`.
+fn slice(dir: &Path, src: &str, name: &str, from: usize, to: usize) -> PathBuf {
+    let text = std::fs::read_to_string(data_file(src)).unwrap();
+    let mut lines = text.lines();
+    let mut out = String::from(lines.next().unwrap());
+    out.push('\n');
+    for l in lines.skip(from).take(to - from) {
+        out.push_str(l);
+        out.push('\n');
+    }
+    let p = dir.join(name);
+    std::fs::write(&p, out).unwrap();
+    p
+}
+
+fn tinyvae(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tinyvae"))
+        .args(args)
+        .env_remove("TINYVAE_MODEL")
+        .output()
+        .unwrap()
+}
+
+fn ok(args: &[&str]) -> String {
+    let o = tinyvae(args);
+    assert!(
+        o.status.success(),
+        "tinyvae {args:?} failed:\n{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout).unwrap()
+}
+
+/// Runs a command that must fail; returns its one-line error message.
+fn fails(args: &[&str]) -> String {
+    let o = tinyvae(args);
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert_eq!(o.status.code(), Some(1), "tinyvae {args:?}: {err}");
+    assert!(
+        !err.contains("panicked") && !err.contains("backtrace"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "not one line: {err}");
+    assert!(err.starts_with("error: "), "{err}");
+    err.trim_end().to_string()
+}
+
+const SMALL: [&str; 14] = [
+    "--window",
+    "16",
+    "--stride",
+    "8",
+    "--hidden",
+    "16",
+    "--latent",
+    "4",
+    "--epochs",
+    "4",
+    "--samples",
+    "2",
+    "--quiet",
+    "--seed=3",
+];
+
+/// Trains the small model on 1,200 rows into `dir/name`.
+fn train(dir: &Path, name: &str) -> PathBuf {
+    let train = slice(dir, "train.csv", "train.csv", 0, 1200);
+    let out = dir.join(name);
+    let mut args = vec![
+        "train",
+        "--data",
+        train.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend(SMALL);
+    ok(&args);
+    out
+}
+
+#[test]
+fn train_export_eval_score() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let model = train(dir, "model");
+    assert!(model.join("config.json").is_file() && model.join("model.safetensors").is_file());
+    let m = model.to_str().unwrap();
+    // 1,441 normal rows then anomalous ones
+    let test = slice(dir, "test.csv", "test.csv", 0, 1700);
+    let t = test.to_str().unwrap();
+
+    for (flag, name) in [(None, "model.rs"), (Some("--f32"), "model_f32.rs")] {
+        let out = dir.join(name);
+        let mut args = vec!["export", "--model", m, "--out", out.to_str().unwrap()];
+        args.extend(flag);
+        ok(&args);
+        let src = std::fs::read_to_string(&out).unwrap();
+        tinyvae_host_tools::export::verify(&src).unwrap();
+        assert!(src.contains("pub static MODEL: Model"), "{name}");
+        assert!(src.contains("pub const THRESHOLD: f32 = "), "{name}");
+        if let Ok(o) = Command::new("rustfmt")
+            .args(["--edition", "2021", "--check"])
+            .arg(&out)
+            .output()
+        {
+            assert!(
+                o.status.success(),
+                "{name} is not rustfmt-clean:\n{}",
+                String::from_utf8_lossy(&o.stdout)
+            );
+        }
+    }
+
+    let json: Value = serde_json::from_str(&ok(&["eval", "--model", m, "--data", t, "--json"]))
+        .expect("eval --json prints one JSON object");
+    for key in ["roc_auc_f32", "roc_auc_int8", "pr_auc_f32", "pr_auc_int8"] {
+        let v = json[key]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{key} in {json}"));
+        assert!((0.0..=1.0).contains(&v), "{key} = {v}");
+    }
+    // the model learns something even from this little data
+    assert!(json["roc_auc_int8"].as_f64().unwrap() > 0.6, "{json}");
+    assert_eq!(json["windows"], 211);
+    let kinds = json["kinds"].as_array().unwrap();
+    assert_eq!(kinds.len(), 8, "4 score kinds x f32/int8");
+
+    let train_csv = dir.join("train.csv");
+    let json: Value = serde_json::from_str(&ok(&[
+        "eval",
+        "--model",
+        m,
+        "--data",
+        t,
+        "--json",
+        "--baseline",
+        "gaussian",
+        "--train-data",
+        train_csv.to_str().unwrap(),
+    ]))
+    .unwrap();
+    let b = &json["baseline"];
+    assert_eq!(b["dim"], 96);
+    assert!(b["roc_auc"].as_f64().unwrap() > 0.5, "{b}");
+    assert_eq!(b["flash_bytes"], 4 * (96 + 96 * 97 / 2 + 1));
+    let text = ok(&["eval", "--model", m, "--data", t, "--baseline", "gaussian"]);
+    assert!(text.contains("Gaussian (full cov., D=96)"), "{text}");
+    assert!(text.contains("iwae-2"), "{text}");
+
+    let scores = dir.join("scores.csv");
+    ok(&[
+        "score",
+        "--model",
+        m,
+        "--data",
+        t,
+        "--out",
+        scores.to_str().unwrap(),
+    ]);
+    let csv = std::fs::read_to_string(&scores).unwrap();
+    let mut lines = csv.lines();
+    assert_eq!(lines.next(), Some("window,start,end,score,alarm,label"));
+    let rows: Vec<Vec<String>> = lines
+        .map(|l| l.split(',').map(String::from).collect())
+        .collect();
+    assert_eq!(rows.len(), 211);
+    assert_eq!(rows[1][..3], ["1", "8", "24"]);
+    assert!(rows.iter().all(|r| r[4] == "0" || r[4] == "1"));
+    let alarms_on_anomalies = rows.iter().filter(|r| r[4] == "1" && r[5] == "1").count();
+    assert!(alarms_on_anomalies > 0);
+
+    // quantize recalibrates in place, at another FPR
+    let out = ok(&["quantize", "--model", m, "--fpr", "0.05", "--json"]);
+    let q: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(q["threshold"]["fpr"], 0.05);
+    let cfg: Value =
+        serde_json::from_str(&std::fs::read_to_string(model.join("config.json")).unwrap()).unwrap();
+    assert_eq!(cfg["threshold"]["fpr"], 0.05);
+}
+
+#[test]
+fn training_and_export_are_deterministic() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let a = train(dir, "a");
+    let b = train(dir, "b");
+    let export = |m: &Path, out: &str| {
+        let p = dir.join(out);
+        ok(&[
+            "export",
+            "--model",
+            m.to_str().unwrap(),
+            "--out",
+            p.to_str().unwrap(),
+        ]);
+        std::fs::read(p).unwrap()
+    };
+    let ea = export(&a, "a.rs");
+    assert_eq!(ea, export(&a, "a2.rs"), "same checkpoint, different bytes");
+    assert_eq!(
+        ea,
+        export(&b, "b.rs"),
+        "same data and seed, different bytes"
+    );
+}
+
+#[test]
+fn demo_writes_the_report() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let train = slice(dir, "train.csv", "train.csv", 0, 1200);
+    let test = slice(dir, "test.csv", "test.csv", 0, 1700);
+    let out = dir.join("report");
+    let mut args = vec![
+        "demo",
+        "--out",
+        out.to_str().unwrap(),
+        "--train-data",
+        train.to_str().unwrap(),
+        "--test-data",
+        test.to_str().unwrap(),
+        "--no-firmware",
+    ];
+    args.extend(SMALL);
+    let text = ok(&args);
+    assert!(
+        text.contains("ROC AUC") && text.contains("VAE int8"),
+        "{text}"
+    );
+    for f in [
+        "model/config.json",
+        "model/model.safetensors",
+        "model.rs",
+        "metrics.json",
+        "training_curves.svg",
+        "score_histogram.svg",
+        "roc.svg",
+    ] {
+        assert!(out.join(f).is_file(), "{f} missing");
+    }
+    let m: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
+    assert!(
+        m["roc_auc_f32"].is_number() && m["roc_auc_int8"].is_number(),
+        "{m}"
+    );
+    assert!(m["baseline"]["roc_auc"].is_number(), "{m}");
+    let svg = std::fs::read_to_string(out.join("roc.svg")).unwrap();
+    assert!(svg.contains("<text") && svg.contains("VAE int8"));
+    // no staging directories left behind
+    let names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert!(names.iter().all(|n| !n.starts_with('.')), "{names:?}");
+    // running again replaces the report
+    ok(&args);
+    assert!(out.join("metrics.json").is_file());
+}
+
+const HEADER: &str = "ax,ay,az,wx,wy,wz\n";
+
+fn rows(n: usize) -> String {
+    (0..n)
+        .map(|i| format!("{},0.5,-0.25,0.1,0.2,{}\n", i % 7, i % 3))
+        .collect()
+}
+
+/// Each bad training file gives `file:line:column: message`, exit 1, and no checkpoint.
+#[test]
+fn bad_training_data() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let cases: Vec<(&str, String, &str)> = vec![
+        (
+            "ragged.csv",
+            format!("{HEADER}{}1,2,3\n", rows(40)),
+            ":42:4: ragged row: 3 fields, the header has 6",
+        ),
+        (
+            "long.csv",
+            format!("{HEADER}{}1,2,3,4,5,6,7\n", rows(5)),
+            ":7:7: ragged row: 7 fields, the header has 6",
+        ),
+        (
+            "text.csv",
+            format!("{HEADER}{}1,abc,3,4,5,6\n", rows(16)),
+            ":18:2: field \"abc\" is not a number",
+        ),
+        (
+            "emptyfield.csv",
+            format!("{HEADER}{}1,2,,4,5,6\n", rows(3)),
+            ":5:3: empty field",
+        ),
+        (
+            "nan.csv",
+            format!("{HEADER}{}1,2,3,4,NaN,6\n", rows(9)),
+            ":11:5: field \"NaN\" is not finite",
+        ),
+        (
+            "inf.csv",
+            format!("{HEADER}1,2,3,4,5,inf\n{}", rows(9)),
+            ":2:6: field \"inf\" is not finite",
+        ),
+        ("empty.csv", String::new(), ": file is empty"),
+        ("headeronly.csv", HEADER.to_string(), ": no data rows"),
+        (
+            "short.csv",
+            format!("{HEADER}{}", rows(50)),
+            ": window of 64 samples is longer than the data",
+        ),
+    ];
+    for (name, content, want) in cases {
+        let p = dir.join(name);
+        std::fs::write(&p, content).unwrap();
+        let out = dir.join(format!("{name}.model"));
+        let err = fails(&[
+            "train",
+            "--data",
+            p.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--quiet",
+        ]);
+        let want = format!("error: {}{want}", p.display());
+        assert!(
+            err.starts_with(&want),
+            "{name}:\n got  {err}\n want {want}..."
+        );
+        assert!(!out.exists(), "{name}: wrote {}", out.display());
+    }
+    let missing = dir.join("missing.csv");
+    let err = fails(&[
+        "train",
+        "--data",
+        missing.to_str().unwrap(),
+        "--out",
+        dir.join("m").to_str().unwrap(),
+    ]);
+    assert_eq!(err, format!("error: {}: no such file", missing.display()));
+    assert!(!dir.join("m").exists());
+}
+
+/// Bad streams given to a trained model (eval, score, quantize): same rules, and `score`
+/// writes no CSV.
+#[test]
+fn bad_streams_for_a_model() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let model = train(dir, "model");
+    let m = model.to_str().unwrap();
+    let three = dir.join("three.csv");
+    std::fs::write(&three, "a,b,c,label\n1,2,3,0\n4,5,6,1\n").unwrap();
+    let short = dir.join("short.csv");
+    std::fs::write(&short, format!("{HEADER}{}", rows(10))).unwrap();
+    let bad = dir.join("bad.csv");
+    std::fs::write(&bad, format!("{HEADER}{}1,2,3,4,5,x\n", rows(30))).unwrap();
+    let unlabeled = dir.join("unlabeled.csv");
+    std::fs::write(&unlabeled, format!("{HEADER}{}", rows(40))).unwrap();
+    let out = dir.join("scores.csv");
+    let o = out.to_str().unwrap();
+    let cases: Vec<(Vec<&str>, String)> = vec![
+        (
+            vec!["eval", "--model", m, "--data", three.to_str().unwrap()],
+            format!(
+                "error: {}:1: 3 channels (a,b,c) but the model expects 6",
+                three.display()
+            ),
+        ),
+        (
+            vec![
+                "score",
+                "--model",
+                m,
+                "--data",
+                three.to_str().unwrap(),
+                "--out",
+                o,
+            ],
+            format!(
+                "error: {}:1: 3 channels (a,b,c) but the model expects 6",
+                three.display()
+            ),
+        ),
+        (
+            vec![
+                "score",
+                "--model",
+                m,
+                "--data",
+                short.to_str().unwrap(),
+                "--out",
+                o,
+            ],
+            format!(
+                "error: {}: window of 16 samples is longer than the data (10 rows)",
+                short.display()
+            ),
+        ),
+        (
+            vec![
+                "score",
+                "--model",
+                m,
+                "--data",
+                bad.to_str().unwrap(),
+                "--out",
+                o,
+            ],
+            format!("error: {}:32:6: field \"x\" is not a number", bad.display()),
+        ),
+        (
+            vec!["eval", "--model", m, "--data", unlabeled.to_str().unwrap()],
+            format!(
+                "error: {}: no `label` column; evaluation needs labels (use `tinyvae score` for \
+                 unlabeled data)",
+                unlabeled.display()
+            ),
+        ),
+        (
+            vec!["quantize", "--model", m, "--data", bad.to_str().unwrap()],
+            format!("error: {}:32:6: field \"x\" is not a number", bad.display()),
+        ),
+    ];
+    for (args, want) in cases {
+        let err = fails(&args);
+        assert_eq!(err, want, "{args:?}");
+        assert!(!out.exists(), "{args:?} wrote {o}");
+    }
+    // a directory that is not a checkpoint, and a bad config file
+    let err = fails(&["eval", "--model", dir.to_str().unwrap()]);
+    assert_eq!(
+        err,
+        format!(
+            "error: {}: not a checkpoint directory (no config.json)",
+            dir.display()
+        )
+    );
+    let err = fails(&["export", "--model", "/nonexistent/m", "--out", o]);
+    assert_eq!(err, "error: /nonexistent/m: no such checkpoint directory");
+    let cfg = dir.join("bad.toml");
+    std::fs::write(&cfg, "[model]\nwindow = 16\nlatnet = 4\n").unwrap();
+    let err = fails(&[
+        "train",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--out",
+        dir.join("x").to_str().unwrap(),
+    ]);
+    assert!(
+        err.starts_with(&format!(
+            "error: {}:3:1: unknown field `latnet`",
+            cfg.display()
+        )),
+        "{err}"
+    );
+}
