@@ -2,9 +2,12 @@
 //!
 //! The core comes from `TINYVAE_CORE` (`m0`, `m3`, `m4`, `m7`, `m33`), default from the target
 //! triple (`thumbv6m` → m0, `thumbv7m` → m3, `thumbv7em` → m4, `thumbv8m.main` → m33). It
-//! selects the memory map written to `memory.x` (see `../../shared` notes: the micro:bit's nRF51
-//! has 256K/16K, the MPS2 boards 4M/4M, and the AN505 boots Secure so its M33 image is linked at
-//! the Secure aliases 0x1000_0000 / 0x3800_0000), and sets `cfg(fw_core = "..")` for the code.
+//! selects the memory map written to `memory.x` (the micro:bit's nRF51 has 256K/16K, the MPS2
+//! boards 4M/4M, and the AN505 boots Secure so its M33 image is linked at the Secure aliases
+//! 0x1000_0000 / 0x3800_0000), and sets `cfg(fw_core = "..")` for the code. For the M0,
+//! `TINYVAE_MACHINE=mps2-an385` links the same ARMv6-M code with the MPS2 map instead of the
+//! micro:bit's (for programs too large for 256K; QEMU's M3 machine runs it unchanged);
+//! `cfg(fw_nrf51)` is set when the micro:bit is the machine (its timer differs).
 //! Link arguments are emitted here rather than in `.cargo/config.toml`, so the link script is
 //! used whatever directory cargo runs from.
 
@@ -12,6 +15,7 @@ use std::env;
 use std::fs;
 use std::path::PathBuf;
 
+#[derive(Clone, Copy)]
 struct Core {
     name: &'static str,
     triple: &'static str,
@@ -53,9 +57,20 @@ const CORES: [Core; 5] = [
     },
 ];
 
+/// The default machine of each core.
+const MACHINES: [(&str, &str); 5] = [
+    ("m0", "microbit"),
+    ("m3", "mps2-an385"),
+    ("m4", "mps2-an386"),
+    ("m7", "mps2-an500"),
+    ("m33", "mps2-an505"),
+];
+
 fn main() {
     println!("cargo::rerun-if-changed=build.rs");
     println!("cargo::rerun-if-env-changed=TINYVAE_CORE");
+    println!("cargo::rerun-if-env-changed=TINYVAE_MACHINE");
+    println!("cargo::rustc-check-cfg=cfg(fw_nrf51)");
     println!(
         "cargo::rustc-check-cfg=cfg(fw_core, values(\"m0\", \"m3\", \"m4\", \"m7\", \"m33\"))"
     );
@@ -80,6 +95,23 @@ fn main() {
             "TINYVAE_CORE={} needs --target {}, but this build targets {target}",
             core.name, core.triple
         );
+    }
+
+    let machine = env::var("TINYVAE_MACHINE").ok().filter(|s| !s.is_empty());
+    let (flash, ram, nrf51) = match (core.name, machine.as_deref()) {
+        ("m0", Some("mps2-an385")) => ((0, 4096 * K), (0x2000_0000, 4096 * K), false),
+        ("m0", None | Some("microbit")) => (core.flash, core.ram, true),
+        (_, None) => (core.flash, core.ram, false),
+        (name, Some(m)) if MACHINES.contains(&(name, m)) => (core.flash, core.ram, false),
+        (name, Some(m)) => panic!("TINYVAE_MACHINE={m} is not a machine for core {name}"),
+    };
+    let core = &Core {
+        flash,
+        ram,
+        ..*core
+    };
+    if nrf51 {
+        println!("cargo::rustc-cfg=fw_nrf51");
     }
 
     let out = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR"));

@@ -94,14 +94,9 @@ impl Core {
         }
     }
 
-    /// (flash origin, flash size, RAM origin, RAM size) of the machine, as linked.
+    /// (flash origin, flash size, RAM origin, RAM size) of the default machine, as linked.
     pub fn memory(self) -> (u64, u64, u64, u64) {
-        const K: u64 = 1024;
-        match self {
-            Core::M0 => (0, 256 * K, 0x2000_0000, 16 * K),
-            Core::M3 | Core::M4 | Core::M7 => (0, 4096 * K, 0x2000_0000, 4096 * K),
-            Core::M33 => (0x1000_0000, 4096 * K, 0x3800_0000, 4096 * K),
-        }
+        memory_of(self.machine())
     }
 
     /// Parses `m0|m3|m4|m7|m33`, a comma-separated list of them, or `all`.
@@ -140,6 +135,16 @@ impl FromStr for Core {
             .into_iter()
             .find(|c| c.name().eq_ignore_ascii_case(s.trim()))
             .ok_or_else(|| anyhow!("unknown core `{s}` (expected m0, m3, m4, m7, m33 or all)"))
+    }
+}
+
+/// (flash origin, flash size, RAM origin, RAM size) of a QEMU machine, as the firmware links it.
+pub fn memory_of(machine: &str) -> (u64, u64, u64, u64) {
+    const K: u64 = 1024;
+    match machine {
+        "microbit" => (0, 256 * K, 0x2000_0000, 16 * K),
+        "mps2-an505" => (0x1000_0000, 4096 * K, 0x3800_0000, 4096 * K),
+        _ => (0, 4096 * K, 0x2000_0000, 4096 * K),
     }
 }
 
@@ -278,19 +283,84 @@ pub fn tflite_source() -> Option<PathBuf> {
         .clone()
 }
 
+/// A firmware build for one core: where its ELFs are and which QEMU machine runs them.
+#[derive(Clone, Debug)]
+pub struct Built {
+    /// The core.
+    pub core: Core,
+    /// The QEMU machine: [`Core::machine`], or for the M0 `mps2-an385` when the program does not
+    /// fit the micro:bit (see [`build`]).
+    pub machine: &'static str,
+    /// Directory of the ELFs.
+    pub dir: PathBuf,
+}
+
+impl Built {
+    /// Path of program `prog`'s ELF.
+    pub fn elf(&self, prog: &str) -> PathBuf {
+        self.dir.join(prog)
+    }
+
+    /// Runs program `prog` (see [`run_elf`]).
+    ///
+    /// # Errors
+    /// As [`run_elf`].
+    pub fn run(&self, prog: &str) -> Result<RunOutput> {
+        run_elf(self.machine, &self.elf(prog))
+    }
+
+    /// `m0 (microbit)`-style label.
+    pub fn label(&self) -> String {
+        format!("{} ({})", self.core, self.machine)
+    }
+}
+
 /// Builds the named programs of `firmware/qemu` for `core` (release) with the model `model`
-/// (see [`model_source`]) and returns the directory holding the ELFs.
+/// (see [`model_source`]).
+///
+/// The M0 is built for the micro:bit (256 KB flash, 16 KB RAM). If the programs do not fit its
+/// flash (a large f32 model, say), the same ARMv6-M code is linked with the MPS2 memory map and
+/// run on `mps2-an385` instead (QEMU's Cortex-M3 machine executes it unchanged: same
+/// instructions, same soft-float arithmetic), with a note; [`Built::machine`] says which.
 ///
 /// # Errors
 /// Missing target or model, or a failed build (cargo's output is shown).
-pub fn build(core: Core, bins: &[&str], model: Option<&Path>) -> Result<PathBuf> {
+pub fn build(core: Core, bins: &[&str], model: Option<&Path>) -> Result<Built> {
     check_tools(core)?;
+    match build_for(core, core.machine(), bins, model)? {
+        Some(b) => Ok(b),
+        None => {
+            eprintln!(
+                "note: the {core} programs do not fit the micro:bit's 256 KB of flash; running \
+                 the same ARMv6-M build on mps2-an385 (4 MB) instead"
+            );
+            build_for(core, "mps2-an385", bins, model)?
+                .ok_or_else(|| anyhow!("the {core} programs do not fit mps2-an385 either"))
+        }
+    }
+}
+
+/// One build; `Ok(None)` if the link failed for lack of flash on the micro:bit.
+fn build_for(
+    core: Core,
+    machine: &'static str,
+    bins: &[&str],
+    model: Option<&Path>,
+) -> Result<Option<Built>> {
     let dir = firmware_dir();
-    let target_dir = dir.join("target").join(format!("qemu-{}", core.name()));
+    let suffix = if machine == core.machine() {
+        String::new()
+    } else {
+        format!("-{machine}")
+    };
+    let target_dir = dir
+        .join("target")
+        .join(format!("qemu-{}{suffix}", core.name()));
     let mut cmd = cargo_in_firmware(model)?;
     cmd.args(["build", "--release", "--quiet", "-p", "tinyvae-qemu"])
         .args(["--target", core.target()])
         .env("TINYVAE_CORE", core.name())
+        .env("TINYVAE_MACHINE", machine)
         .env("CARGO_TARGET_DIR", &target_dir)
         .env(
             "CARGO_ENCODED_RUSTFLAGS",
@@ -299,13 +369,26 @@ pub fn build(core: Core, bins: &[&str], model: Option<&Path>) -> Result<PathBuf>
     for b in bins {
         cmd.args(["--bin", b]);
     }
-    let status = cmd
-        .status()
+    let may_overflow = machine == "microbit";
+    if may_overflow {
+        cmd.stderr(Stdio::piped());
+    }
+    let out = cmd
+        .output()
         .with_context(|| format!("running cargo in {}", dir.display()))?;
-    if !status.success() {
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        if may_overflow && err.contains("will not fit in region 'FLASH'") {
+            return Ok(None);
+        }
+        eprint!("{err}");
         bail!("firmware build for {core} ({}) failed", core.target());
     }
-    Ok(target_dir.join(core.target()).join("release"))
+    Ok(Some(Built {
+        core,
+        machine,
+        dir: target_dir.join(core.target()).join("release"),
+    }))
 }
 
 /// Builds the real-board example (`firmware/boards/nrf52840-dk`, binary `imu-score`, an
@@ -346,12 +429,12 @@ pub struct RunOutput {
     pub elapsed: Duration,
 }
 
-/// Runs an ELF on `core`'s QEMU machine with `-icount` and decodes its defmt output.
+/// Runs an ELF on QEMU machine `machine` with `-icount` and decodes its defmt output.
 ///
 /// # Errors
 /// QEMU missing or not startable, a timeout, an ELF without a defmt table, or malformed frames.
 /// A non-zero exit status is *not* an error here (see [`RunOutput::status`]).
-pub fn run_elf(core: Core, elf: &Path) -> Result<RunOutput> {
+pub fn run_elf(machine: &str, elf: &Path) -> Result<RunOutput> {
     let bytes = std::fs::read(elf).with_context(|| format!("reading {}", elf.display()))?;
     let table = defmt_decoder::Table::parse(&bytes)
         .with_context(|| format!("reading the defmt table of {}", elf.display()))?
@@ -359,7 +442,7 @@ pub fn run_elf(core: Core, elf: &Path) -> Result<RunOutput> {
 
     let started = Instant::now();
     let mut child = Command::new("qemu-system-arm")
-        .args(["-machine", core.machine(), "-nographic", "-monitor", "none"])
+        .args(["-machine", machine, "-nographic", "-monitor", "none"])
         .args([
             "-serial",
             "none",
@@ -399,7 +482,7 @@ pub fn run_elf(core: Core, elf: &Path) -> Result<RunOutput> {
             bail!(
                 "{} on {} did not finish within {} s (hung firmware?)",
                 elf.display(),
-                core.machine(),
+                machine,
                 RUN_TIMEOUT.as_secs()
             );
         }
@@ -452,7 +535,8 @@ fn status_meaning(status: i32) -> &'static str {
     }
 }
 
-fn ensure_success(core: Core, what: &str, out: &RunOutput) -> Result<()> {
+fn ensure_success(b: &Built, what: &str, out: &RunOutput) -> Result<()> {
+    let core = b.core;
     if out.status == 0 {
         return Ok(());
     }
@@ -464,7 +548,7 @@ fn ensure_success(core: Core, what: &str, out: &RunOutput) -> Result<()> {
     }
     bail!(
         "{what} on {core} ({}) exited with status {}: {}",
-        core.machine(),
+        b.machine,
         out.status,
         status_meaning(out.status)
     )
@@ -540,8 +624,8 @@ fn records(out: &RunOutput) -> Vec<Record> {
 /// Build or run failure, or a non-zero exit status.
 pub fn run(cores: &[Core], model: Option<&Path>) -> Result<()> {
     for &core in cores {
-        let dir = build(core, &["score"], model)?;
-        let out = run_elf(core, &dir.join("score"))?;
+        let b = build(core, &["score"], model)?;
+        let out = b.run("score")?;
         for l in &out.lines {
             if cores.len() > 1 {
                 println!("{core} | {l}");
@@ -549,10 +633,10 @@ pub fn run(cores: &[Core], model: Option<&Path>) -> Result<()> {
                 println!("{l}");
             }
         }
-        ensure_success(core, "score", &out)?;
+        ensure_success(&b, "score", &out)?;
         eprintln!(
             "{core}: `score` on {} exited 0 ({} lines, {:.2} s)",
-            core.machine(),
+            b.machine,
             out.lines.len(),
             out.elapsed.as_secs_f64()
         );
@@ -682,13 +766,13 @@ pub fn parity_report(cores: &[Core], model: Option<&Path>) -> Result<Vec<CorePar
         .count();
     let mut out = Vec::new();
     for &core in cores {
-        let dir = build(core, &["score", "panic", "hardfault"], model)?;
-        negative_controls(core, &dir)?;
-        let run = run_elf(core, &dir.join("score"))?;
-        ensure_success(core, "score", &run)?;
+        let b = build(core, &["score", "panic", "hardfault"], model)?;
+        negative_controls(&b)?;
+        let run = b.run("score")?;
+        ensure_success(&b, "score", &run)?;
         out.push(CoreParity {
             core: core.name().to_string(),
-            machine: core.machine().to_string(),
+            machine: b.machine.to_string(),
             windows: host_windows,
             skipped,
             mismatch: compare(&records(&run), &host),
@@ -700,12 +784,13 @@ pub fn parity_report(cores: &[Core], model: Option<&Path>) -> Result<Vec<CorePar
 /// Runs the `panic` and `hardfault` programs: each must log its failure and exit with status 1,
 /// proving that a panic or a fault on the chip fails the run (and CI) instead of passing or
 /// hanging.
-fn negative_controls(core: Core, dir: &Path) -> Result<()> {
+fn negative_controls(b: &Built) -> Result<()> {
+    let core = b.core;
     for (prog, expect) in [
         ("panic", "ERROR panic at"),
         ("hardfault", "ERROR HardFault at"),
     ] {
-        let out = run_elf(core, &dir.join(prog))?;
+        let out = b.run(prog)?;
         let logged = out.lines.iter().any(|l| l.starts_with(expect));
         if out.status != 1 || !logged {
             bail!(
@@ -743,6 +828,108 @@ pub fn parity(cores: &[Core], model: Option<&Path>) -> Result<bool> {
     Ok(ok)
 }
 
+/// The test stream compiled into the firmware: `$TINYVAE_STREAM` (absolute or relative to
+/// `firmware/`), else the bundled `data/watch_shoulder_pen/test.csv`.
+pub fn stream_source() -> PathBuf {
+    let dir = firmware_dir();
+    match std::env::var_os("TINYVAE_STREAM").filter(|v| !v.is_empty()) {
+        Some(p) => dir.join(p),
+        None => dir.join("../data/watch_shoulder_pen/test.csv"),
+    }
+}
+
+/// Writes the part of the stream the firmware compiled in (the header and the first `rows` data
+/// rows of [`stream_source`]) to `out`, for scoring it on the host.
+///
+/// # Errors
+/// I/O errors.
+pub fn write_stream_slice(rows: usize, out: &Path) -> Result<()> {
+    let src = stream_source();
+    let text =
+        std::fs::read_to_string(&src).with_context(|| format!("reading {}", src.display()))?;
+    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+    let mut s = String::new();
+    for l in lines.by_ref().take(rows + 1) {
+        s.push_str(l);
+        s.push('\n');
+    }
+    std::fs::write(out, s).with_context(|| format!("writing {}", out.display()))
+}
+
+/// Parity with the host tool's own scoring path (e.g. `tinyvae score`: the checkpoint's
+/// runtime-shaped model) rather than the firmware's pipeline compiled for the host: runs the
+/// `score` program on each core with the exported model `model_rs`, writes the compiled-in
+/// stream slice to a temporary CSV ([`write_stream_slice`]), calls `host_scores` on it (one
+/// `(score, alarm)` per window, in order) and compares them with the chip's `window` pass, score
+/// bits and alarm. Returns one result per core.
+///
+/// # Errors
+/// Build or run failures, `host_scores` failing, unparsable output.
+pub fn parity_with_host_scores(
+    cores: &[Core],
+    model_rs: Option<&Path>,
+    host_scores: impl FnOnce(&Path) -> Result<Vec<(f32, bool)>>,
+) -> Result<Vec<CoreParity>> {
+    let mut runs = Vec::new();
+    for &core in cores {
+        let b = build(core, &["score"], model_rs)?;
+        let run = b.run("score")?;
+        ensure_success(&b, "score", &run)?;
+        runs.push((b, records(&run)));
+    }
+    let rows = runs
+        .first()
+        .and_then(|(_, recs)| recs.iter().find(|r| r.tag == "model"))
+        .ok_or_else(|| anyhow!("no `model` line from the firmware"))?
+        .num("stream_rows")?;
+    let tmp = tempfile::tempdir()?;
+    let slice = tmp.path().join("stream.csv");
+    write_stream_slice(usize::try_from(rows)?, &slice)?;
+    let host = host_scores(&slice)?;
+    let mut out = Vec::new();
+    for (b, recs) in runs {
+        let chip: Vec<&Record> = recs.iter().filter(|r| r.tag == "window").collect();
+        let mut mismatch = None;
+        for (i, (score, alarm)) in host.iter().enumerate() {
+            let Some(c) = chip.get(i) else {
+                mismatch = Some(format!(
+                    "the chip printed {} windows, the host {}",
+                    chip.len(),
+                    host.len()
+                ));
+                break;
+            };
+            let bits = c.hex("score")?;
+            let chip_alarm = c.num("alarm")? != 0;
+            if bits != score.to_bits() || chip_alarm != *alarm {
+                mismatch = Some(format!(
+                    "window {i}: chip score={bits:08x} ({:e}) alarm={} vs host score={:08x} ({score:e}) alarm={}",
+                    f32::from_bits(bits),
+                    u8::from(chip_alarm),
+                    score.to_bits(),
+                    u8::from(*alarm)
+                ));
+                break;
+            }
+        }
+        if mismatch.is_none() && chip.len() != host.len() {
+            mismatch = Some(format!(
+                "the chip printed {} windows, the host {}",
+                chip.len(),
+                host.len()
+            ));
+        }
+        out.push(CoreParity {
+            core: b.core.name().to_string(),
+            machine: b.machine.to_string(),
+            windows: host.len(),
+            skipped: 0,
+            mismatch,
+        });
+    }
+    Ok(out)
+}
+
 /// Flash and RAM of an ELF, by section.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ElfSizes {
@@ -771,18 +958,18 @@ impl ElfSizes {
     }
 }
 
-/// Reads the section sizes of a firmware ELF, classified by the core's memory map, and the sizes
+/// Reads the section sizes of a firmware ELF, classified by the machine's memory map, and the sizes
 /// of the model's and the test stream's symbols (legacy-mangled names of the statics of
 /// `tinyvae_pipeline::model` and `tinyvae_pipeline::stream`).
 ///
 /// # Errors
 /// Unreadable or malformed ELF.
-pub fn elf_sizes(core: Core, elf: &Path) -> Result<ElfSizes> {
+pub fn elf_sizes(machine: &str, elf: &Path) -> Result<ElfSizes> {
     use object::{Object, ObjectSection, ObjectSymbol, SectionFlags, SectionKind, SymbolKind};
     let bytes = std::fs::read(elf).with_context(|| format!("reading {}", elf.display()))?;
     let file =
         object::File::parse(&*bytes).with_context(|| format!("parsing {}", elf.display()))?;
-    let (fo, fl, ro, rl) = core.memory();
+    let (fo, fl, ro, rl) = memory_of(machine);
     let mut s = ElfSizes::default();
     for sec in file.sections() {
         let alloc = match sec.flags() {
@@ -828,6 +1015,8 @@ pub fn elf_sizes(core: Core, elf: &Path) -> Result<ElfSizes> {
 /// One core's benchmark figures (`None`: does not fit, or not measured).
 #[derive(Clone, Debug, Default)]
 pub struct BenchFigures {
+    /// The QEMU machine the figures come from.
+    pub machine: String,
     /// Instructions by workload name as the firmware printed them.
     pub instructions: BTreeMap<String, Option<u64>>,
     /// Multiply-accumulates by workload.
@@ -890,6 +1079,7 @@ impl BenchFigures {
         put("flash_rodata_bytes", Some(self.score_elf.rodata));
         put("ram_static_bytes", Some(self.score_elf.ram_static()));
         put("stack_bytes", Some(self.stack_bytes));
+        m.insert("machine".to_string(), self.machine.clone().into());
         serde_json::Value::Object(m)
     }
 }
@@ -899,18 +1089,19 @@ impl BenchFigures {
 /// # Errors
 /// Build or run failure, non-zero exit, unparsable output.
 pub fn bench_core(core: Core, model: Option<&Path>) -> Result<BenchFigures> {
-    let dir = build(core, &["bench", "tflite", "score"], model)?;
+    let b = build(core, &["bench", "tflite", "score"], model)?;
     let mut bench_lines = Vec::new();
     for prog in ["bench", "tflite"] {
-        let out = run_elf(core, &dir.join(prog))?;
-        ensure_success(core, prog, &out)?;
+        let out = b.run(prog)?;
+        ensure_success(&b, prog, &out)?;
         bench_lines.extend(records(&out).into_iter().filter(|r| r.tag == "bench"));
         if prog == "bench" {
             bench_lines.extend(records(&out).into_iter().filter(|r| r.tag == "stack"));
         }
     }
-    let score_elf = elf_sizes(core, &dir.join("score"))?;
+    let score_elf = elf_sizes(b.machine, &b.elf("score"))?;
     let mut f = BenchFigures {
+        machine: b.machine.to_string(),
         score_elf,
         weights_bytes: score_elf.model,
         stream_bytes: score_elf.stream,
@@ -941,11 +1132,18 @@ pub fn bench_core(core: Core, model: Option<&Path>) -> Result<BenchFigures> {
             _ => {}
         }
     }
-    let out = run_elf(core, &dir.join("score"))?;
-    ensure_success(core, "score", &out)?;
+    let out = b.run("score")?;
+    ensure_success(&b, "score", &out)?;
     for r in records(&out) {
         if r.tag == "stack" {
             f.stack_bytes = r.num("high_water")?;
+            if f.stack_bytes >= r.num("size")? {
+                bail!(
+                    "`score` on {} used its whole stack ({} bytes): overflow",
+                    b.label(),
+                    f.stack_bytes
+                );
+            }
         }
     }
     Ok(f)
@@ -1016,8 +1214,8 @@ pub fn bench(cores: &[Core], json: bool, model: Option<&Path>) -> Result<()> {
     keys.sort_by_key(|k| order.iter().position(|o| o == k).unwrap_or(order.len()));
     println!("Instructions per inference (QEMU -icount, exact; not cycles)");
     print!("| {:<28}", "workload");
-    for (core, _) in &all {
-        print!(" | {:>14}", format!("{core} {}", core.machine()));
+    for (core, f) in &all {
+        print!(" | {:>14}", format!("{core} {}", f.machine));
     }
     println!(" |");
     print!("|{:-<30}", "");

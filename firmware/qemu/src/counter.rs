@@ -8,7 +8,8 @@
 //! instructions = round(ticks * tick_ns / 1024)
 //! ```
 //!
-//! - MPS2 boards (M3 `mps2-an385`, M4 `mps2-an386`, M7 `mps2-an500`, M33 `mps2-an505`): the CMSDK
+//! - MPS2 boards (M3 `mps2-an385`, M4 `mps2-an386`, M7 `mps2-an500`, M33 `mps2-an505`, and the
+//!   M0 build when it runs on `mps2-an385` because it does not fit the micro:bit): the CMSDK
 //!   TIMER0 (25 MHz, 40 ns per tick, 32-bit down-counter; at 0x4000_0000, on the AN505 at its
 //!   Secure alias 0x5000_0000 since the image runs Secure). 2^32 ticks hold 167 M instructions.
 //! - micro:bit (M0, nRF51): TIMER0 at 0x4000_8000 in 32-bit mode, prescaler 0 (16 MHz, 62.5 ns per
@@ -22,7 +23,7 @@
 use core::ptr::{read_volatile, write_volatile};
 use core::sync::atomic::{compiler_fence, Ordering};
 
-#[cfg(not(fw_core = "m0"))]
+#[cfg(not(fw_nrf51))]
 mod hw {
     /// CMSDK TIMER0 base (the AN505 image runs Secure: use the Secure peripheral alias).
     #[cfg(fw_core = "m33")]
@@ -54,7 +55,7 @@ mod hw {
     }
 }
 
-#[cfg(fw_core = "m0")]
+#[cfg(fw_nrf51)]
 mod hw {
     const BASE: usize = 0x4000_8000;
     const TASKS_START: *mut u32 = BASE as *mut u32;
