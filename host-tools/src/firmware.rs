@@ -301,18 +301,28 @@ impl Built {
         self.dir.join(prog)
     }
 
-    /// Runs program `prog` (see [`run_elf`]).
+    /// Runs program `prog` (see [`run_on`]).
     ///
     /// # Errors
-    /// As [`run_elf`].
+    /// As [`run_on`].
     pub fn run(&self, prog: &str) -> Result<RunOutput> {
-        run_elf(self.machine, &self.elf(prog))
+        run_on(self.machine, &self.elf(prog))
     }
 
     /// `m0 (microbit)`-style label.
     pub fn label(&self) -> String {
         format!("{} ({})", self.core, self.machine)
     }
+}
+
+/// Builds the named programs of `firmware/qemu` for `core` (release) with the model `model`
+/// (see [`model_source`]); returns the directory of the ELFs (see [`build_core`], which also
+/// says which machine runs them; [`run_elf`] finds it from the path).
+///
+/// # Errors
+/// As [`build_core`].
+pub fn build(core: Core, bins: &[&str], model: Option<&Path>) -> Result<PathBuf> {
+    build_core(core, bins, model).map(|b| b.dir)
 }
 
 /// Builds the named programs of `firmware/qemu` for `core` (release) with the model `model`
@@ -325,7 +335,7 @@ impl Built {
 ///
 /// # Errors
 /// Missing target or model, or a failed build (cargo's output is shown).
-pub fn build(core: Core, bins: &[&str], model: Option<&Path>) -> Result<Built> {
+pub fn build_core(core: Core, bins: &[&str], model: Option<&Path>) -> Result<Built> {
     check_tools(core)?;
     match build_for(core, core.machine(), bins, model)? {
         Some(b) => Ok(b),
@@ -429,12 +439,28 @@ pub struct RunOutput {
     pub elapsed: Duration,
 }
 
+/// Runs an ELF built by [`build`] for `core` on its QEMU machine (`mps2-an385` for an M0 build
+/// that did not fit the micro:bit, recognised by its build directory) with `-icount`, and
+/// decodes its defmt output (see [`run_on`]).
+///
+/// # Errors
+/// As [`run_on`].
+pub fn run_elf(core: Core, elf: &Path) -> Result<RunOutput> {
+    let fallback = format!("qemu-{}-mps2-an385", core.name());
+    let machine = if elf.components().any(|c| c.as_os_str() == fallback.as_str()) {
+        "mps2-an385"
+    } else {
+        core.machine()
+    };
+    run_on(machine, elf)
+}
+
 /// Runs an ELF on QEMU machine `machine` with `-icount` and decodes its defmt output.
 ///
 /// # Errors
 /// QEMU missing or not startable, a timeout, an ELF without a defmt table, or malformed frames.
 /// A non-zero exit status is *not* an error here (see [`RunOutput::status`]).
-pub fn run_elf(machine: &str, elf: &Path) -> Result<RunOutput> {
+pub fn run_on(machine: &str, elf: &Path) -> Result<RunOutput> {
     let bytes = std::fs::read(elf).with_context(|| format!("reading {}", elf.display()))?;
     let table = defmt_decoder::Table::parse(&bytes)
         .with_context(|| format!("reading the defmt table of {}", elf.display()))?
@@ -624,7 +650,7 @@ fn records(out: &RunOutput) -> Vec<Record> {
 /// Build or run failure, or a non-zero exit status.
 pub fn run(cores: &[Core], model: Option<&Path>) -> Result<()> {
     for &core in cores {
-        let b = build(core, &["score"], model)?;
+        let b = build_core(core, &["score"], model)?;
         let out = b.run("score")?;
         for l in &out.lines {
             if cores.len() > 1 {
@@ -766,7 +792,7 @@ pub fn parity_report(cores: &[Core], model: Option<&Path>) -> Result<Vec<CorePar
         .count();
     let mut out = Vec::new();
     for &core in cores {
-        let b = build(core, &["score", "panic", "hardfault"], model)?;
+        let b = build_core(core, &["score", "panic", "hardfault"], model)?;
         negative_controls(&b)?;
         let run = b.run("score")?;
         ensure_success(&b, "score", &run)?;
@@ -872,7 +898,7 @@ pub fn parity_with_host_scores(
 ) -> Result<Vec<CoreParity>> {
     let mut runs = Vec::new();
     for &core in cores {
-        let b = build(core, &["score"], model_rs)?;
+        let b = build_core(core, &["score"], model_rs)?;
         let run = b.run("score")?;
         ensure_success(&b, "score", &run)?;
         runs.push((b, records(&run)));
@@ -1089,7 +1115,7 @@ impl BenchFigures {
 /// # Errors
 /// Build or run failure, non-zero exit, unparsable output.
 pub fn bench_core(core: Core, model: Option<&Path>) -> Result<BenchFigures> {
-    let b = build(core, &["bench", "tflite", "score"], model)?;
+    let b = build_core(core, &["bench", "tflite", "score"], model)?;
     let mut bench_lines = Vec::new();
     for prog in ["bench", "tflite"] {
         let out = b.run(prog)?;
