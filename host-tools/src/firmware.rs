@@ -201,7 +201,7 @@ fn check_tools(core: Core) -> Result<()> {
 /// paths are taken from the current directory.
 ///
 /// # Errors
-/// The file does not exist.
+/// The file (or, with none given, the default model) does not exist.
 pub fn model_source(model: Option<&Path>) -> Result<Option<PathBuf>> {
     let given = match model {
         Some(m) => Some(m.to_path_buf()),
@@ -210,7 +210,17 @@ pub fn model_source(model: Option<&Path>) -> Result<Option<PathBuf>> {
             .map(PathBuf::from),
     };
     match given {
-        None => Ok(None),
+        None => {
+            let default = firmware_dir().join("model").join("default_model.rs");
+            if !default.is_file() {
+                bail!(
+                    "no model to compile in: {} does not exist; pass --model FILE.rs (written by \
+                     `tinyvae export` or `tinyvae demo`) or set TINYVAE_MODEL",
+                    default.display()
+                );
+            }
+            Ok(None)
+        }
         Some(p) => p.canonicalize().map(Some).with_context(|| {
             format!(
                 "model source {} (export one with `tinyvae export`)",
