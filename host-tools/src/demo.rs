@@ -163,6 +163,7 @@ pub fn gaussian_baseline(
     train_path: &Path,
     cfg: &CheckpointConfig,
     val_fraction: f64,
+    train_stride: usize,
     fpr: f64,
     test: &Windows,
 ) -> Result<BaselineResult> {
@@ -173,8 +174,9 @@ pub fn gaussian_baseline(
         std: cfg.norm_std.clone(),
     };
     let (tr, va) = data::split_tail(&series, val_fraction, cfg.window)?;
-    let train = Windows::cut(&tr, cfg.window, cfg.stride, &norm)?;
-    let val = Windows::cut(&va, cfg.window, cfg.stride, &norm)?;
+    let train = Windows::cut(&tr, cfg.window, train_stride, &norm)?;
+    let val = Windows::cut(&va, cfg.window, train_stride, &norm)?;
+    let train_windows = train.len();
     let dim = train.dim();
     let labels = test.labels.clone().context("test windows have no labels")?;
     let test = test.clone();
@@ -193,7 +195,7 @@ pub fn gaussian_baseline(
     Ok(BaselineResult {
         name: "gaussian".into(),
         dim,
-        train_windows: tr.rows().saturating_sub(cfg.window) / cfg.stride + 1,
+        train_windows,
         reg,
         roc_auc: metrics::roc_auc(&test_s, &labels),
         pr_auc: metrics::average_precision(&test_s, &labels),
@@ -399,11 +401,38 @@ impl Staging {
     }
 }
 
-/// Runs the exported model `model_rs` on the Cortex-M4 in QEMU (the firmware's `score` program,
-/// which streams the first rows of the bundled test set through the library's detector) and
-/// compares the chip's score of every window, as bits, with the host tool's own int8 score of
-/// the same rows of `test_path`. Returns a JSON summary; `{"skipped": why}` when QEMU is not
-/// installed.
+/// Runs the exported model `model_rs` on `cores` in QEMU (the firmware's `score` program, which
+/// streams the first rows of the bundled test set through the library's detector) and compares
+/// every window's score (as bits) and alarm with this host tool's own scoring of the same rows
+/// (`int8` model, the checkpoint's standardization and stride, alarm when `score > threshold`).
+///
+/// # Errors
+/// A failed build or run.
+pub fn chip_vs_host(
+    cores: &[tinyvae_host_tools::firmware::Core],
+    model_rs: &Path,
+    int8: &HostModel,
+    cfg: &CheckpointConfig,
+    threshold: f32,
+) -> Result<Vec<tinyvae_host_tools::firmware::CoreParity>> {
+    tinyvae_host_tools::firmware::parity_with_host_scores(cores, Some(model_rs), |csv| {
+        let series = data::load_csv(csv)?;
+        series.check_channels(cfg.channels.len())?;
+        let norm = Norm {
+            mean: cfg.norm_mean.clone(),
+            std: cfg.norm_std.clone(),
+        };
+        let w = Windows::cut(&series, cfg.window, cfg.stride, &norm)?;
+        let scores =
+            tinyvae_host_tools::model::score_windows(int8, w.iter(), tinyvae::ScoreKind::Elbo, 0)?;
+        Ok(scores
+            .iter()
+            .map(|s| (s.score, s.score > threshold))
+            .collect())
+    })
+}
+
+/// [`chip_vs_host`] on the Cortex-M4, as JSON for the demo; `{"skipped": why}` without QEMU.
 ///
 /// # Errors
 /// A failed build or run.
@@ -411,9 +440,9 @@ pub fn firmware_check(
     model_rs: &Path,
     int8: &HostModel,
     cfg: &CheckpointConfig,
-    test_path: &Path,
+    threshold: f32,
 ) -> Result<Value> {
-    use tinyvae_host_tools::firmware::{self, Core, Record};
+    use tinyvae_host_tools::firmware::Core;
     let qemu = std::process::Command::new("qemu-system-arm")
         .arg("--version")
         .stdout(std::process::Stdio::null())
@@ -423,71 +452,14 @@ pub fn firmware_check(
         return Ok(serde_json::json!({"skipped": "qemu-system-arm is not installed"}));
     }
     let t0 = std::time::Instant::now();
-    let core = Core::M4;
-    let dir = firmware::build(core, &["score"], Some(model_rs))?;
-    let run = firmware::run_elf(core, &dir.join("score"))?;
-    if run.status != 0 {
-        bail!(
-            "the firmware exited with status {} on {}: {}",
-            run.status,
-            core.machine(),
-            run.stderr.trim()
-        );
-    }
-    let chip: Vec<(usize, u32)> = run
-        .lines
-        .iter()
-        .map(|l| Record::parse(l))
-        .filter(|r| r.tag == "window" && r.fields.get("score").is_some_and(|s| s != "none"))
-        .map(|r| Ok((usize::try_from(r.num("start")?)?, r.hex("score")?)))
-        .collect::<Result<_>>()?;
-    if chip.is_empty() {
-        bail!("the firmware printed no scored windows");
-    }
-    let series = data::load_csv(test_path)?;
-    let norm = Norm {
-        mean: cfg.norm_mean.clone(),
-        std: cfg.norm_std.clone(),
-    };
-    let c = series.num_channels();
-    let mut xs = Vec::new();
-    for &(start, _) in &chip {
-        let end = (start + cfg.window) * c;
-        let raw = series
-            .values
-            .get(start * c..end)
-            .with_context(|| format!("the chip scored rows {start}.. beyond the test data"))?;
-        let mut x = raw.to_vec();
-        norm.apply(&mut x);
-        xs.extend(x);
-    }
-    let host = tinyvae_host_tools::model::score_windows(
-        int8,
-        xs.chunks_exact(cfg.window * c),
-        tinyvae::ScoreKind::Elbo,
-        0,
-    )?;
-    let mut equal = 0usize;
-    let mut first_mismatch = None;
-    for (&(start, bits), h) in chip.iter().zip(&host) {
-        if bits == h.score.to_bits() {
-            equal += 1;
-        } else if first_mismatch.is_none() {
-            first_mismatch = Some(format!(
-                "window at row {start}: chip {} ({bits:08x}), host {} ({:08x})",
-                f32::from_bits(bits),
-                h.score,
-                h.score.to_bits()
-            ));
-        }
-    }
+    let r = chip_vs_host(&[Core::M4], model_rs, int8, cfg, threshold)?;
+    let p = r.first().context("no parity result")?;
     Ok(serde_json::json!({
-        "core": core.name(),
-        "machine": core.machine(),
-        "windows": chip.len(),
-        "bit_identical": equal,
-        "all_equal": equal == chip.len(),
-        "first_mismatch": first_mismatch,
+        "core": p.core,
+        "machine": p.machine,
+        "windows": p.windows,
+        "all_equal": p.mismatch.is_none(),
+        "first_mismatch": p.mismatch,
         "seconds": t0.elapsed().as_secs_f64(),
     }))
 }
@@ -501,23 +473,46 @@ pub fn firmware(cmd: FirmwareCmd) -> Result<ExitCode> {
     let (FirmwareCmd::Run(a) | FirmwareCmd::Parity(a) | FirmwareCmd::Bench(a)) = &cmd;
     let cores = Core::parse_list(&a.core)?;
     let model = a.model.as_deref();
+    let code = |ok: bool| {
+        if ok {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        }
+    };
     match cmd {
         FirmwareCmd::Run(_) => firmware::run(&cores, model).map(|()| ExitCode::SUCCESS),
+        FirmwareCmd::Parity(ref a) if a.checkpoint.is_some() => {
+            let dir = a.checkpoint.as_deref().context("checkpoint")?;
+            let m = crate::load_model(dir)?;
+            let tmp = tempfile::tempdir()?;
+            let model_rs = tmp.path().join("model.rs");
+            let src = tinyvae_host_tools::export::export_int8(&m.ck, &m.int8, m.th.int8)?;
+            data::write_atomic(&model_rs, src.as_bytes())?;
+            let r = chip_vs_host(&cores, &model_rs, &m.int8, &m.ck.config, m.th.int8)?;
+            let ok = r.iter().all(|p| p.mismatch.is_none());
+            if a.json {
+                println!("{}", serde_json::to_string(&r)?);
+            } else {
+                for p in &r {
+                    match &p.mismatch {
+                        None => println!(
+                            "{} ({}): {} windows, scores and alarms bit-identical to `tinyvae score`",
+                            p.core, p.machine, p.windows
+                        ),
+                        Some(m) => println!("{} ({}): MISMATCH at {m}", p.core, p.machine),
+                    }
+                }
+            }
+            Ok(code(ok))
+        }
         FirmwareCmd::Parity(ref a) if a.json => {
             let r = firmware::parity_report(&cores, model)?;
             let ok = r.iter().all(|p| p.mismatch.is_none());
             println!("{}", serde_json::to_string(&r)?);
-            Ok(if ok {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            })
+            Ok(code(ok))
         }
-        FirmwareCmd::Parity(_) => Ok(if firmware::parity(&cores, model)? {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::FAILURE
-        }),
+        FirmwareCmd::Parity(_) => Ok(code(firmware::parity(&cores, model)?)),
         FirmwareCmd::Bench(ref a) => {
             firmware::bench(&cores, a.json, model).map(|()| ExitCode::SUCCESS)
         }
@@ -548,7 +543,7 @@ pub fn print_summary(
     );
     println!();
     println!(
-        "{:<22} {:>8} {:>8} {:>9} {:>7} {:>7} {:>10} {:>12}",
+        "{:<28} {:>8} {:>8} {:>9} {:>7} {:>7} {:>10} {:>12}",
         "detector", "ROC AUC", "PR AUC", "precision", "recall", "F1", "flash", "est. instr."
     );
     for r in rows.iter().filter(|r| r.score == m.th.score) {
@@ -559,7 +554,7 @@ pub fn print_summary(
             (&m.int8, INSTR_PER_MAC_INT8)
         };
         println!(
-            "{:<22} {:>8} {:>8} {:>9} {:>7} {:>7} {:>10} {:>12.0}",
+            "{:<28} {:>8} {:>8} {:>9} {:>7} {:>7} {:>10} {:>12.0}",
             format!("VAE {} -{}", r.precision, r.score),
             crate::fmt_opt(r.roc_auc, 4),
             crate::fmt_opt(r.pr_auc, 4),
@@ -572,7 +567,7 @@ pub fn print_summary(
     }
     for r in rows.iter().filter(|r| r.score != m.th.score) {
         println!(
-            "{:<22} {:>8} {:>8}",
+            "{:<28} {:>8} {:>8}",
             format!("VAE {} -{}", r.precision, r.score),
             crate::fmt_opt(r.roc_auc, 4),
             crate::fmt_opt(r.pr_auc, 4),
@@ -581,7 +576,7 @@ pub fn print_summary(
     if let Some(b) = baseline {
         let c = b.at_threshold;
         println!(
-            "{:<22} {:>8} {:>8} {:>9.3} {:>7.3} {:>7.3} {:>10} {:>12.0}",
+            "{:<28} {:>8} {:>8} {:>9.3} {:>7.3} {:>7.3} {:>10} {:>12.0}",
             "Gaussian (full cov.)",
             crate::fmt_opt(b.roc_auc, 4),
             crate::fmt_opt(b.pr_auc, 4),
@@ -595,16 +590,32 @@ pub fn print_summary(
     println!();
     if let Some(d) = eval.get("score_diff") {
         println!(
-            "f32 vs int8 -{} on the test windows: mean |diff| {:.4} nats, max {:.4}",
+            "f32 vs int8 -{} on the test windows: mean |diff| {:.2} nats ({:.3} of the score's std), max {:.2}",
             m.th.score,
-            d.get("mean_abs")
-                .and_then(Value::as_f64)
-                .unwrap_or(f64::NAN),
+            d.get("mean_abs").and_then(Value::as_f64).unwrap_or(f64::NAN),
+            d.get("mean_abs_over_std").and_then(Value::as_f64).unwrap_or(f64::NAN),
             d.get("max_abs").and_then(Value::as_f64).unwrap_or(f64::NAN)
         );
     }
     if let Some(fw) = eval.get("firmware") {
-        println!("firmware: {fw}");
+        match (
+            fw.get("windows"),
+            fw.get("all_equal").and_then(Value::as_bool),
+        ) {
+            (Some(n), Some(true)) => println!(
+                "chip: the exported int8 model on the Cortex-M4 ({}, QEMU) scored {n} windows of \
+                 the test stream, scores and alarms bit-identical to this host's",
+                fw["machine"].as_str().unwrap_or("?"),
+            ),
+            (Some(_), Some(false)) => println!(
+                "chip: MISMATCH between the Cortex-M4 and this host: {}",
+                fw["first_mismatch"].as_str().unwrap_or("?")
+            ),
+            _ => println!("chip: {fw}"),
+        }
+    }
+    if let Some(l) = crate::selection_line(cfg) {
+        println!("{l}");
     }
     println!("training {train_seconds:.2} s, demo wall time {wall:.2} s");
     println!(

@@ -87,25 +87,30 @@ pub struct ModelOpts {
     /// Samples per window [default: 64].
     #[arg(long)]
     window: Option<usize>,
-    /// Samples between window starts [default: 32].
+    /// Samples between window starts in deployment and evaluation [default: 32].
     #[arg(long)]
     stride: Option<usize>,
+    /// Samples between the starts of training and validation windows (finer = more,
+    /// overlapping windows) [default: 8].
+    #[arg(long)]
+    train_stride: Option<usize>,
     /// Encoder hidden widths, e.g. `64` or `128,64` (1 to 3 layers) [default: 64].
     #[arg(long, value_delimiter = ',')]
     hidden: Option<Vec<usize>>,
     /// Decoder hidden widths [default: the encoder's, reversed].
     #[arg(long, value_delimiter = ',')]
     decoder_hidden: Option<Vec<usize>>,
-    /// Latent size [default: 8].
+    /// Latent size, or `auto`: train one model per size in 8, 16, 24, 32 and keep the best
+    /// validation ELBO [default: auto].
     #[arg(long)]
-    latent: Option<usize>,
+    latent: Option<LatentSpec>,
     /// Decoder variance: per-feature, per-channel or unit [default: per-feature].
     #[arg(long)]
     noise: Option<NoiseArg>,
     /// Fraction of the stream (its tail, by time) held out for validation [default: 0.2].
     #[arg(long)]
     val_fraction: Option<f64>,
-    /// Maximum epochs [default: 50].
+    /// Maximum epochs [default: 300].
     #[arg(long)]
     epochs: Option<usize>,
     /// Minibatch size [default: 64].
@@ -117,7 +122,7 @@ pub struct ModelOpts {
     /// KL warm-up epochs [default: 10].
     #[arg(long)]
     kl_warmup: Option<usize>,
-    /// Early-stopping patience in epochs (0: never) [default: 10].
+    /// Early-stopping patience in epochs (0: never) [default: 20].
     #[arg(long)]
     patience: Option<usize>,
     /// Seed of every random draw [default: 0].
@@ -300,6 +305,10 @@ struct FirmwareArgs {
     /// default model].
     #[arg(long)]
     model: Option<PathBuf>,
+    /// `parity` only: export this checkpoint's int8 model, run it on the core(s) and compare
+    /// every window's score and alarm with this tool's own scoring (`tinyvae score`).
+    #[arg(long, conflicts_with = "model")]
+    checkpoint: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -350,9 +359,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
 struct ModelToml {
     window: Option<usize>,
     stride: Option<usize>,
+    train_stride: Option<usize>,
     encoder_hidden: Option<Vec<usize>>,
     decoder_hidden: Option<Vec<usize>>,
-    latent: Option<usize>,
+    latent: Option<LatentSpec>,
     noise: Option<NoiseKind>,
     val_fraction: Option<f64>,
 }
@@ -365,14 +375,57 @@ struct ConfigToml {
     train: Option<TrainConfig>,
 }
 
+/// Maximum epochs (early stopping on the validation ELBO usually ends training well before).
+pub const DEFAULT_EPOCHS: usize = 300;
+/// Epochs without a better validation ELBO before stopping.
+pub const DEFAULT_PATIENCE: usize = 20;
+
+/// Candidate latent sizes of `--latent auto`.
+pub const AUTO_LATENTS: [usize; 4] = [8, 16, 24, 32];
+
+/// A latent size, or automatic selection by validation ELBO.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum LatentSpec {
+    /// This size.
+    Fixed(usize),
+    /// `auto`.
+    #[serde(deserialize_with = "auto_only")]
+    Auto,
+}
+
+fn auto_only<'de, D: serde::Deserializer<'de>>(d: D) -> Result<(), D::Error> {
+    let s = String::deserialize(d)?;
+    if s == "auto" {
+        Ok(())
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "latent must be a number or \"auto\", found {s:?}"
+        )))
+    }
+}
+
+impl std::str::FromStr for LatentSpec {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "auto" {
+            return Ok(LatentSpec::Auto);
+        }
+        s.parse()
+            .map(LatentSpec::Fixed)
+            .map_err(|_| format!("expected a number or `auto`, found {s:?}"))
+    }
+}
+
 /// Everything a training run needs, resolved from defaults, the TOML config and flags.
 #[derive(Clone, Debug)]
 pub struct Resolved {
     window: usize,
     stride: usize,
+    train_stride: usize,
     encoder_hidden: Vec<usize>,
     decoder_hidden: Option<Vec<usize>>,
-    latent: usize,
+    latent: LatentSpec,
     noise: NoiseKind,
     val_fraction: f64,
     train: TrainConfig,
@@ -407,7 +460,11 @@ fn resolve(o: &ModelOpts) -> Result<Resolved> {
         None => ConfigToml::default(),
     };
     let m = cfg.model;
-    let mut train = cfg.train.unwrap_or_default();
+    let mut train = cfg.train.unwrap_or_else(|| TrainConfig {
+        epochs: DEFAULT_EPOCHS,
+        patience: DEFAULT_PATIENCE,
+        ..TrainConfig::default()
+    });
     if let Some(v) = o.epochs {
         train.epochs = v;
     }
@@ -436,13 +493,14 @@ fn resolve(o: &ModelOpts) -> Result<Resolved> {
     let r = Resolved {
         window: o.window.or(m.window).unwrap_or(64),
         stride: o.stride.or(m.stride).unwrap_or(32),
+        train_stride: o.train_stride.or(m.train_stride).unwrap_or(8),
         encoder_hidden: o
             .hidden
             .clone()
             .or(m.encoder_hidden)
             .unwrap_or_else(|| vec![64]),
         decoder_hidden: o.decoder_hidden.clone().or(m.decoder_hidden),
-        latent: o.latent.or(m.latent).unwrap_or(8),
+        latent: o.latent.or(m.latent).unwrap_or(LatentSpec::Auto),
         noise,
         val_fraction: o.val_fraction.or(m.val_fraction).unwrap_or(0.2),
         train,
@@ -450,8 +508,8 @@ fn resolve(o: &ModelOpts) -> Result<Resolved> {
     if r.window == 0 {
         bail!("--window must be at least 1");
     }
-    if r.stride == 0 {
-        bail!("--stride must be at least 1");
+    if r.stride == 0 || r.train_stride == 0 {
+        bail!("--stride and --train-stride must be at least 1");
     }
     if !(r.val_fraction > 0.0 && r.val_fraction < 1.0) {
         bail!("--val-fraction must be in (0, 1), found {}", r.val_fraction);
@@ -502,6 +560,9 @@ pub struct Calibration {
     pub train_data: String,
     /// Held-out fraction of its tail.
     pub val_fraction: f64,
+    /// Stride of the training and validation windows.
+    #[serde(default)]
+    pub train_stride: Option<usize>,
     /// Training windows (ranges) and validation windows (thresholds).
     pub train_windows: usize,
     /// Validation windows.
@@ -564,6 +625,7 @@ fn scores_of(m: &HostModel, w: &Windows, kind: ScoreKind, seed: u64) -> Result<V
 struct TrainSplit {
     train: Windows,
     val: Windows,
+    stride: usize,
 }
 
 fn split_windows(
@@ -577,6 +639,7 @@ fn split_windows(
     Ok(TrainSplit {
         train: Windows::cut(&tr, window, stride, norm)?,
         val: Windows::cut(&va, window, stride, norm)?,
+        stride,
     })
 }
 
@@ -630,6 +693,7 @@ fn calibrate(
         ranges,
         train_data: train_data.display().to_string(),
         val_fraction,
+        train_stride: Some(split.stride),
         train_windows: split.train.len(),
         val_windows: split.val.len(),
         score_diff: diff.unwrap_or(ScoreDiff {
@@ -669,7 +733,7 @@ fn load_checkpoint(dir: &Path) -> Result<Checkpoint> {
     checkpoint::load(dir)
 }
 
-fn load_model(dir: &Path) -> Result<Loaded> {
+pub fn load_model(dir: &Path) -> Result<Loaded> {
     let ck = load_checkpoint(dir)?;
     let (th, cal) = calibration_of(&ck.config).with_context(|| {
         format!(
@@ -711,6 +775,8 @@ fn calibration_of(c: &CheckpointConfig) -> Result<(Thresholds, Calibration)> {
 /// What `train` produced (also used by `demo`).
 pub struct Trained {
     ck: Checkpoint,
+    /// Wall time of all training runs (every candidate latent size).
+    seconds: f64,
     report: TrainReport,
     f32: HostModel,
     int8: HostModel,
@@ -722,22 +788,43 @@ fn train_model(data_path: &Path, o: &ModelOpts, c: &CalibOpts) -> Result<Trained
     let series = data::load_csv(data_path)?;
     let (tr, _) = data::split_tail(&series, r.val_fraction, r.window)?;
     let norm = Norm::fit(&tr);
-    let split = split_windows(&series, r.window, r.stride, r.val_fraction, &norm)?;
+    let split = split_windows(&series, r.window, r.train_stride, r.val_fraction, &norm)?;
     let ch = series.num_channels();
     let decoder_hidden = r
         .decoder_hidden
         .clone()
         .unwrap_or_else(|| r.encoder_hidden.iter().rev().copied().collect());
-    let arch = Arch {
-        input: r.window * ch,
-        encoder_hidden: r.encoder_hidden.clone(),
-        latent: r.latent,
-        decoder_hidden,
-        noise: r.noise,
-        channels: ch,
+    let candidates: Vec<usize> = match r.latent {
+        LatentSpec::Fixed(z) => vec![z],
+        LatentSpec::Auto => AUTO_LATENTS.to_vec(),
     };
-    arch.validate()?;
-    let (params, report) = train::train(&arch, &r.train, &split.train.data, &split.val.data)?;
+    let t0 = Instant::now();
+    let mut best: Option<(f64, Arch, train::Params, TrainReport)> = None;
+    let mut selection = Vec::new();
+    for &z in &candidates {
+        let arch = Arch {
+            input: r.window * ch,
+            encoder_hidden: r.encoder_hidden.clone(),
+            latent: z,
+            decoder_hidden: decoder_hidden.clone(),
+            noise: r.noise,
+            channels: ch,
+        };
+        arch.validate()?;
+        let (params, report) = train::train(&arch, &r.train, &split.train.data, &split.val.data)?;
+        let val = report
+            .history
+            .iter()
+            .find(|h| h.epoch == report.best_epoch)
+            .and_then(|h| h.val_elbo)
+            .unwrap_or(f64::NEG_INFINITY);
+        selection.push(json!({"latent": z, "val_elbo": val, "epochs": report.history.len()}));
+        if best.as_ref().is_none_or(|b| val > b.0) {
+            best = Some((val, arch, params, report));
+        }
+    }
+    let (_, arch, params, report) = best.context("no latent size to train")?;
+    let seconds = t0.elapsed().as_secs_f64();
     let config = CheckpointConfig::new(
         series.channels.clone(),
         r.window,
@@ -748,14 +835,45 @@ fn train_model(data_path: &Path, o: &ModelOpts, c: &CalibOpts) -> Result<Trained
         r.train.clone(),
     );
     let mut ck = Checkpoint { config, params };
+    if candidates.len() > 1 {
+        ck.config.extra.insert(
+            "latent_selection".into(),
+            json!({"by": "validation ELBO", "candidates": selection}),
+        );
+    }
     let (f32, int8) = calibrate(&mut ck, &split, data_path, r.val_fraction, c)?;
     Ok(Trained {
         ck,
+        seconds,
         report,
         f32,
         int8,
         split,
     })
+}
+
+/// `latent chosen by validation ELBO: 8 -319.6, 16 -213.7, ... -> 24`, for `--latent auto`.
+fn selection_line(c: &CheckpointConfig) -> Option<String> {
+    let cands = c
+        .extra
+        .get("latent_selection")?
+        .get("candidates")?
+        .as_array()?;
+    let parts: Vec<String> = cands
+        .iter()
+        .map(|v| {
+            format!(
+                "{}: {:.1}",
+                v["latent"],
+                v["val_elbo"].as_f64().unwrap_or(f64::NAN)
+            )
+        })
+        .collect();
+    Some(format!(
+        "latent size chosen by validation ELBO ({}): {}",
+        parts.join(", "),
+        c.arch.latent
+    ))
 }
 
 fn arch_string(a: &Arch) -> String {
@@ -783,11 +901,12 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
         .iter()
         .find(|h| h.epoch == t.report.best_epoch);
     println!(
-        "trained {} on {} windows ({} validation) in {:.2} s, {} epochs (best {}{})",
+        "trained {} on {} windows ({} validation) in {:.2} s ({:.2} s in all), {} epochs (best {}{})",
         arch_string(&t.ck.config.arch),
         t.report.n_train,
         t.report.n_val,
         t.report.seconds,
+        t.seconds,
         t.report.history.len(),
         t.report.best_epoch,
         if t.report.stopped_early {
@@ -800,6 +919,9 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
         if let Some(v) = h.val_elbo {
             println!("validation ELBO {v:.2} nats per window");
         }
+    }
+    if let Some(l) = selection_line(&t.ck.config) {
+        println!("{l}");
     }
     println!(
         "threshold ({} at FPR {}): f32 {:.3}, int8 {:.3}; f32/int8 score difference: mean {:.4} nats, max {:.4}",
@@ -830,13 +952,11 @@ fn cmd_quantize(a: QuantizeArgs) -> Result<()> {
         mean: ck.config.norm_mean.clone(),
         std: ck.config.norm_std.clone(),
     };
-    let split = split_windows(
-        &series,
-        ck.config.window,
-        ck.config.stride,
-        val_fraction,
-        &norm,
-    )?;
+    let train_stride = recorded
+        .as_ref()
+        .and_then(|c| c.train_stride)
+        .unwrap_or(ck.config.stride);
+    let split = split_windows(&series, ck.config.window, train_stride, val_fraction, &norm)?;
     let (_, q) = calibrate(&mut ck, &split, &data_path, val_fraction, &a.calib)?;
     checkpoint::save(&a.model, &ck)?;
     let (th, cal) = calibration_of(&ck.config)?;
@@ -1047,6 +1167,7 @@ fn cmd_eval(a: EvalArgs) -> Result<()> {
                 &train_path,
                 &m.ck.config,
                 m.cal.val_fraction,
+                m.cal.train_stride.unwrap_or(m.ck.config.stride),
                 m.th.fpr,
                 &r.windows,
             )?)
@@ -1193,7 +1314,7 @@ fn cmd_demo(a: DemoArgs) -> Result<()> {
     let staging = demo::Staging::new(&a.out)?;
     let dir = staging.path().to_path_buf();
     let t = train_model(&train_path, &a.model, &a.calib)?;
-    let train_seconds = t.report.seconds;
+    let train_seconds = t.seconds;
     let model_dir = dir.join("model");
     checkpoint::save(&model_dir, &t.ck)?;
     let m = load_model(&model_dir)?;
@@ -1205,6 +1326,7 @@ fn cmd_demo(a: DemoArgs) -> Result<()> {
         &train_path,
         &m.ck.config,
         m.cal.val_fraction,
+        m.cal.train_stride.unwrap_or(m.ck.config.stride),
         m.th.fpr,
         &r.windows,
     )
@@ -1241,7 +1363,7 @@ fn cmd_demo(a: DemoArgs) -> Result<()> {
             "running the exported model on the Cortex-M4 in QEMU (first build takes a while)..."
         );
         Some(
-            demo::firmware_check(&dir.join("model.rs"), &m.int8, &m.ck.config, &test_path)
+            demo::firmware_check(&dir.join("model.rs"), &m.int8, &m.ck.config, m.th.int8)
                 .unwrap_or_else(|e| json!({"error": error_line(&e)})),
         )
     };

@@ -472,3 +472,41 @@ fn bad_streams_for_a_model() {
         "{err}"
     );
 }
+
+#[test]
+fn latent_auto_keeps_the_best_validation_elbo() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let train = slice(dir, "train.csv", "train.csv", 0, 1200);
+    let out = dir.join("auto");
+    let mut args: Vec<&str> = vec![
+        "train",
+        "--data",
+        train.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    // SMALL without its fixed latent size
+    let at = SMALL.iter().position(|a| *a == "--latent").unwrap();
+    args.extend(&SMALL[..at]);
+    args.extend(&SMALL[at + 2..]);
+    let text = ok(&args);
+    assert!(
+        text.contains("latent size chosen by validation ELBO"),
+        "{text}"
+    );
+    let cfg: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    let cands = cfg["latent_selection"]["candidates"].as_array().unwrap();
+    assert_eq!(cands.len(), 4);
+    let best = cands
+        .iter()
+        .max_by(|a, b| {
+            a["val_elbo"]
+                .as_f64()
+                .unwrap()
+                .total_cmp(&b["val_elbo"].as_f64().unwrap())
+        })
+        .unwrap();
+    assert_eq!(cfg["arch"]["latent"], best["latent"], "{cands:?}");
+}
