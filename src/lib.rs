@@ -1,6 +1,6 @@
 #![doc = include_str!("../README.md")]
 #![no_std]
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 #![deny(missing_docs)]
 #![deny(
     clippy::unwrap_used,
@@ -13,6 +13,8 @@
 
 mod activation;
 mod alarm;
+#[allow(unsafe_code)]
+mod arch;
 mod cholesky;
 mod dense;
 mod detector;

@@ -62,6 +62,7 @@
 //! `tanh` of the f32 layer reached 2.4 output steps: the pre-activation rounding dominates, as
 //! the bound says; each LUT entry alone is within half a step of `tanh` of its input.
 
+use crate::arch;
 use crate::quant::{dequantize_into, quantize_into};
 use crate::{dequantize, quantize, requantize, Activation, Error, Layer, QParams, Requant};
 
@@ -124,6 +125,27 @@ impl<const IN: usize, const OUT: usize> QDense<IN, OUT> {
         )
     }
 
+    /// Computes the layer with the chosen implementation (all give the bits of
+    /// [`Layer::forward`], which uses [`QKernel::FAST`]); for tests and benchmarks.
+    /// [`QKernel::Dsp`] uses `2 * IN` bytes of stack.
+    pub fn forward_with(&self, kernel: QKernel, x: &[i8; IN], y: &mut [i8; OUT]) {
+        let mut xe = Widened::<IN>::ZERO;
+        self.kern().run(kernel, x, &mut xe.0, y);
+    }
+
+    fn kern(&self) -> Kern<'static> {
+        Kern {
+            in_dim: IN,
+            weights: self.weights.as_flattened(),
+            bias: self.bias,
+            requant: self.requant,
+            zp: self.output_zero_point,
+            lo: i32::from(self.act_min),
+            hi: i32::from(self.act_max),
+            lut: self.lut,
+        }
+    }
+
     /// The same layer as a runtime-shaped [`QDenseView`] (same kernel, same bits). Values are not
     /// validated here; call [`QDense::validate`] for that.
     pub fn view(&self) -> QDenseView<'static> {
@@ -150,20 +172,19 @@ impl<const IN: usize, const OUT: usize> Layer<IN, OUT> for QDense<IN, OUT> {
 
     #[inline]
     fn forward(&self, x: &[i8; IN], y: &mut [i8; OUT], _scratch: &mut ()) {
-        qdense_kernel(
-            IN,
-            self.weights.as_flattened(),
-            self.bias,
-            self.requant,
-            self.output_zero_point,
-            self.act_min,
-            self.act_max,
-            self.lut,
-            x,
-            y,
-        );
+        if arch::DSP {
+            // The widened input: 2 * IN bytes of stack while the layer runs.
+            let mut xe = Widened::<IN>::ZERO;
+            self.kern().run(QKernel::Dsp, x, &mut xe.0, y);
+        } else {
+            self.kern().run(QKernel::Portable, x, &mut [], y);
+        }
     }
 }
+
+/// The most inputs [`QDenseView`] runs with [`QKernel::Dsp`] (its widened input lives in a
+/// stack buffer of this many 16-bit values); wider views run [`QKernel::Portable`].
+pub const VIEW_DSP_MAX_IN: usize = 256;
 
 /// An int8 fully connected layer whose sizes are known only at run time (for the host tool).
 ///
@@ -228,20 +249,34 @@ impl<'a> QDenseView<'a> {
     /// [`Error::ShapeMismatch`] if `x.len() != in_dim` or `y.len() != out_dim` (nothing is
     /// written then).
     pub fn forward(&self, x: &[i8], y: &mut [i8]) -> Result<(), Error> {
+        self.forward_with(QKernel::FAST, x, y)
+    }
+
+    /// [`QDenseView::forward`] with the chosen implementation (same bits). [`QKernel::Dsp`]
+    /// widens the input into a stack buffer of [`VIEW_DSP_MAX_IN`] 16-bit values; with more
+    /// inputs it runs [`QKernel::Portable`] instead.
+    ///
+    /// # Errors
+    /// As [`QDenseView::forward`].
+    pub fn forward_with(&self, kernel: QKernel, x: &[i8], y: &mut [i8]) -> Result<(), Error> {
         check_len(self.in_dim, x.len())?;
         check_len(self.out_dim, y.len())?;
-        qdense_kernel(
-            self.in_dim,
-            self.weights,
-            self.bias,
-            self.requant,
-            self.output_zero_point,
-            self.act_min,
-            self.act_max,
-            self.lut,
-            x,
-            y,
-        );
+        let k = Kern {
+            in_dim: self.in_dim,
+            weights: self.weights,
+            bias: self.bias,
+            requant: self.requant,
+            zp: self.output_zero_point,
+            lo: i32::from(self.act_min),
+            hi: i32::from(self.act_max),
+            lut: self.lut,
+        };
+        if kernel == QKernel::Dsp {
+            let mut xe = Widened::<VIEW_DSP_MAX_IN>::ZERO;
+            k.run(kernel, x, &mut xe.0, y);
+        } else {
+            k.run(kernel, x, &mut [], y);
+        }
         Ok(())
     }
 
@@ -310,46 +345,285 @@ fn validate_values(
     }
 }
 
-/// The one int8 dense kernel (see the module doc). Callers guarantee
-/// `weights.len() == in_dim * y.len()`, `bias.len() == requant.len() == y.len()` and
-/// `x.len() == in_dim`; it never panics even if they do not (outputs without a full row are left
-/// untouched).
-#[allow(clippy::too_many_arguments)]
-#[inline]
-fn qdense_kernel(
+/// Which implementation of the int8 dense kernel runs. All compute the same bits (see the
+/// module doc); [`QKernel::FAST`] is what [`QDense`] and [`QDenseView`] use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum QKernel {
+    /// The formula as written: one output at a time, inputs in index order, [`requantize`].
+    Reference,
+    /// Four output rows per pass over the inputs, byte loads: the fast path on cores without
+    /// DSP instructions (Cortex-M0/M0+/M3).
+    Portable,
+    /// Four output rows per pass with SXTB16/SMLAD on the input widened once per layer to
+    /// 16-bit pairs. Off Arm hard-float targets the same code runs on portable emulations of
+    /// the two instructions (slow, for testing).
+    Dsp,
+}
+
+impl QKernel {
+    /// The kernel of [`QDense::forward`] on this target: [`QKernel::Dsp`] where the DSP
+    /// instructions are compiled in (Arm hard-float targets), else [`QKernel::Portable`].
+    pub const FAST: QKernel = if arch::DSP {
+        QKernel::Dsp
+    } else {
+        QKernel::Portable
+    };
+}
+
+/// [`requantize`] bit for bit, with one rounding instead of two where the shift allows.
+///
+/// For `shift = -e` with `2 <= e <= 31` (every multiplier in `[2^-32, 2^-2)`: all real layers),
+/// TFLite's two roundings collapse into one. With `A = acc * m + 2^30` (i64, exact) the high
+/// multiply is `r1 = floor(A / 2^31)` and the shift `floor((r1 + 2^(e-1) - [r1 < 0]) / 2^e)`
+/// (round half away from zero; `[r1 < 0] = [A < 0]`). Nested floors of divisions by powers of two
+/// compose, so the result is `floor((A - [A < 0] 2^31 + 2^(30+e)) / 2^(31+e))`, i.e. with
+/// `H = floor((A - [A < 0] 2^31) / 2^32)` (the high word, borrow included):
+/// `(H + 2^(e-2)) >> (e-1)`. (The high multiply's saturation, `acc = m = i32::MIN`, gives
+/// `r1 = 2^31 - 1` instead of `2^31`; both round to `2^(31-e)`, so the formula holds there too.)
+/// Other shifts take [`requantize`] itself.
+#[inline(always)]
+fn requantize_fast(acc: i32, rq: Requant) -> i32 {
+    // e - 2, for e = -shift.
+    let t = rq.shift.wrapping_neg().wrapping_sub(2) as u32;
+    if t > 29 {
+        return requantize(acc, rq);
+    }
+    let a = (i64::from(acc) * i64::from(rq.multiplier)).wrapping_add(1 << 30);
+    let (hi, lo) = ((a >> 32) as i32, a as u32);
+    // Subtract 2^31 when A < 0: only the borrow into the high word matters.
+    let sign = (hi as u32) & 0x8000_0000;
+    let hi = hi.wrapping_sub(i32::from(lo < sign));
+    hi.wrapping_add(1 << t) >> (t + 1)
+}
+
+/// The constants of one layer, as the kernels read them.
+#[derive(Clone, Copy)]
+struct Kern<'a> {
     in_dim: usize,
-    weights: &[i8],
-    bias: &[i32],
-    requant: &[Requant],
-    output_zero_point: i32,
-    act_min: i8,
-    act_max: i8,
-    lut: Option<&[i8; 256]>,
-    x: &[i8],
-    y: &mut [i8],
-) {
-    let epilogue = |acc: i32, rq: Requant| -> i8 {
-        let v = requantize(acc, rq).saturating_add(output_zero_point);
-        let v = v.max(i32::from(act_min)).min(i32::from(act_max));
-        // v <= act_max <= 127 and v >= min(act_min, act_max) >= -128: the cast is exact.
+    weights: &'a [i8],
+    bias: &'a [i32],
+    requant: &'a [Requant],
+    zp: i32,
+    lo: i32,
+    hi: i32,
+    lut: Option<&'a [i8; 256]>,
+}
+
+impl Kern<'_> {
+    /// The output stage: requantize, add the zero point, clamp, table.
+    #[inline(always)]
+    fn out(&self, acc: i32, rq: Requant) -> i8 {
+        let v = requantize_fast(acc, rq).saturating_add(self.zp);
+        let v = v.max(self.lo).min(self.hi);
+        // v <= hi <= 127 and v >= min(lo, hi) >= -128: the cast is exact.
         let v = v as i8;
-        match lut {
+        match self.lut {
             Some(t) => t.get(usize::from(v as u8 ^ 0x80)).copied().unwrap_or(v),
             None => v,
         }
-    };
-    let outs = y.iter_mut().zip(bias).zip(requant);
-    if in_dim == 0 {
+    }
+
+    /// The output stage of [`QKernel::Reference`], with [`requantize`] itself.
+    #[inline(always)]
+    fn out_reference(&self, acc: i32, rq: Requant) -> i8 {
+        let v = requantize(acc, rq).saturating_add(self.zp);
+        let v = v.max(self.lo).min(self.hi);
+        let v = v as i8;
+        match self.lut {
+            Some(t) => t.get(usize::from(v as u8 ^ 0x80)).copied().unwrap_or(v),
+            None => v,
+        }
+    }
+
+    /// Runs `kernel`; `xe` is the scratch of [`QKernel::Dsp`] (at least `in_dim` rounded down
+    /// to a multiple of 4 long, else that kernel falls back to [`QKernel::Portable`]).
+    #[inline(always)]
+    fn run(&self, kernel: QKernel, x: &[i8], xe: &mut [i16], y: &mut [i8]) {
+        match kernel {
+            QKernel::Reference => reference_kernel(self, x, y),
+            QKernel::Portable => portable_kernel(self, x, y),
+            QKernel::Dsp => dsp_kernel(self, x, xe, y),
+        }
+    }
+}
+
+/// [`QKernel::Reference`]: `acc = bias[o] + Σ_i w[o][i] x[i]` in index order, then the output
+/// stage with [`requantize`]. Callers guarantee `weights.len() == in_dim * y.len()`,
+/// `bias.len() == requant.len() == y.len()` and `x.len() == in_dim`; it never panics even if
+/// they do not (outputs without a full row are left untouched). The same holds for the others.
+#[inline(never)]
+fn reference_kernel(k: &Kern<'_>, x: &[i8], y: &mut [i8]) {
+    let outs = y.iter_mut().zip(k.bias).zip(k.requant);
+    if k.in_dim == 0 {
         for ((yo, &b), &rq) in outs {
-            *yo = epilogue(b, rq);
+            *yo = k.out_reference(b, rq);
         }
         return;
     }
-    for (((yo, &b), &rq), row) in outs.zip(weights.chunks_exact(in_dim)) {
+    for (((yo, &b), &rq), row) in outs.zip(k.weights.chunks_exact(k.in_dim)) {
         let acc = row.iter().zip(x).fold(b, |acc, (&w, &xi)| {
             acc.wrapping_add(i32::from(w) * i32::from(xi))
         });
-        *yo = epilogue(acc, rq);
+        *yo = k.out_reference(acc, rq);
+    }
+}
+
+/// A layer without inputs: `y[o]` is the output stage of `bias[o]`.
+fn bias_only(k: &Kern<'_>, y: &mut [i8]) {
+    for ((yo, &b), &rq) in y.iter_mut().zip(k.bias).zip(k.requant) {
+        *yo = k.out(b, rq);
+    }
+}
+
+/// Rows `4r..4r+4` of the weights as four slices (`in_dim` each), from a chunk of `4 * in_dim`.
+#[inline(always)]
+fn four_rows(block: &[i8], n: usize) -> Option<[&[i8]; 4]> {
+    let (w0, rest) = block.split_at_checked(n)?;
+    let (w1, rest) = rest.split_at_checked(n)?;
+    let (w2, w3) = rest.split_at_checked(n)?;
+    Some([w0, w1, w2, w3])
+}
+
+/// The rows left after the blocks of four: `(y, bias, requant, weights)` tails.
+#[inline(always)]
+fn tails<'a, 'y>(
+    k: &Kern<'a>,
+    y: &'y mut [i8],
+    blocks: usize,
+) -> (&'y mut [i8], &'a [i32], &'a [Requant], &'a [i8]) {
+    let r = blocks * 4;
+    (
+        y.get_mut(r..).unwrap_or_default(),
+        k.bias.get(r..).unwrap_or_default(),
+        k.requant.get(r..).unwrap_or_default(),
+        k.weights.get(r * k.in_dim..).unwrap_or_default(),
+    )
+}
+
+/// [`QKernel::Portable`]: four rows per pass, each input loaded once per pass and multiplied
+/// into four accumulators; the rows left over one at a time.
+#[inline(never)]
+fn portable_kernel(k: &Kern<'_>, x: &[i8], y: &mut [i8]) {
+    let n = k.in_dim;
+    if n == 0 {
+        return bias_only(k, y);
+    }
+    let (y4, _) = y.as_chunks_mut::<4>();
+    let (b4, _) = k.bias.as_chunks::<4>();
+    let (r4, _) = k.requant.as_chunks::<4>();
+    let mut blocks = 0;
+    for (((yb, bb), rb), wb) in y4
+        .iter_mut()
+        .zip(b4)
+        .zip(r4)
+        .zip(k.weights.chunks_exact(4 * n))
+    {
+        let Some([w0, w1, w2, w3]) = four_rows(wb, n) else {
+            break;
+        };
+        let mut a = *bb;
+        for ((((&xi, &p), &q), &r), &s) in x.iter().zip(w0).zip(w1).zip(w2).zip(w3) {
+            let xi = i32::from(xi);
+            a[0] = a[0].wrapping_add(i32::from(p) * xi);
+            a[1] = a[1].wrapping_add(i32::from(q) * xi);
+            a[2] = a[2].wrapping_add(i32::from(r) * xi);
+            a[3] = a[3].wrapping_add(i32::from(s) * xi);
+        }
+        for ((yo, &acc), &rq) in yb.iter_mut().zip(&a).zip(rb) {
+            *yo = k.out(acc, rq);
+        }
+        blocks += 1;
+    }
+    let (y, bias, requant, weights) = tails(k, y, blocks);
+    for (((yo, &b), &rq), row) in y
+        .iter_mut()
+        .zip(bias)
+        .zip(requant)
+        .zip(weights.chunks_exact(n))
+    {
+        let acc = row.iter().zip(x).fold(b, |acc, (&w, &xi)| {
+            acc.wrapping_add(i32::from(w) * i32::from(xi))
+        });
+        *yo = k.out(acc, rq);
+    }
+}
+
+/// The widened input of [`QKernel::Dsp`]: 16-bit values, 4-byte aligned (SMLAD reads them in
+/// pairs with LDRD).
+#[repr(C, align(4))]
+struct Widened<const N: usize>([i16; N]);
+
+impl<const N: usize> Widened<N> {
+    const ZERO: Self = Self([0; N]);
+}
+
+/// [`QKernel::Dsp`]: the input is widened once to 16-bit pairs in the order SXTB16 extracts
+/// weights (`[x0, x2, x1, x3]` per group of four), then four rows per pass: one word load per
+/// row and group, SXTB16 and SXTB16 ROR 8 to split it into `(w0, w2)` and `(w1, w3)`, two SMLADs
+/// (`arch::dot4`). The last `in_dim % 4` inputs of each row are multiplied one by one.
+#[inline(never)]
+fn dsp_kernel(k: &Kern<'_>, x: &[i8], xe: &mut [i16], y: &mut [i8]) {
+    let n = k.in_dim;
+    let g = n / 4;
+    let (xg, xt) = x.as_chunks::<4>();
+    let Some(xe) = xe.get_mut(..4 * g) else {
+        return portable_kernel(k, x, y);
+    };
+    if n == 0 {
+        return bias_only(k, y);
+    }
+    let (xe4, _) = xe.as_chunks_mut::<4>();
+    for (e, xw) in xe4.iter_mut().zip(xg) {
+        let w = u32::from_le_bytes(xw.map(|v| v as u8));
+        let (a, b) = (arch::sxtb16(w), arch::sxtb16_ror8(w));
+        *e = [a as i16, (a >> 16) as i16, b as i16, (b >> 16) as i16];
+    }
+    let xe: &[i16] = xe;
+    let tail = |acc: i32, row: &[i8]| -> i32 {
+        row.get(4 * g..)
+            .unwrap_or_default()
+            .iter()
+            .zip(xt)
+            .fold(acc, |acc, (&w, &xi)| {
+                acc.wrapping_add(i32::from(w) * i32::from(xi))
+            })
+    };
+
+    let (y4, _) = y.as_chunks_mut::<4>();
+    let (b4, _) = k.bias.as_chunks::<4>();
+    let (r4, _) = k.requant.as_chunks::<4>();
+    let mut blocks = 0;
+    for (((yb, bb), rb), wb) in y4
+        .iter_mut()
+        .zip(b4)
+        .zip(r4)
+        .zip(k.weights.chunks_exact(4 * n))
+    {
+        let mut a = arch::dot4(*bb, wb, n, xe);
+        if !n.is_multiple_of(4) {
+            if let Some([w0, w1, w2, w3]) = four_rows(wb, n) {
+                a = [
+                    tail(a[0], w0),
+                    tail(a[1], w1),
+                    tail(a[2], w2),
+                    tail(a[3], w3),
+                ];
+            }
+        }
+        for ((yo, &acc), &rq) in yb.iter_mut().zip(&a).zip(rb) {
+            *yo = k.out(acc, rq);
+        }
+        blocks += 1;
+    }
+    let (y, bias, requant, weights) = tails(k, y, blocks);
+    for (((yo, &b), &rq), row) in y
+        .iter_mut()
+        .zip(bias)
+        .zip(requant)
+        .zip(weights.chunks_exact(n))
+    {
+        *yo = k.out(tail(arch::dot1(b, row, xe), row), rq);
     }
 }
 
