@@ -456,13 +456,17 @@ pub struct RunOutput {
 /// # Errors
 /// As [`run_on`].
 pub fn run_elf(core: Core, elf: &Path) -> Result<RunOutput> {
+    run_on(machine_for(core, elf), elf)
+}
+
+/// The machine an ELF built by [`build`] for `core` runs on, from its build directory.
+fn machine_for(core: Core, elf: &Path) -> &'static str {
     let fallback = format!("qemu-{}-mps2-an385", core.name());
-    let machine = if elf.components().any(|c| c.as_os_str() == fallback.as_str()) {
+    if elf.components().any(|c| c.as_os_str() == fallback.as_str()) {
         "mps2-an385"
     } else {
         core.machine()
-    };
-    run_on(machine, elf)
+    }
 }
 
 /// Runs an ELF on QEMU machine `machine` with `-icount` and decodes its defmt output.
@@ -1274,6 +1278,11 @@ pub fn bench(cores: &[Core], json: bool, model: Option<&Path>) -> Result<()> {
         }
         println!(" |");
     }
+    println!(
+        "Reference, Cortex-M4, same method (shared/BENCHMARKS.md): CMSIS-NN \
+         arm_fully_connected_s8 -O3 small_vae 38,492, mlperf_ad 579,584; plain C int8 -O3 \
+         92,342 / 1,649,350."
+    );
     println!();
     println!("Memory of the `score` program (bytes; flash from the ELF, stack by painting)");
     type Row = (&'static str, fn(&BenchFigures) -> u64);
@@ -1297,4 +1306,109 @@ pub fn bench(cores: &[Core], json: bool, model: Option<&Path>) -> Result<()> {
         println!(" |");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn recs(lines: &[&str]) -> Vec<Record> {
+        lines.iter().map(|l| Record::parse(l)).collect()
+    }
+
+    #[test]
+    fn cores_parse() {
+        assert_eq!(Core::parse_list("all").unwrap(), Core::ALL.to_vec());
+        assert_eq!(
+            Core::parse_list("m33, M0,m33").unwrap(),
+            vec![Core::M33, Core::M0]
+        );
+        assert!(Core::parse_list("m5").is_err());
+        assert!(Core::parse_list(" , ").is_err());
+        for c in Core::ALL {
+            assert_eq!(c.name().parse::<Core>().unwrap(), c);
+        }
+    }
+
+    #[test]
+    fn record_fields() {
+        let r = Record::parse("INFO window 7 start=224 score=43b02666 level=none alarm=1");
+        assert_eq!(r.tag, "window");
+        assert_eq!(r.words, vec!["7".to_string()]);
+        assert_eq!(r.num("start").unwrap(), 224);
+        assert_eq!(r.hex("score").unwrap(), 0x43b0_2666);
+        assert!(r.num("level").is_err(), "`none` is not a number");
+        assert!(r.num("missing").is_err());
+        assert!(r.is_window());
+        assert!(!Record::parse("INFO done pass=window").is_window());
+    }
+
+    #[test]
+    fn compare_finds_the_first_difference() {
+        let host = recs(&[
+            "INFO model window=64",
+            "INFO window 0 start=0 score=43b02666 alarm=0",
+            "INFO window 1 start=32 score=43ab9fe9 alarm=0",
+            "WARN faulty 2 start=64 score=none alarm=0 nf=2",
+        ]);
+        assert_eq!(compare(&host, &host), None);
+        // Non-window lines (here the model line) do not take part.
+        assert_eq!(compare(&host[1..], &host), None);
+
+        let mut chip = host.clone();
+        chip[2] = Record::parse("INFO window 1 start=32 score=43ab9fea alarm=0");
+        let m = compare(&chip, &host).expect("one bit differs");
+        assert!(m.contains("score: chip 43ab9fea"), "{m}");
+        assert!(m.contains("host 43ab9fe9"), "{m}");
+
+        let short = &host[..3];
+        let m = compare(short, &host).expect("a window is missing");
+        assert!(
+            m.contains("3 window lines") || m.contains("2 window lines"),
+            "{m}"
+        );
+        let m = compare(&host, short).expect("an extra window");
+        assert!(m.contains("window lines"), "{m}");
+    }
+
+    #[test]
+    fn thousands_separators() {
+        assert_eq!(group(0), "0");
+        assert_eq!(group(999), "999");
+        assert_eq!(group(1000), "1,000");
+        assert_eq!(group(38_492), "38,492");
+        assert_eq!(group(1_233_680), "1,233,680");
+    }
+
+    #[test]
+    fn json_has_the_keys_scripts_rely_on() {
+        let mut f = BenchFigures::default();
+        f.instructions.insert("small_vae".into(), Some(51_234));
+        f.instructions.insert("mlperf_ad".into(), None);
+        f.instructions.insert("score".into(), Some(201_882));
+        f.score_elf.flash = 150_000;
+        f.weights_bytes = 58_728;
+        f.stream_bytes = 49_152;
+        f.stack_bytes = 7_344;
+        f.score_elf.bss = 16;
+        let j = f.to_json();
+        assert_eq!(j["small_vae_instructions"], 51_234);
+        assert!(j["mlperf_ad_instructions"].is_null());
+        assert_eq!(j["score_instructions"], 201_882);
+        assert_eq!(j["flash_code_bytes"], 150_000 - 58_728 - 49_152);
+        assert_eq!(j["ram_bytes"], 7_344 + 16);
+    }
+
+    #[test]
+    fn fallback_machine_from_the_build_directory() {
+        let t = Path::new("/x/firmware/target");
+        let fallback = t.join("qemu-m0-mps2-an385/thumbv6m-none-eabi/release/score");
+        let normal = t.join("qemu-m0/thumbv6m-none-eabi/release/score");
+        assert_eq!(machine_for(Core::M0, &fallback), "mps2-an385");
+        assert_eq!(machine_for(Core::M0, &normal), "microbit");
+        let m33 = t.join("qemu-m33/thumbv8m.main-none-eabihf/release/score");
+        assert_eq!(machine_for(Core::M33, &m33), "mps2-an505");
+        assert_eq!(memory_of("microbit").1, 256 * 1024);
+        assert_eq!(memory_of("mps2-an505").0, 0x1000_0000);
+    }
 }
