@@ -110,6 +110,45 @@ impl Series {
         }
     }
 
+    /// The stream with the model's channels in the model's order: columns are matched by name
+    /// when the header has every one of `names` (extra columns are dropped, order may differ);
+    /// otherwise by position, which needs the same count (a warning is printed on stderr when
+    /// the names differ).
+    ///
+    /// # Errors
+    /// A different channel count without matching names (see [`Series::check_channels`]).
+    pub fn select_channels(&self, names: &[String]) -> Result<Series, InputError> {
+        if self.channels == names {
+            return Ok(self.clone());
+        }
+        let idx: Option<Vec<usize>> = names
+            .iter()
+            .map(|n| self.channels.iter().position(|c| c == n))
+            .collect();
+        if let Some(idx) = idx {
+            let c = self.num_channels();
+            let values = self
+                .values
+                .chunks_exact(c)
+                .flat_map(|row| idx.iter().map(move |&i| row[i]))
+                .collect();
+            return Ok(Series {
+                path: self.path.clone(),
+                channels: names.to_vec(),
+                values,
+                labels: self.labels.clone(),
+            });
+        }
+        self.check_channels(names.len())?;
+        eprintln!(
+            "warning: {}: channels {} do not match the model's {}; using them by position",
+            self.path.display(),
+            self.channels.join(","),
+            names.join(",")
+        );
+        Ok(self.clone())
+    }
+
     /// Checks that the stream has `expected` channels.
     ///
     /// # Errors
@@ -661,6 +700,23 @@ mod tests {
         let mut huge = [1e30f32, 0.0, 0.0];
         norm.apply(&mut huge);
         assert_eq!(huge[0], tinyvae::NORM_LIMIT);
+    }
+
+    #[test]
+    fn channels_by_name_then_position() {
+        let s = parse("b,x,a,label\n1,2,3,0\n4,5,6,1\n").unwrap();
+        let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let t = s.select_channels(&names(&["a", "b"])).unwrap();
+        assert_eq!(t.channels, ["a", "b"]);
+        assert_eq!(t.values, [3.0, 1.0, 6.0, 4.0]);
+        assert_eq!(t.labels, Some(vec![0, 1]));
+        let t = s.select_channels(&names(&["p", "q", "r"])).unwrap();
+        assert_eq!(t.values, s.values);
+        let e = s.select_channels(&names(&["p", "q"])).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "d.csv:1: 3 channels (b,x,a) but the model expects 2"
+        );
     }
 
     #[test]

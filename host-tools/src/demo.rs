@@ -167,8 +167,7 @@ pub fn gaussian_baseline(
     fpr: f64,
     test: &Windows,
 ) -> Result<BaselineResult> {
-    let series = data::load_csv(train_path)?;
-    series.check_channels(cfg.channels.len())?;
+    let series = data::load_csv(train_path)?.select_channels(&cfg.channels)?;
     let norm = Norm {
         mean: cfg.norm_mean.clone(),
         std: cfg.norm_std.clone(),
@@ -416,8 +415,7 @@ pub fn chip_vs_host(
     threshold: f32,
 ) -> Result<Vec<tinyvae_host_tools::firmware::CoreParity>> {
     tinyvae_host_tools::firmware::parity_with_host_scores(cores, Some(model_rs), |csv| {
-        let series = data::load_csv(csv)?;
-        series.check_channels(cfg.channels.len())?;
+        let series = data::load_csv(csv)?.select_channels(&cfg.channels)?;
         let norm = Norm {
             mean: cfg.norm_mean.clone(),
             std: cfg.norm_std.clone(),

@@ -691,7 +691,10 @@ fn calibrate(
     };
     let cal = Calibration {
         ranges,
-        train_data: train_data.display().to_string(),
+        train_data: std::fs::canonicalize(train_data)
+            .unwrap_or_else(|_| train_data.to_path_buf())
+            .display()
+            .to_string(),
         val_fraction,
         train_stride: Some(split.stride),
         train_windows: split.train.len(),
@@ -946,8 +949,7 @@ fn cmd_quantize(a: QuantizeArgs) -> Result<()> {
         .or_else(|| recorded.as_ref().map(|c| PathBuf::from(&c.train_data)))
         .unwrap_or_else(|| default_data("train.csv"));
     let val_fraction = recorded.as_ref().map_or(0.2, |c| c.val_fraction);
-    let series = data::load_csv(&data_path)?;
-    series.check_channels(ck.config.channels.len())?;
+    let series = data::load_csv(&data_path)?.select_channels(&ck.config.channels)?;
     let norm = Norm {
         mean: ck.config.norm_mean.clone(),
         std: ck.config.norm_std.clone(),
@@ -1034,8 +1036,7 @@ fn labels_of(w: &Windows, path: &Path) -> Result<Vec<bool>> {
 }
 
 fn load_stream(m: &Loaded, path: &Path, stride: Option<usize>) -> Result<Windows> {
-    let series = data::load_csv(path)?;
-    series.check_channels(m.ck.config.channels.len())?;
+    let series = data::load_csv(path)?.select_channels(&m.ck.config.channels)?;
     let norm = Norm {
         mean: m.ck.config.norm_mean.clone(),
         std: m.ck.config.norm_std.clone(),
