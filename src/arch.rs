@@ -30,6 +30,8 @@
 //! (it would HardFault at the first dense layer). Soft-float `thumbv7em-none-eabi` builds and
 //! `thumbv6m`/`thumbv7m` use the portable code. [`DSP`] tells which was compiled.
 
+use crate::Requant;
+
 /// Whether the DSP instructions are compiled in (see the module doc); `false` means the
 /// functions below are the portable emulations.
 pub(crate) const DSP: bool = cfg!(all(
@@ -42,7 +44,9 @@ pub(crate) const DSP: bool = cfg!(all(
     any(target_feature = "dsp", target_abi = "eabihf")
 ))]
 mod imp {
+    use crate::Requant;
     use core::arch::asm;
+    use core::mem::{offset_of, size_of};
 
     /// `SXTB16 d, x`: bytes 0 and 2 of `x`, sign-extended into the two 16-bit lanes.
     #[inline(always)]
@@ -184,6 +188,257 @@ mod imp {
         }
         [a0, a1, a2, a3]
     }
+    /// [`rows4`](super::rows4_portable) with the instructions: the MAC loop of [`dot4`] and
+    /// the output stage of [`finish`](super::finish) for every block, in one `asm!` block.
+    #[inline(always)]
+    pub(crate) fn rows4(l: &super::Rows4<'_>, y: &mut [i8]) -> (usize, Option<[i32; 4]>) {
+        let Some(blocks) = blocks(l, y.len()) else {
+            return super::rows4_portable(l, y);
+        };
+        if !(l.xe.as_ptr() as usize).is_multiple_of(4) {
+            return super::rows4_portable(l, y);
+        }
+        let n = l.n;
+        let mut c = Ctx {
+            xe: l.xe.as_ptr(),
+            // One past the last group: `n / 4` groups of 8 bytes.
+            xe_end: l.xe.as_ptr().wrapping_add(n),
+            bias: l.bias.as_ptr(),
+            rq: l.requant.as_ptr(),
+            y: y.as_mut_ptr(),
+            zp2: l.zp2,
+            adv: 3 * n,
+            left: blocks,
+            p: l.weights.as_ptr(),
+            n,
+            acc: [0; 4],
+        };
+        let cp: *mut Ctx = &mut c;
+        // SAFETY: `blocks >= 1` blocks of 4 rows, `n >= 4` a multiple of 4 (`Rows4::blocks`
+        // checked both and that `weights`, `bias`, `requant` and `y` hold `blocks` blocks:
+        // `4n`, 4, 4 and 4 entries each). Block b reads the weight words at
+        // `p + (4b + k) n + 4i` (k < 4, i < n/4), all inside `weights`; the widened input at
+        // `xe + 8i` with LDRD, inside `xe` (length >= n, checked) and 4-aligned (checked:
+        // LDRD faults when unaligned; the weight words may be unaligned, which LDR allows on
+        // Armv7-M/Armv8-M Mainline unless CCR.UNALIGN_TRP is set). It reads 4 biases and 4
+        // `Requant`s per block (layout asserted below: `multiplier` at 0, `shift` at 4) and
+        // writes 4 output bytes `y + 4b + k`, all inside their slices, and writes `c` through
+        // `cp` (a live local). The MAC loop runs n/4 >= 1 times (entered at its second copy
+        // when n/4 is odd; its end test compares the x pointer with `xe_end`, which it hits
+        // exactly). The outer loop stops after `left` blocks, or early at a row whose shift is
+        // outside `-31..=-2` (then `acc` holds the block's accumulators). It pushes two words
+        // and pops them (sp restored on both exits). SXTB16/SMLAD/SSAT need the DSP extension
+        // (module doc). No other memory is touched.
+        unsafe {
+            asm!(
+                "push {{{t}}}",
+                "4:",
+                "ldr {u}, [sp]",
+                "ldr {t}, [{u}, #{o_bias}]",
+                "ldrd {a0}, {a1}, [{t}], #8",
+                "ldrd {a2}, {a3}, [{t}], #8",
+                "str {t}, [{u}, #{o_bias}]",
+                "ldrd {xp}, {t}, [{u}, #{o_xe}]",
+                "push {{{t}}}",
+                "add {q}, {p}, {n}, lsl #1",
+                "sub {u}, {t}, {xp}",
+                "tst {u}, #8",
+                "bne 3f",
+                "2:",
+                "ldrd {xa}, {xb}, [{xp}], #8",
+                "ldr {t}, [{p}, {n}]",
+                "sxtb16 {u}, {t}",
+                "smlad {a1}, {u}, {xa}, {a1}",
+                "sxtb16 {t}, {t}, ror #8",
+                "smlad {a1}, {t}, {xb}, {a1}",
+                "ldr {t}, [{q}, {n}]",
+                "sxtb16 {u}, {t}",
+                "smlad {a3}, {u}, {xa}, {a3}",
+                "sxtb16 {t}, {t}, ror #8",
+                "smlad {a3}, {t}, {xb}, {a3}",
+                "ldr {t}, [{q}], #4",
+                "sxtb16 {u}, {t}",
+                "smlad {a2}, {u}, {xa}, {a2}",
+                "sxtb16 {t}, {t}, ror #8",
+                "smlad {a2}, {t}, {xb}, {a2}",
+                "ldr {t}, [{p}], #4",
+                "sxtb16 {u}, {t}",
+                "smlad {a0}, {u}, {xa}, {a0}",
+                "sxtb16 {t}, {t}, ror #8",
+                "smlad {a0}, {t}, {xb}, {a0}",
+                "3:",
+                "ldrd {xa}, {xb}, [{xp}], #8",
+                "ldr {t}, [{p}, {n}]",
+                "sxtb16 {u}, {t}",
+                "smlad {a1}, {u}, {xa}, {a1}",
+                "sxtb16 {t}, {t}, ror #8",
+                "smlad {a1}, {t}, {xb}, {a1}",
+                "ldr {t}, [{q}, {n}]",
+                "sxtb16 {u}, {t}",
+                "smlad {a3}, {u}, {xa}, {a3}",
+                "sxtb16 {t}, {t}, ror #8",
+                "smlad {a3}, {t}, {xb}, {a3}",
+                "ldr {t}, [{q}], #4",
+                "sxtb16 {u}, {t}",
+                "smlad {a2}, {u}, {xa}, {a2}",
+                "sxtb16 {t}, {t}, ror #8",
+                "smlad {a2}, {t}, {xb}, {a2}",
+                "ldr {t}, [{p}], #4",
+                "sxtb16 {u}, {t}",
+                "smlad {a0}, {u}, {xa}, {a0}",
+                "sxtb16 {t}, {t}, ror #8",
+                "smlad {a0}, {t}, {xb}, {a0}",
+                "ldr {u}, [sp]",
+                "cmp {xp}, {u}",
+                "bne 2b",
+                "add sp, #4",
+                // Epilogue: q = ctx, xp = requant, xa = y, xb = zp2, p = m, n = shift,
+                // t and u the 64-bit product.
+                "ldr {q}, [sp]",
+                "ldr {t}, [{q}, #{o_adv}]",
+                "add {p}, {p}, {t}",
+                "str {p}, [{q}, #{o_p}]",
+                "ldrd {xp}, {xa}, [{q}, #{o_rq}]",
+                "ldr {xb}, [{q}, #{o_zp2}]",
+                // row 0: m, shift
+                "ldrd {p}, {n}, [{xp}], #8",
+                "add {n}, {n}, #31",
+                "cmp {n}, #29",
+                "bhi 9f",
+                "rsb {n}, {n}, #29",
+                "mov {t}, #0x40000000",
+                "mov {u}, #0",
+                "smlal {t}, {u}, {a0}, {p}",
+                "bic {t}, {u}, {t}",
+                "sub {u}, {u}, {t}, lsr #31",
+                "asr {u}, {u}, {n}",
+                "add {u}, {u}, {xb}",
+                "ssat {u}, #8, {u}, asr #1",
+                "strb {u}, [{xa}, #0]",
+                // row 1: m, shift
+                "ldrd {p}, {n}, [{xp}], #8",
+                "add {n}, {n}, #31",
+                "cmp {n}, #29",
+                "bhi 9f",
+                "rsb {n}, {n}, #29",
+                "mov {t}, #0x40000000",
+                "mov {u}, #0",
+                "smlal {t}, {u}, {a1}, {p}",
+                "bic {t}, {u}, {t}",
+                "sub {u}, {u}, {t}, lsr #31",
+                "asr {u}, {u}, {n}",
+                "add {u}, {u}, {xb}",
+                "ssat {u}, #8, {u}, asr #1",
+                "strb {u}, [{xa}, #1]",
+                // row 2: m, shift
+                "ldrd {p}, {n}, [{xp}], #8",
+                "add {n}, {n}, #31",
+                "cmp {n}, #29",
+                "bhi 9f",
+                "rsb {n}, {n}, #29",
+                "mov {t}, #0x40000000",
+                "mov {u}, #0",
+                "smlal {t}, {u}, {a2}, {p}",
+                "bic {t}, {u}, {t}",
+                "sub {u}, {u}, {t}, lsr #31",
+                "asr {u}, {u}, {n}",
+                "add {u}, {u}, {xb}",
+                "ssat {u}, #8, {u}, asr #1",
+                "strb {u}, [{xa}, #2]",
+                // row 3: m, shift
+                "ldrd {p}, {n}, [{xp}], #8",
+                "add {n}, {n}, #31",
+                "cmp {n}, #29",
+                "bhi 9f",
+                "rsb {n}, {n}, #29",
+                "mov {t}, #0x40000000",
+                "mov {u}, #0",
+                "smlal {t}, {u}, {a3}, {p}",
+                "bic {t}, {u}, {t}",
+                "sub {u}, {u}, {t}, lsr #31",
+                "asr {u}, {u}, {n}",
+                "add {u}, {u}, {xb}",
+                "ssat {u}, #8, {u}, asr #1",
+                "strb {u}, [{xa}, #3]",
+                "add {xa}, {xa}, #4",
+                "strd {xp}, {xa}, [{q}, #{o_rq}]",
+                "ldr {t}, [{q}, #{o_left}]",
+                "subs {t}, {t}, #1",
+                "str {t}, [{q}, #{o_left}]",
+                "ldrd {p}, {n}, [{q}, #{o_p}]",
+                "bne 4b",
+                "b 8f",
+                "9:",
+                "strd {a0}, {a1}, [{q}, #{o_acc}]",
+                "strd {a2}, {a3}, [{q}, #{o_acc2}]",
+                "8:",
+                "add sp, #4",
+                a0 = out(reg) _,
+                a1 = out(reg) _,
+                a2 = out(reg) _,
+                a3 = out(reg) _,
+                p = inout(reg) c.p => _,
+                n = inout(reg) n => _,
+                q = out(reg) _,
+                xp = out(reg) _,
+                t = inout(reg) cp => _,
+                xa = out(reg) _,
+                xb = out(reg) _,
+                u = out(reg) _,
+                o_xe = const offset_of!(Ctx, xe),
+                o_bias = const offset_of!(Ctx, bias),
+                o_rq = const offset_of!(Ctx, rq),
+                o_zp2 = const offset_of!(Ctx, zp2),
+                o_adv = const offset_of!(Ctx, adv),
+                o_left = const offset_of!(Ctx, left),
+                o_p = const offset_of!(Ctx, p),
+                o_acc = const offset_of!(Ctx, acc),
+                o_acc2 = const offset_of!(Ctx, acc) + 8,
+            );
+        }
+        let done = blocks - c.left;
+        (done, (c.left > 0).then_some(c.acc))
+    }
+
+    /// Number of whole 4-row blocks, if there is at least one and `n` is a positive multiple of
+    /// 4 with enough widened input (what the `asm!` loop needs).
+    fn blocks(l: &super::Rows4<'_>, outputs: usize) -> Option<usize> {
+        let n = l.n;
+        if n == 0 || !n.is_multiple_of(4) || l.xe.len() < n {
+            return None;
+        }
+        let b = (l.weights.len() / n / 4)
+            .min(l.bias.len() / 4)
+            .min(l.requant.len() / 4)
+            .min(outputs / 4);
+        (b > 0).then_some(b)
+    }
+
+    /// The state of [`rows4`] in memory (the loop needs all 12 allocatable registers).
+    /// Field pairs read with LDRD/STRD must be adjacent: asserted below.
+    #[repr(C)]
+    struct Ctx {
+        xe: *const i16,
+        xe_end: *const i16,
+        bias: *const i32,
+        rq: *const Requant,
+        y: *mut i8,
+        zp2: i32,
+        adv: usize,
+        left: usize,
+        p: *const i8,
+        n: usize,
+        acc: [i32; 4],
+    }
+
+    const _: () = {
+        assert!(offset_of!(Ctx, xe_end) == offset_of!(Ctx, xe) + 4);
+        assert!(offset_of!(Ctx, y) == offset_of!(Ctx, rq) + 4);
+        assert!(offset_of!(Ctx, n) == offset_of!(Ctx, p) + 4);
+        assert!(offset_of!(Requant, multiplier) == 0);
+        assert!(offset_of!(Requant, shift) == 4);
+        assert!(size_of::<Requant>() == 8);
+    };
 }
 
 #[cfg(not(all(
@@ -218,9 +473,79 @@ mod imp {
     pub(crate) fn dot4(acc: [i32; 4], block: &[i8], n: usize, xe: &[i16]) -> [i32; 4] {
         super::dot4_portable(acc, block, n, xe)
     }
+    /// Portable [`rows4`](super::rows4_portable).
+    #[inline(always)]
+    pub(crate) fn rows4(l: &super::Rows4<'_>, y: &mut [i8]) -> (usize, Option<[i32; 4]>) {
+        super::rows4_portable(l, y)
+    }
 }
 
-pub(crate) use imp::{dot4, smlad, sxtb16, sxtb16_ror8};
+pub(crate) use imp::{dot4, rows4, smlad, sxtb16, sxtb16_ror8};
+
+/// One layer for [`rows4`]: `n` inputs (a multiple of 4), row-major `weights`, the widened
+/// input `xe` (at least `n` values), and the output stage's constants with `zp2 = 2 zp + 1`
+/// (`|zp| <= 2^20`); the output clamp is `[-128, 127]` and there is no table.
+pub(crate) struct Rows4<'a> {
+    pub(crate) weights: &'a [i8],
+    pub(crate) n: usize,
+    pub(crate) xe: &'a [i16],
+    pub(crate) bias: &'a [i32],
+    pub(crate) requant: &'a [Requant],
+    pub(crate) zp2: i32,
+}
+
+/// The output stage of [`rows4`] for a clamp of `[-128, 127]` without table, given
+/// `zp2 = 2 zp + 1` with `|zp| <= 2^20`; `None` when the shift is outside `-31..=-2` (then the
+/// caller runs the general stage). Equal to `saturate_i8(requantize(acc, rq) + zp)` (see
+/// `qdense::requantize_fast` for the derivation): with `H` the high word of
+/// `acc m + 2^30 - [acc m + 2^30 < 0] 2^31` and `e = -shift`,
+/// `requantize = floor((H + 2^(e-2)) / 2^(e-1)) = floor((floor(H / 2^(e-2)) + 1) / 2)`, so
+/// `requantize + zp = floor((floor(H / 2^(e-2)) + zp2) / 2)`: one SSAT with `ASR #1`.
+/// `|H| <= 2^30 + 1` and `|zp2| <= 2^21 + 1`, so nothing overflows and the sum equals the
+/// saturating one of the reference.
+#[inline(always)]
+pub(crate) fn finish(acc: i32, rq: Requant, zp2: i32) -> Option<i8> {
+    // shift + 31 in 0..=29 <=> shift in -31..=-2; then e - 2 = 29 - t.
+    let t = rq.shift.wrapping_add(31) as u32;
+    if t > 29 {
+        return None;
+    }
+    let a = i64::from(acc) * i64::from(rq.multiplier) + (1 << 30);
+    let (hi, lo) = ((a >> 32) as i32, a as u32);
+    // Borrow of subtracting 2^31 when the 64-bit value is negative (BIC, SUB LSR #31).
+    let hi = hi.wrapping_sub(((hi as u32 & !lo) >> 31) as i32);
+    let v = (hi >> (29 - t)).wrapping_add(zp2) >> 1;
+    // In -128..=127 after the clamp: the cast is exact (SSAT #8).
+    Some(v.clamp(-128, 127) as i8)
+}
+
+/// [`rows4`] without the instructions: whole 4-row blocks, each [`dot4_portable`] then
+/// [`finish`] per row; stops at the first block with a row `finish` does not take and returns
+/// `(blocks done, Some(that block's accumulators))`, else `(blocks, None)`.
+#[inline(never)]
+pub(crate) fn rows4_portable(l: &Rows4<'_>, y: &mut [i8]) -> (usize, Option<[i32; 4]>) {
+    let n = l.n.max(1);
+    let (y4, _) = y.as_chunks_mut::<4>();
+    let (b4, _) = l.bias.as_chunks::<4>();
+    let (r4, _) = l.requant.as_chunks::<4>();
+    let mut done = 0;
+    for (((yb, bb), rb), wb) in y4
+        .iter_mut()
+        .zip(b4)
+        .zip(r4)
+        .zip(l.weights.chunks_exact(4 * n))
+    {
+        let a = dot4_portable(*bb, wb, l.n, l.xe.get(..l.n).unwrap_or_default());
+        for ((yo, &acc), &rq) in yb.iter_mut().zip(&a).zip(rb) {
+            match finish(acc, rq, l.zp2) {
+                Some(v) => *yo = v,
+                None => return (done, Some(a)),
+            }
+        }
+        done += 1;
+    }
+    (done, None)
+}
 
 /// [`dot4`] with the (possibly emulated) instructions one at a time, for any arguments: rows
 /// `k * n ..` of `block` (as far as they go) against the widened input `xe`.

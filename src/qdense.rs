@@ -590,6 +590,64 @@ fn dsp_kernel(k: &Kern<'_>, x: &[i8], xe: &mut [i16], y: &mut [i8]) {
             })
     };
 
+    let blocks = if n.is_multiple_of(4)
+        && k.lo == -128
+        && k.hi == 127
+        && k.lut.is_none()
+        && (-(1 << 20)..=1 << 20).contains(&k.zp)
+    {
+        dsp_blocks_fused(k, xe, y)
+    } else {
+        dsp_blocks(k, xe, y, tail)
+    };
+    let (y, bias, requant, weights) = tails(k, y, blocks);
+    for (((yo, &b), &rq), row) in y
+        .iter_mut()
+        .zip(bias)
+        .zip(requant)
+        .zip(weights.chunks_exact(n))
+    {
+        *yo = k.out(tail(arch::dot1(b, row, xe), row), rq);
+    }
+}
+
+/// The whole 4-row blocks of [`dsp_kernel`] for `in_dim % 4 == 0`, a clamp of `[-128, 127]`,
+/// no table and `|zp| <= 2^20`: MACs and output stage in `arch::rows4` (one `asm!` block for
+/// all blocks); a block with a row outside that output stage's shift range gets the general
+/// stage here, and `rows4` resumes after it. Returns the number of blocks done (all).
+fn dsp_blocks_fused(k: &Kern<'_>, xe: &[i16], y: &mut [i8]) -> usize {
+    let n = k.in_dim;
+    let zp2 = 2 * k.zp + 1;
+    let mut blocks = 0;
+    loop {
+        let r = 4 * blocks;
+        let l = arch::Rows4 {
+            weights: k.weights.get(r * n..).unwrap_or_default(),
+            n,
+            xe,
+            bias: k.bias.get(r..).unwrap_or_default(),
+            requant: k.requant.get(r..).unwrap_or_default(),
+            zp2,
+        };
+        let (done, stopped) = arch::rows4(&l, y.get_mut(r..).unwrap_or_default());
+        blocks += done;
+        let Some(acc) = stopped else {
+            return blocks;
+        };
+        let r = 4 * blocks;
+        let ys = y.get_mut(r..r + 4).unwrap_or_default();
+        let rqs = k.requant.get(r..r + 4).unwrap_or_default();
+        for ((yo, &a), &rq) in ys.iter_mut().zip(&acc).zip(rqs) {
+            *yo = k.out(a, rq);
+        }
+        blocks += 1;
+    }
+}
+
+/// The whole 4-row blocks of [`dsp_kernel`] in general: `arch::dot4`, the `in_dim % 4` last
+/// inputs by `tail`, the output stage in Rust. Returns the number of blocks done.
+fn dsp_blocks(k: &Kern<'_>, xe: &[i16], y: &mut [i8], tail: impl Fn(i32, &[i8]) -> i32) -> usize {
+    let n = k.in_dim;
     let (y4, _) = y.as_chunks_mut::<4>();
     let (b4, _) = k.bias.as_chunks::<4>();
     let (r4, _) = k.requant.as_chunks::<4>();
@@ -616,15 +674,7 @@ fn dsp_kernel(k: &Kern<'_>, x: &[i8], xe: &mut [i16], y: &mut [i8]) {
         }
         blocks += 1;
     }
-    let (y, bias, requant, weights) = tails(k, y, blocks);
-    for (((yo, &b), &rq), row) in y
-        .iter_mut()
-        .zip(bias)
-        .zip(requant)
-        .zip(weights.chunks_exact(n))
-    {
-        *yo = k.out(tail(arch::dot1(b, row, xe), row), rq);
-    }
+    blocks
 }
 
 /// Folds the input zero point into a quantized bias: `bias_q - input_zero_point * Σ weights_row`
