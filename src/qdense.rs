@@ -502,38 +502,33 @@ fn tails<'a, 'y>(
 }
 
 /// [`QKernel::Portable`]: four rows per pass, each input loaded once per pass and multiplied
-/// into four accumulators; the rows left over one at a time.
-#[inline(never)]
+/// into four accumulators, the rows left over one at a time; one row at a time on Armv6-M
+/// ([`FEW_REGISTERS`]). Inlined into each typed layer: with `in_dim` a constant the compiler
+/// specializes the loops, which measured 25% (M3) to 45% (M0) fewer instructions than one
+/// shared out-of-line copy.
+#[inline(always)]
 fn portable_kernel(k: &Kern<'_>, x: &[i8], y: &mut [i8]) {
     let n = k.in_dim;
     if n == 0 {
         return bias_only(k, y);
     }
-    let (y4, _) = y.as_chunks_mut::<4>();
-    let (b4, _) = k.bias.as_chunks::<4>();
-    let (r4, _) = k.requant.as_chunks::<4>();
     let mut blocks = 0;
-    for (((yb, bb), rb), wb) in y4
-        .iter_mut()
-        .zip(b4)
-        .zip(r4)
-        .zip(k.weights.chunks_exact(4 * n))
-    {
-        let Some([w0, w1, w2, w3]) = four_rows(wb, n) else {
-            break;
-        };
-        let mut a = *bb;
-        for ((((&xi, &p), &q), &r), &s) in x.iter().zip(w0).zip(w1).zip(w2).zip(w3) {
-            let xi = i32::from(xi);
-            a[0] = a[0].wrapping_add(i32::from(p) * xi);
-            a[1] = a[1].wrapping_add(i32::from(q) * xi);
-            a[2] = a[2].wrapping_add(i32::from(r) * xi);
-            a[3] = a[3].wrapping_add(i32::from(s) * xi);
+    if !FEW_REGISTERS {
+        let (y4, _) = y.as_chunks_mut::<4>();
+        let (b4, _) = k.bias.as_chunks::<4>();
+        let (r4, _) = k.requant.as_chunks::<4>();
+        for (((yb, bb), rb), wb) in y4
+            .iter_mut()
+            .zip(b4)
+            .zip(r4)
+            .zip(k.weights.chunks_exact(4 * n))
+        {
+            let a = dot4_bytes(*bb, wb, n, x);
+            for ((yo, &acc), &rq) in yb.iter_mut().zip(&a).zip(rb) {
+                *yo = k.out(acc, rq);
+            }
+            blocks += 1;
         }
-        for ((yo, &acc), &rq) in yb.iter_mut().zip(&a).zip(rb) {
-            *yo = k.out(acc, rq);
-        }
-        blocks += 1;
     }
     let (y, bias, requant, weights) = tails(k, y, blocks);
     for (((yo, &b), &rq), row) in y
@@ -542,11 +537,45 @@ fn portable_kernel(k: &Kern<'_>, x: &[i8], y: &mut [i8]) {
         .zip(requant)
         .zip(weights.chunks_exact(n))
     {
-        let acc = row.iter().zip(x).fold(b, |acc, (&w, &xi)| {
-            acc.wrapping_add(i32::from(w) * i32::from(xi))
-        });
-        *yo = k.out(acc, rq);
+        *yo = k.out(dot1_bytes(b, row, x), rq);
     }
+}
+
+/// [`portable_kernel`] as one shared function (the fallback of [`dsp_kernel`]).
+#[inline(never)]
+fn portable_kernel_outlined(k: &Kern<'_>, x: &[i8], y: &mut [i8]) {
+    portable_kernel(k, x, y);
+}
+
+/// Armv6-M (Cortex-M0/M0+/M1: no 32-bit atomics, the only Arm profile without them): eight
+/// low registers, too few for four accumulators and four row pointers, so
+/// [`QKernel::Portable`] computes one row at a time there.
+const FEW_REGISTERS: bool = cfg!(all(target_arch = "arm", not(target_has_atomic = "32")));
+
+/// Four rows (`block`, `n` apart) against `x`: `acc[k] + Σ_i block[k n + i] x[i]` (mod 2^32),
+/// each input loaded once.
+#[inline(always)]
+fn dot4_bytes(acc: [i32; 4], block: &[i8], n: usize, x: &[i8]) -> [i32; 4] {
+    let Some([w0, w1, w2, w3]) = four_rows(block, n) else {
+        return acc;
+    };
+    let mut a = acc;
+    for ((((&xi, &p), &q), &r), &s) in x.iter().zip(w0).zip(w1).zip(w2).zip(w3) {
+        let xi = i32::from(xi);
+        a[0] = a[0].wrapping_add(i32::from(p) * xi);
+        a[1] = a[1].wrapping_add(i32::from(q) * xi);
+        a[2] = a[2].wrapping_add(i32::from(r) * xi);
+        a[3] = a[3].wrapping_add(i32::from(s) * xi);
+    }
+    a
+}
+
+/// One row against `x`: `acc + Σ_i row[i] x[i]` (mod 2^32).
+#[inline(always)]
+fn dot1_bytes(acc: i32, row: &[i8], x: &[i8]) -> i32 {
+    row.iter().zip(x).fold(acc, |acc, (&w, &xi)| {
+        acc.wrapping_add(i32::from(w) * i32::from(xi))
+    })
 }
 
 /// The widened input of [`QKernel::Dsp`]: 16-bit values, 4-byte aligned (SMLAD reads them in
@@ -568,7 +597,7 @@ fn dsp_kernel(k: &Kern<'_>, x: &[i8], xe: &mut [i16], y: &mut [i8]) {
     let g = n / 4;
     let (xg, xt) = x.as_chunks::<4>();
     let Some(xe) = xe.get_mut(..4 * g) else {
-        return portable_kernel(k, x, y);
+        return portable_kernel_outlined(k, x, y);
     };
     if n == 0 {
         return bias_only(k, y);
