@@ -12,8 +12,9 @@
 //! 2. [`Pass::Sampled`]: the same stream with [`SAMPLED`] (IWAE, 8 importance samples), so the
 //!    sampled path (normal draws, reparameterization, streaming log-sum-exp) is checked too;
 //! 3. [`Pass::Faults`]: the first [`FAULT_ROWS`] rows with the sensor faults of [`FAULTS`]
-//!    injected (NaN, infinity, a dropped sample, a stuck channel, a huge value): the detector
-//!    reports them as faults, skips or flags the windows, and never panics.
+//!    injected (NaN, infinity, a dropped sample, a stuck channel, a value beyond the saturation
+//!    limit [`SATURATION`]): the detector reports every kind of fault, skips (non-finite, gap)
+//!    or flags (stuck, saturated) the windows, and never panics.
 //!
 //! Each pass runs in its own non-inlined function, so only one detector (about 5.5 KB for the
 //! default model) is on the stack at a time.
@@ -21,7 +22,8 @@
 #[cfg(feature = "stream")]
 use tinyvae::WindowReport;
 use tinyvae::{
-    AlarmConfig, Detector, DetectorConfig, Error, Normalizer, ScoreKind, VaeDetector, Workspace,
+    AlarmConfig, Detector, DetectorConfig, Error, Normalizer, SaturationLimits, ScoreKind,
+    VaeDetector, Workspace,
 };
 
 use crate::model::{
@@ -108,6 +110,10 @@ pub enum Injection {
 /// Rows of the fault pass.
 pub const FAULT_ROWS: usize = 512;
 
+/// Saturation limit (physical units, every channel) of the fault pass's detector: a value at or
+/// beyond `±SATURATION` is flagged as saturated (the window is scored and flagged, not alarmed).
+pub const SATURATION: f32 = 1.0e6;
+
 /// Faults injected in the fault pass: `(rows, injection)`, rows as a half-open range.
 pub const FAULTS: [(usize, usize, Injection); 5] = [
     (100, 101, Injection::Value(1, f32::NAN)),
@@ -157,7 +163,11 @@ fn clean_pass(
 #[cfg(feature = "stream")]
 #[inline(never)]
 fn fault_pass(emit: &mut dyn FnMut(Pass, &WindowReport<CHANNELS>)) -> Result<PassSummary, Error> {
-    let mut det = detector(SCORE)?;
+    let cfg = config(SCORE)?.with_limits(SaturationLimits::new(
+        [-SATURATION; CHANNELS],
+        [SATURATION; CHANNELS],
+    ));
+    let mut det: ModelDetector = Detector::new(cfg, Workspace::new(Model::SCRATCH));
     let mut s = PassSummary::default();
     for i in 0..FAULT_ROWS.min(crate::stream::ROWS) {
         let mut x = row(i);
