@@ -389,12 +389,45 @@ fn requantize_fast(acc: i32, rq: Requant) -> i32 {
     if t > 29 {
         return requantize(acc, rq);
     }
-    let a = (i64::from(acc) * i64::from(rq.multiplier)).wrapping_add(1 << 30);
-    let (hi, lo) = ((a >> 32) as i32, a as u32);
+    let (hi, lo) = mul_add_2_30(acc, rq.multiplier);
     // Subtract 2^31 when A < 0: only the borrow into the high word matters.
     let sign = (hi as u32) & 0x8000_0000;
     let hi = hi.wrapping_sub(i32::from(lo < sign));
     hi.wrapping_add(1 << t) >> (t + 1)
+}
+
+/// `acc * m + 2^30` (exact, as i64) as its (high, low) words. On Armv6-M ([`FEW_REGISTERS`]),
+/// which has no 32 x 32 -> 64 multiply, from four 16 x 16 products with explicit carries
+/// instead of the 64 x 64 `__aeabi_lmul` call the i64 product compiles to.
+#[inline(always)]
+fn mul_add_2_30(acc: i32, m: i32) -> (i32, u32) {
+    if FEW_REGISTERS {
+        mul_add_2_30_halves(acc, m)
+    } else {
+        let a = i64::from(acc) * i64::from(m) + (1 << 30);
+        ((a >> 32) as i32, a as u32)
+    }
+}
+
+/// [`mul_add_2_30`] from 16-bit halves: with `a = ah 2^16 + al` (`al` unsigned, `ah` signed),
+/// `a m = ah mh 2^32 + (al mh + ah ml) 2^16 + al ml`; each partial product fits its type, and
+/// `p 2^16 = (p >> 16) 2^32 + (p << 16 mod 2^32)` splits the middle ones between the words.
+#[inline(always)]
+fn mul_add_2_30_halves(a: i32, m: i32) -> (i32, u32) {
+    let (al, ah) = (a as u32 & 0xFFFF, a >> 16);
+    let (ml, mh) = (m as u32 & 0xFFFF, m >> 16);
+    let ll = al * ml; // < 2^32
+    let lh = (al as i32) * mh; // |.| < 2^31
+    let hl = ah * (ml as i32); // |.| < 2^31
+    let hh = ah * mh; // |.| <= 2^30
+    let (lo, c1) = ll.overflowing_add(1 << 30);
+    let (lo, c2) = lo.overflowing_add((lh as u32) << 16);
+    let (lo, c3) = lo.overflowing_add((hl as u32) << 16);
+    let hi = hh
+        .wrapping_add(lh >> 16)
+        .wrapping_add(hl >> 16)
+        .wrapping_add(i32::from(c1) + i32::from(c2) + i32::from(c3));
+    (hi, lo)
 }
 
 /// The constants of one layer, as the kernels read them.
@@ -816,5 +849,48 @@ impl<const N: usize> Layer<N, N> for Dequantize<N> {
     #[inline]
     fn forward(&self, x: &[i8; N], y: &mut [f32; N], _scratch: &mut ()) {
         dequantize_into(x, self.params, y);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mul_add_2_30_halves;
+
+    /// The 16-bit-halves product (used on Armv6-M) against i64, on extremes and a sweep.
+    #[test]
+    fn halves_product_is_exact() {
+        let edges = [
+            i32::MIN,
+            i32::MIN + 1,
+            -65_537,
+            -65_536,
+            -65_535,
+            -1,
+            0,
+            1,
+            65_535,
+            65_536,
+            1 << 30,
+            i32::MAX - 1,
+            i32::MAX,
+        ];
+        let mut s = 0x9E37_79B9_7F4A_7C15u64;
+        let mut vals: [i32; 64] = [0; 64];
+        for (k, v) in vals.iter_mut().enumerate() {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            *v = match edges.get(k) {
+                Some(&e) => e,
+                None => (s >> 32) as i32 >> (s % 31),
+            };
+        }
+        for &a in &vals {
+            for &m in &vals {
+                let want = i64::from(a) * i64::from(m) + (1 << 30);
+                let want = ((want >> 32) as i32, want as u32);
+                assert_eq!(mul_add_2_30_halves(a, m), want, "a {a}, m {m}");
+            }
+        }
     }
 }
