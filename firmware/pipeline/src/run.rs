@@ -22,8 +22,7 @@
 #[cfg(feature = "stream")]
 use tinyvae::WindowReport;
 use tinyvae::{
-    AlarmConfig, Detector, DetectorConfig, Error, Normalizer, SaturationLimits, ScoreKind,
-    VaeDetector, Workspace,
+    AlarmConfig, Detector, DetectorConfig, Error, Normalizer, ScoreKind, VaeDetector, Workspace,
 };
 
 use crate::model::{
@@ -163,7 +162,7 @@ fn clean_pass(
 #[cfg(feature = "stream")]
 #[inline(never)]
 fn fault_pass(emit: &mut dyn FnMut(Pass, &WindowReport<CHANNELS>)) -> Result<PassSummary, Error> {
-    let cfg = config(SCORE)?.with_limits(SaturationLimits::new(
+    let cfg = config(SCORE)?.with_limits(tinyvae::SaturationLimits::new(
         [-SATURATION; CHANNELS],
         [SATURATION; CHANNELS],
     ));
