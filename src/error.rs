@@ -44,7 +44,10 @@ impl fmt::Display for Error {
             Error::NotSymmetric => f.write_str("matrix is not symmetric"),
             Error::NotPositiveDefinite => f.write_str("matrix is not positive definite"),
             Error::ShapeMismatch { expected, found } => {
-                write!(f, "shape mismatch: expected length {expected}, found {found}")
+                write!(
+                    f,
+                    "shape mismatch: expected length {expected}, found {found}"
+                )
             }
             Error::InvalidParameter => f.write_str("parameter outside its valid range"),
             Error::InvalidModel => f.write_str("malformed model data"),

@@ -21,6 +21,7 @@ mod detector;
 mod error;
 mod gaussian;
 mod kl;
+mod layer;
 pub mod math;
 mod moe;
 mod normalize;
@@ -29,7 +30,6 @@ mod qdense;
 mod quant;
 mod quantile;
 mod sample;
-mod layer;
 mod score;
 mod vae;
 

@@ -1200,7 +1200,7 @@ fn rust_source_is_deterministic_and_rustfmt_clean() {
 }
 
 fn rng_bool(seed: u64) -> bool {
-    seed % 2 == 0
+    seed.is_multiple_of(2)
 }
 
 #[test]

@@ -116,7 +116,13 @@ fn setup(r: &mut Runner, need_qemu: bool) -> bool {
         r.step(
             "apt-get install qemu-system-arm",
             Command::new("apt-get")
-                .args(["install", "-y", "-qq", "--no-install-recommends", "qemu-system-arm"])
+                .args([
+                    "install",
+                    "-y",
+                    "-qq",
+                    "--no-install-recommends",
+                    "qemu-system-arm",
+                ])
                 .env("DEBIAN_FRONTEND", "noninteractive"),
         );
     }
@@ -159,7 +165,14 @@ fn test(host_only: bool) -> ExitCode {
     );
     r.step(
         "library tests with fast-math",
-        cargo().args(["test", "-p", "tinyvae", "--release", "--features", "fast-math"]),
+        cargo().args([
+            "test",
+            "-p",
+            "tinyvae",
+            "--release",
+            "--features",
+            "fast-math",
+        ]),
     );
     for target in TARGETS {
         for features in FEATURE_SETS {
@@ -168,7 +181,11 @@ fn test(host_only: bool) -> ExitCode {
             if !features.is_empty() {
                 c.args(["--features", features]);
             }
-            let label = if features.is_empty() { "no features" } else { features };
+            let label = if features.is_empty() {
+                "no features"
+            } else {
+                features
+            };
             r.step(&format!("cross build {target} ({label})"), &mut c);
         }
     }
@@ -223,14 +240,30 @@ fn bench() -> ExitCode {
     r.step(
         "firmware benchmarks (QEMU -icount)",
         cargo().args([
-            "run", "--quiet", "--release", "-p", "tinyvae-host-tools", "--bin", "tinyvae", "--",
-            "firmware", "bench", "--core", "all",
+            "run",
+            "--quiet",
+            "--release",
+            "-p",
+            "tinyvae-host-tools",
+            "--bin",
+            "tinyvae",
+            "--",
+            "firmware",
+            "bench",
+            "--core",
+            "all",
         ]),
     );
     r.step(
         "training benchmark",
         cargo().args([
-            "run", "--quiet", "--release", "-p", "tinyvae-host-tools", "--bin", "train_bench",
+            "run",
+            "--quiet",
+            "--release",
+            "-p",
+            "tinyvae-host-tools",
+            "--bin",
+            "train_bench",
         ]),
     );
     if r.failures.is_empty() {
