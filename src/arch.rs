@@ -188,15 +188,18 @@ mod imp {
         }
         [a0, a1, a2, a3]
     }
-    /// [`rows4`](super::rows4_portable) with the instructions: the MAC loop of [`dot4`] and
+
+    /// `rows4` with the instructions: the MAC loop of [`dot4`] and
     /// the output stage of [`finish`](super::finish) for every block, in one `asm!` block.
+    /// Returns `(0, None)` without doing anything when its preconditions do not hold (no whole
+    /// block, `n` not a positive multiple of 4, too little widened input, `xe` not 4-aligned).
     #[inline(always)]
     pub(crate) fn rows4(l: &super::Rows4<'_>, y: &mut [i8]) -> (usize, Option<[i32; 4]>) {
         let Some(blocks) = blocks(l, y.len()) else {
-            return super::rows4_portable(l, y);
+            return (0, None);
         };
         if !(l.xe.as_ptr() as usize).is_multiple_of(4) {
-            return super::rows4_portable(l, y);
+            return (0, None);
         }
         let n = l.n;
         let mut c = Ctx {
@@ -473,10 +476,37 @@ mod imp {
     pub(crate) fn dot4(acc: [i32; 4], block: &[i8], n: usize, xe: &[i16]) -> [i32; 4] {
         super::dot4_portable(acc, block, n, xe)
     }
-    /// Portable [`rows4`](super::rows4_portable).
-    #[inline(always)]
+    /// Portable `rows4`: whole 4-row blocks, each [`dot4_portable`](super::dot4_portable)
+    /// then [`finish`](super::finish) per row; stops at the first block with a row `finish`
+    /// does not take and returns `(blocks done, Some(that block's accumulators))`, else
+    /// `(blocks, None)`; `(0, None)` unless `n` is a positive multiple of 4 with `n` widened
+    /// inputs (as the instructions' version).
+    #[inline(never)]
     pub(crate) fn rows4(l: &super::Rows4<'_>, y: &mut [i8]) -> (usize, Option<[i32; 4]>) {
-        super::rows4_portable(l, y)
+        let n = l.n;
+        if n == 0 || !n.is_multiple_of(4) || l.xe.len() < n {
+            return (0, None);
+        }
+        let (y4, _) = y.as_chunks_mut::<4>();
+        let (b4, _) = l.bias.as_chunks::<4>();
+        let (r4, _) = l.requant.as_chunks::<4>();
+        let mut done = 0;
+        for (((yb, bb), rb), wb) in y4
+            .iter_mut()
+            .zip(b4)
+            .zip(r4)
+            .zip(l.weights.chunks_exact(4 * n))
+        {
+            let a = super::dot4_portable(*bb, wb, n, l.xe);
+            for ((yo, &acc), &rq) in yb.iter_mut().zip(&a).zip(rb) {
+                match super::finish(acc, rq, l.zp2) {
+                    Some(v) => *yo = v,
+                    None => return (done, Some(a)),
+                }
+            }
+            done += 1;
+        }
+        (done, None)
     }
 }
 
@@ -503,6 +533,13 @@ pub(crate) struct Rows4<'a> {
 /// `requantize + zp = floor((floor(H / 2^(e-2)) + zp2) / 2)`: one SSAT with `ASR #1`.
 /// `|H| <= 2^30 + 1` and `|zp2| <= 2^21 + 1`, so nothing overflows and the sum equals the
 /// saturating one of the reference.
+#[cfg_attr(
+    all(
+        target_arch = "arm",
+        any(target_feature = "dsp", target_abi = "eabihf")
+    ),
+    allow(dead_code) // the `asm!` of `rows4` is this function
+)]
 #[inline(always)]
 pub(crate) fn finish(acc: i32, rq: Requant, zp2: i32) -> Option<i8> {
     // shift + 31 in 0..=29 <=> shift in -31..=-2; then e - 2 = 29 - t.
@@ -517,34 +554,6 @@ pub(crate) fn finish(acc: i32, rq: Requant, zp2: i32) -> Option<i8> {
     let v = (hi >> (29 - t)).wrapping_add(zp2) >> 1;
     // In -128..=127 after the clamp: the cast is exact (SSAT #8).
     Some(v.clamp(-128, 127) as i8)
-}
-
-/// [`rows4`] without the instructions: whole 4-row blocks, each [`dot4_portable`] then
-/// [`finish`] per row; stops at the first block with a row `finish` does not take and returns
-/// `(blocks done, Some(that block's accumulators))`, else `(blocks, None)`.
-#[inline(never)]
-pub(crate) fn rows4_portable(l: &Rows4<'_>, y: &mut [i8]) -> (usize, Option<[i32; 4]>) {
-    let n = l.n.max(1);
-    let (y4, _) = y.as_chunks_mut::<4>();
-    let (b4, _) = l.bias.as_chunks::<4>();
-    let (r4, _) = l.requant.as_chunks::<4>();
-    let mut done = 0;
-    for (((yb, bb), rb), wb) in y4
-        .iter_mut()
-        .zip(b4)
-        .zip(r4)
-        .zip(l.weights.chunks_exact(4 * n))
-    {
-        let a = dot4_portable(*bb, wb, l.n, l.xe.get(..l.n).unwrap_or_default());
-        for ((yo, &acc), &rq) in yb.iter_mut().zip(&a).zip(rb) {
-            match finish(acc, rq, l.zp2) {
-                Some(v) => *yo = v,
-                None => return (done, Some(a)),
-            }
-        }
-        done += 1;
-    }
-    (done, None)
 }
 
 /// [`dot4`] with the (possibly emulated) instructions one at a time, for any arguments: rows

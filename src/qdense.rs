@@ -271,11 +271,13 @@ impl<'a> QDenseView<'a> {
             hi: i32::from(self.act_max),
             lut: self.lut,
         };
-        if kernel == QKernel::Dsp {
-            let mut xe = Widened::<VIEW_DSP_MAX_IN>::ZERO;
-            k.run(kernel, x, &mut xe.0, y);
-        } else {
-            k.run(kernel, x, &mut [], y);
+        match kernel {
+            QKernel::Dsp if self.in_dim <= VIEW_DSP_MAX_IN => {
+                let mut xe = Widened::<VIEW_DSP_MAX_IN>::ZERO;
+                k.run(kernel, x, &mut xe.0, y);
+            }
+            QKernel::Dsp => k.run(QKernel::Portable, x, &mut [], y),
+            _ => k.run(kernel, x, &mut [], y),
         }
         Ok(())
     }
@@ -457,6 +459,13 @@ impl Kern<'_> {
         }
     }
 
+    /// [`Kern::out`] out of line: for the rows the DSP kernel's `asm!` output stage does not
+    /// take (a few per layer at most), so that its code is not repeated at each of them.
+    #[inline(never)]
+    fn out_outlined(&self, acc: i32, rq: Requant) -> i8 {
+        self.out(acc, rq)
+    }
+
     /// The output stage of [`QKernel::Reference`], with [`requantize`] itself.
     #[inline(always)]
     fn out_reference(&self, acc: i32, rq: Requant) -> i8 {
@@ -469,8 +478,8 @@ impl Kern<'_> {
         }
     }
 
-    /// Runs `kernel`; `xe` is the scratch of [`QKernel::Dsp`] (at least `in_dim` rounded down
-    /// to a multiple of 4 long, else that kernel falls back to [`QKernel::Portable`]).
+    /// Runs `kernel`; `xe` is the scratch of [`QKernel::Dsp`], at least `in_dim` rounded down
+    /// to a multiple of 4 long (else that kernel leaves `y` untouched).
     #[inline(always)]
     fn run(&self, kernel: QKernel, x: &[i8], xe: &mut [i16], y: &mut [i8]) {
         match kernel {
@@ -574,12 +583,6 @@ fn portable_kernel(k: &Kern<'_>, x: &[i8], y: &mut [i8]) {
     }
 }
 
-/// [`portable_kernel`] as one shared function (the fallback of [`dsp_kernel`]).
-#[inline(never)]
-fn portable_kernel_outlined(k: &Kern<'_>, x: &[i8], y: &mut [i8]) {
-    portable_kernel(k, x, y);
-}
-
 /// Armv6-M (Cortex-M0/M0+/M1: no 32-bit atomics, the only Arm profile without them): eight
 /// low registers, too few for four accumulators and four row pointers, so
 /// [`QKernel::Portable`] computes one row at a time there.
@@ -630,7 +633,8 @@ fn dsp_kernel(k: &Kern<'_>, x: &[i8], xe: &mut [i16], y: &mut [i8]) {
     let g = n / 4;
     let (xg, xt) = x.as_chunks::<4>();
     let Some(xe) = xe.get_mut(..4 * g) else {
-        return portable_kernel_outlined(k, x, y);
+        // Callers give at least `in_dim` values of scratch: not reached.
+        return;
     };
     if n == 0 {
         return bias_only(k, y);
@@ -652,16 +656,19 @@ fn dsp_kernel(k: &Kern<'_>, x: &[i8], xe: &mut [i16], y: &mut [i8]) {
             })
     };
 
-    let blocks = if n.is_multiple_of(4)
+    let fused = n.is_multiple_of(4)
         && k.lo == -128
         && k.hi == 127
         && k.lut.is_none()
-        && (-(1 << 20)..=1 << 20).contains(&k.zp)
-    {
-        dsp_blocks_fused(k, xe, y)
-    } else {
-        dsp_blocks(k, xe, y, tail)
-    };
+        && (-(1 << 20)..=1 << 20).contains(&k.zp);
+    let mut blocks = 0;
+    if fused {
+        blocks = dsp_blocks_fused(k, xe, y);
+    }
+    if blocks == 0 {
+        // Not fused, or `arch::rows4` did not apply (or there is no whole block).
+        blocks = dsp_blocks(k, xe, y, tail);
+    }
     let (y, bias, requant, weights) = tails(k, y, blocks);
     for (((yo, &b), &rq), row) in y
         .iter_mut()
@@ -669,14 +676,15 @@ fn dsp_kernel(k: &Kern<'_>, x: &[i8], xe: &mut [i16], y: &mut [i8]) {
         .zip(requant)
         .zip(weights.chunks_exact(n))
     {
-        *yo = k.out(tail(arch::dot1(b, row, xe), row), rq);
+        *yo = k.out_outlined(tail(arch::dot1(b, row, xe), row), rq);
     }
 }
 
 /// The whole 4-row blocks of [`dsp_kernel`] for `in_dim % 4 == 0`, a clamp of `[-128, 127]`,
 /// no table and `|zp| <= 2^20`: MACs and output stage in `arch::rows4` (one `asm!` block for
 /// all blocks); a block with a row outside that output stage's shift range gets the general
-/// stage here, and `rows4` resumes after it. Returns the number of blocks done (all).
+/// stage here, and `rows4` resumes after it. Returns the number of blocks done: all of them,
+/// or 0 when `rows4` does not apply (then [`dsp_blocks`] does them all).
 fn dsp_blocks_fused(k: &Kern<'_>, xe: &[i16], y: &mut [i8]) -> usize {
     let n = k.in_dim;
     let zp2 = 2 * k.zp + 1;
@@ -700,7 +708,7 @@ fn dsp_blocks_fused(k: &Kern<'_>, xe: &[i16], y: &mut [i8]) -> usize {
         let ys = y.get_mut(r..r + 4).unwrap_or_default();
         let rqs = k.requant.get(r..r + 4).unwrap_or_default();
         for ((yo, &a), &rq) in ys.iter_mut().zip(&acc).zip(rqs) {
-            *yo = k.out(a, rq);
+            *yo = k.out_outlined(a, rq);
         }
         blocks += 1;
     }
@@ -732,7 +740,7 @@ fn dsp_blocks(k: &Kern<'_>, xe: &[i16], y: &mut [i8], tail: impl Fn(i32, &[i8]) 
             }
         }
         for ((yo, &acc), &rq) in yb.iter_mut().zip(&a).zip(rb) {
-            *yo = k.out(acc, rq);
+            *yo = k.out_outlined(acc, rq);
         }
         blocks += 1;
     }
