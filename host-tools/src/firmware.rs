@@ -560,17 +560,30 @@ pub fn run_on(machine: &str, elf: &Path) -> Result<RunOutput> {
     }
     Ok(RunOutput {
         lines,
-        status: status.code().unwrap_or(-1),
+        status: exit_code(status),
         stderr,
         elapsed,
     })
+}
+
+/// The exit status as a shell reports it: the code, or 128 + the signal (QEMU aborts with
+/// SIGABRT, 134, on a CPU lockup).
+fn exit_code(status: std::process::ExitStatus) -> i32 {
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        if let Some(sig) = status.signal() {
+            return 128 + sig;
+        }
+    }
+    status.code().unwrap_or(-1)
 }
 
 fn status_meaning(status: i32) -> &'static str {
     match status {
         0 => "success",
         1 => "the firmware reported a failure (panic, HardFault or failed check)",
-        134 => "crash or CPU lockup (wrong memory map, missing semihosting?)",
+        134 => "crash or CPU lockup (stack overflow, wrong memory map, missing semihosting?)",
         _ => "unexpected exit status",
     }
 }

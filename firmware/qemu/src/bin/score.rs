@@ -50,12 +50,13 @@ fn log(pass: Pass, r: &WindowReport<CHANNELS>) {
 #[cortex_m_rt::entry]
 fn main() -> ! {
     defmt::info!(
-        "model window={=usize} channels={=usize} stride={=usize} threshold={=u32:08x} stream_rows={=usize}",
+        "model window={=usize} channels={=usize} stride={=usize} threshold={=u32:08x} stream_rows={=usize} detector_bytes={=usize}",
         model::WINDOW,
         model::CHANNELS,
         model::STRIDE,
         model::THRESHOLD.to_bits(),
-        tinyvae_pipeline::stream::ROWS
+        tinyvae_pipeline::stream::ROWS,
+        core::mem::size_of::<tinyvae_pipeline::run::ModelDetector>()
     );
     let ok = match run_stream(log) {
         Ok(passes) => {
