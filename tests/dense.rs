@@ -58,8 +58,11 @@ fn relu_relu6_identity_exact() {
         assert!(a.apply(f32::NAN).is_nan(), "{a:?}(NaN)");
         assert_eq!(a.apply(-0.0).to_bits(), (-0.0f32).to_bits(), "{a:?}(-0.0)");
     }
-    for a in [Activation::Tanh, Activation::Sigmoid, Activation::Softplus] {
-        assert!(a.apply(f32::NAN).is_nan(), "{a:?}(NaN)");
+    // NaN propagation of the smooth activations is libm's; micromath's exp does not promise it.
+    if cfg!(not(feature = "fast-math")) {
+        for a in [Activation::Tanh, Activation::Sigmoid, Activation::Softplus] {
+            assert!(a.apply(f32::NAN).is_nan(), "{a:?}(NaN)");
+        }
     }
 }
 
@@ -84,6 +87,10 @@ fn max_ulps(act: Activation, reference: impl Fn(f64) -> f64, lo: f32, hi: f32) -
 }
 
 #[test]
+#[cfg_attr(
+    feature = "fast-math",
+    ignore = "checks libm accuracy; fast-math trades it for speed"
+)]
 fn smooth_activations_against_f64() {
     let sig = |x: f64| 1.0 / (1.0 + (-x).exp());
     let softplus = |x: f64| x.max(0.0) + (-x.abs()).exp().ln_1p();
@@ -601,6 +608,10 @@ fn qdense_wrapping_accumulator_is_exact() {
 }
 
 #[test]
+#[cfg_attr(
+    feature = "fast-math",
+    ignore = "checks libm accuracy; fast-math trades it for speed"
+)]
 fn lut_tanh_within_half_a_step() {
     let mut rng = XorShiftRng::seed_from_u64(7);
     let tanh_q = QParams::new(1.0 / 128.0, 0);
