@@ -1,8 +1,8 @@
 //! Cortex-M DSP instructions (Armv7E-M / Armv8-M Mainline DSP extension) for the int8 kernels,
 //! with portable emulations that compute the same bits everywhere else.
 //!
-//! This is the only module with `unsafe` code: each instruction is one `core::arch::asm!` block
-//! on registers only (`pure, nomem, nostack`), with a `// SAFETY:` comment.
+//! This is the only module with `unsafe` code: `core::arch::asm!` blocks, each with a
+//! `// SAFETY:` comment.
 //!
 //! # Instructions
 //!
@@ -20,29 +20,31 @@
 //!
 //! # Selection
 //!
-//! `cfg(target_feature = "dsp")` is the precise test, but ARM target features are unstable and
-//! stable rustc (1.95) never sets it, even with `-C target-cpu=cortex-m4`. The instructions are
-//! therefore used when `target_arch = "arm"` and either `target_feature = "dsp"` (nightly, or a
-//! future stable) or `target_abi = "eabihf"`: every hard-float Arm target (`thumbv7em-none-eabihf`
-//! for the M4/M7, `thumbv8m.main-none-eabihf` for the M33/M35P/M55/M85, `armv7r`/`armv7a`
-//! hard-float) implements SXTB16 and SMLAD. The one exception is an Armv8-M Mainline core built
-//! without its optional DSP extension but with an FPU, where these instructions are UNDEFINED
-//! (it would HardFault at the first dense layer). Soft-float `thumbv7em-none-eabi` builds and
-//! `thumbv6m`/`thumbv7m` use the portable code. [`DSP`] tells which was compiled.
+//! `cfg(tinyvae_dsp)`, set by the crate's `build.rs` from the target name: `thumbv7em-*`
+//! (Cortex-M4/M7, where DSP is part of the architecture) and `thumbv8m.main-*eabihf`
+//! (Cortex-M33/M35P/M55/M85; DSP is optional in Armv8-M Mainline, so a core built without it
+//! must not use such a build: its first dense layer would fault). `cfg(target_feature = "dsp")`
+//! would be the precise test, but Arm target features are unstable and stable rustc (1.95)
+//! never sets it, even with `-C target-cpu=cortex-m4`. Everything else (`thumbv6m`, `thumbv7m`,
+//! Arm-state A/R targets, the host) runs the portable emulations. [`DSP`] tells which.
+//!
+//! # Kernels
+//!
+//! Besides single instructions (`pure, nomem, nostack`), two `asm!` loops read memory: `dot4`
+//! (four rows of one block against the widened input) and `rows4` (every 4-row block of a layer
+//! with its output stage: requantization, zero point, `SSAT #8`, byte stores). Their wrappers
+//! check every bound and alignment they rely on and state them in `// SAFETY:` comments; each
+//! pushes at most two words (the loop needs all 12 allocatable registers) and restores `sp`.
+//! Weight words are read with unaligned LDR, which Armv7-M and Armv8-M Mainline allow (unless
+//! CCR.UNALIGN_TRP is set); the widened input, 4-aligned, with LDRD.
 
 use crate::Requant;
 
 /// Whether the DSP instructions are compiled in (see the module doc); `false` means the
 /// functions below are the portable emulations.
-pub(crate) const DSP: bool = cfg!(all(
-    target_arch = "arm",
-    any(target_feature = "dsp", target_abi = "eabihf")
-));
+pub(crate) const DSP: bool = cfg!(tinyvae_dsp);
 
-#[cfg(all(
-    target_arch = "arm",
-    any(target_feature = "dsp", target_abi = "eabihf")
-))]
+#[cfg(tinyvae_dsp)]
 mod imp {
     use crate::Requant;
     use core::arch::asm;
@@ -444,10 +446,7 @@ mod imp {
     };
 }
 
-#[cfg(not(all(
-    target_arch = "arm",
-    any(target_feature = "dsp", target_abi = "eabihf")
-)))]
+#[cfg(not(tinyvae_dsp))]
 mod imp {
     /// Portable `SXTB16 d, x`: bytes 0 and 2 of `x`, sign-extended into the two 16-bit lanes.
     #[inline(always)]
@@ -533,13 +532,7 @@ pub(crate) struct Rows4<'a> {
 /// `requantize + zp = floor((floor(H / 2^(e-2)) + zp2) / 2)`: one SSAT with `ASR #1`.
 /// `|H| <= 2^30 + 1` and `|zp2| <= 2^21 + 1`, so nothing overflows and the sum equals the
 /// saturating one of the reference.
-#[cfg_attr(
-    all(
-        target_arch = "arm",
-        any(target_feature = "dsp", target_abi = "eabihf")
-    ),
-    allow(dead_code) // the `asm!` of `rows4` is this function
-)]
+#[cfg_attr(tinyvae_dsp, allow(dead_code))] // there the `asm!` of `rows4` is this function
 #[inline(always)]
 pub(crate) fn finish(acc: i32, rq: Requant, zp2: i32) -> Option<i8> {
     // shift + 31 in 0..=29 <=> shift in -31..=-2; then e - 2 = 29 - t.

@@ -13,10 +13,10 @@
 //! - `requant[o]` = [`quantize_multiplier`]`(s_in * s_w[o] / s_out)` (see
 //!   [`per_channel_multiplier`], [`per_tensor_multiplier`] for the exact f64 expression TFLite uses).
 //!
-//! # Kernel (one function, shared by [`QDense`] and [`QDenseView`], on the host and on the chip)
+//! # Kernel (one arithmetic, shared by [`QDense`] and [`QDenseView`], on the host and the chip)
 //!
 //! ```text
-//! acc    = bias[o] + Σ_i w[o][i] * x[i]                      // i32, wrapping, index order
+//! acc    = bias[o] + Σ_i w[o][i] * x[i]                      // i32, wrapping
 //! v      = requantize(acc, requant[o]) + zp_out              // saturating add
 //! v      = min(max(v, act_min), act_max)                     // fused ReLU / ReLU6 / none
 //! y[o]   = lut.map_or(v, |t| t[v + 128])                     // optional smooth activation
@@ -36,6 +36,44 @@
 //! [`build_lut`]: `lut[q + 128] = quantize(f(dequantize(q, in_q)), out_q)`. (TFLite's own LUT
 //! kernels index by `v as u8` and multiply by `1 / s_out` instead of dividing; this table is this
 //! library's own extension, not a TFLite op.)
+//!
+//! # Implementations ([`QKernel`]): the same bits, different instruction counts
+//!
+//! Wrapping i32 addition is associative and commutative, so the order of the MACs does not
+//! change `acc`; the requantization has one exact formula for all of them (below). `tests/kernels.rs`
+//! compares the three bit for bit on random layers (every shift, saturation, wrapping sums,
+//! unvalidated constants); the firmware's benchmark checksums compare them on each core.
+//!
+//! - [`QKernel::Reference`]: the formula as written, one row at a time, with [`requantize`].
+//! - [`QKernel::Portable`] (M0, M3, host): four rows per pass (one on Armv6-M, which has only
+//!   eight low registers), each input loaded once per pass; inlined into each typed layer so the
+//!   compiler specializes it for the constant `IN`.
+//! - [`QKernel::Dsp`] (`thumbv7em`, `thumbv8m.main` hard-float: M4, M7, M33, ...; see `arch`): the input is
+//!   widened once per layer to 16-bit pairs in the order SXTB16 extracts weight bytes (`[x0,
+//!   x2, x1, x3]` per group of four, in a stack buffer of `2 * IN` bytes), so the row-major
+//!   weights are read unchanged, one word per row and group: SXTB16 / SXTB16 ROR 8 / 2 x SMLAD.
+//!   Four rows per pass share each LDRD of the input: 45 instructions per 32 MACs. For
+//!   `IN % 4 == 0`, output clamp `[-128, 127]`, no table (every layer the exporters emit
+//!   except ReLU6 and tables), the output stage runs in the same `asm!` block, 14
+//!   instructions per row: the requantization below, then `SSAT #8` of `(h + 2 zp + 1) >> 1`.
+//!   Other layers take the output stage in Rust. Code: about 3.4 KB of flash for all layers
+//!   (one shared copy; the typed layer adds the call and its stack buffer).
+//!
+//! Requantization with one rounding: for `shift = -e`, `2 <= e <= 31` (multipliers in
+//! `[2^-32, 2^-2)`: all real layers), TFLite's two roundings are one floor; see
+//! `requantize_fast`. Other shifts take [`requantize`] itself.
+//!
+//! Instructions per inference under QEMU `-icount` (`tinyvae firmware bench`, random int8
+//! weights), before (the reference loop for every core) and after:
+//!
+//! | workload (MACs) | M0 | M3 | M4 | M7 | M33 | CMSIS-NN -O3, M4 |
+//! |---|---|---|---|---|---|---|
+//! | small VAE 96-64-16 + 8-64-96 (13,824) | 99,574 -> 91,953 | 50,947 -> 39,140 | 51,234 -> 25,903 | 51,093 -> 25,898 | 51,234 -> 25,903 | 38,492 |
+//! | MLPerf Tiny AD 640-128x4-8-128x4-640 (264,192) | does not fit | 940,623 -> 697,280 | 942,277 -> 412,100 | 948,768 -> 412,088 | 942,276 -> 412,100 | 579,584 |
+//!
+//! (M33: the benchmark's reading times 1.25: QEMU's AN505 timer runs at 20 MHz, not the
+//! 25 MHz the counter assumes; the same code gives the M4's count.) On the M4 that is 0.67x
+//! and 0.71x CMSIS-NN's instructions, 1.56 per MAC on the MLPerf model.
 //!
 //! # Error bound against the f32 layer
 //!
@@ -358,14 +396,15 @@ pub enum QKernel {
     /// DSP instructions (Cortex-M0/M0+/M3).
     Portable,
     /// Four output rows per pass with SXTB16/SMLAD on the input widened once per layer to
-    /// 16-bit pairs. Off Arm hard-float targets the same code runs on portable emulations of
-    /// the two instructions (slow, for testing).
+    /// 16-bit pairs. Where they are not compiled in (anything but `thumbv7em-*` and
+    /// `thumbv8m.main-*eabihf`) the same code runs on portable emulations of the instructions
+    /// (slow, for testing).
     Dsp,
 }
 
 impl QKernel {
     /// The kernel of [`QDense::forward`] on this target: [`QKernel::Dsp`] where the DSP
-    /// instructions are compiled in (Arm hard-float targets), else [`QKernel::Portable`].
+    /// instructions are compiled in (Cortex-M4/M7/M33 targets), else [`QKernel::Portable`].
     pub const FAST: QKernel = if arch::DSP {
         QKernel::Dsp
     } else {

@@ -312,7 +312,7 @@ fn requantization_exact() {
 /// `QKernel::FAST` is what `Layer::forward` and `QDenseView::forward` run.
 #[test]
 fn fast_kernel_is_the_default() {
-    let expect = if cfg!(all(target_arch = "arm", target_abi = "eabihf")) {
+    let expect = if cfg!(tinyvae_dsp) {
         QKernel::Dsp
     } else {
         QKernel::Portable
