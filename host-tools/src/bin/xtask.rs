@@ -139,6 +139,54 @@ fn setup(r: &mut Runner, need_qemu: bool) -> bool {
     }
 }
 
+/// The committed default model (`firmware/model/default_model.rs`) must be exactly what
+/// `tinyvae export` makes of the committed checkpoint (`firmware/model/default/`).
+fn check_default_model(r: &mut Runner) {
+    let dir = root().join("target").join("xtask");
+    if let Err(e) = std::fs::create_dir_all(&dir) {
+        eprintln!("cannot create {}: {e}", dir.display());
+        r.failures.push("default model check".into());
+        return;
+    }
+    let regenerated = dir.join("default_model.rs");
+    let committed = root()
+        .join("firmware")
+        .join("model")
+        .join("default_model.rs");
+    let mut c = cargo();
+    c.args([
+        "run",
+        "--quiet",
+        "--release",
+        "-p",
+        "tinyvae-host-tools",
+        "--bin",
+        "tinyvae",
+        "--",
+        "export",
+        "--model",
+        "firmware/model/default",
+        "--out",
+    ])
+    .arg(&regenerated);
+    if !r.step("regenerate the default model from its checkpoint", &mut c) {
+        return;
+    }
+    let same = matches!(
+        (std::fs::read(&regenerated), std::fs::read(&committed)),
+        (Ok(a), Ok(b)) if a == b
+    );
+    if same {
+        eprintln!("    firmware/model/default_model.rs is up to date");
+    } else {
+        eprintln!(
+            "    FAILED: firmware/model/default_model.rs differs from `tinyvae export --model \
+             firmware/model/default`; regenerate it with that command and commit it"
+        );
+        r.failures.push("default model is stale".into());
+    }
+}
+
 fn test(host_only: bool) -> ExitCode {
     let mut r = Runner {
         failures: Vec::new(),
@@ -189,8 +237,17 @@ fn test(host_only: bool) -> ExitCode {
             r.step(&format!("cross build {target} ({label})"), &mut c);
         }
     }
+    check_default_model(&mut r);
     if !host_only {
         let fw = root().join("firmware");
+        let mut c = cargo();
+        c.current_dir(fw.join("boards").join("nrf52840-dk"))
+            .args(["build", "--release", "--target", "thumbv7em-none-eabihf"])
+            .env("CARGO_TARGET_DIR", fw.join("target").join("board"));
+        r.step(
+            "build the nRF52840-DK board example (probe-rs, defmt-rtt)",
+            &mut c,
+        );
         if fw.join("Cargo.toml").exists() {
             if qemu {
                 let mut c = cargo();
