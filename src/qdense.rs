@@ -40,18 +40,20 @@
 //! # Implementations ([`QKernel`]): the same bits, different instruction counts
 //!
 //! Wrapping i32 addition is associative and commutative, so the order of the MACs does not
-//! change `acc`; the requantization has one exact formula for all of them (below). `tests/kernels.rs`
-//! compares the three bit for bit on random layers (every shift, saturation, wrapping sums,
-//! unvalidated constants); the firmware's benchmark checksums compare them on each core.
+//! change `acc`; the requantization has one exact formula for all of them (below).
+//! `tests/kernels.rs` compares the three bit for bit on random layers (every shift, saturation,
+//! wrapping sums, unvalidated constants); the firmware's benchmark checksums and parity run
+//! compare them on each core.
 //!
 //! - [`QKernel::Reference`]: the formula as written, one row at a time, with [`requantize`].
 //! - [`QKernel::Portable`] (M0, M3, host): four rows per pass (one on Armv6-M, which has only
 //!   eight low registers), each input loaded once per pass; inlined into each typed layer so the
 //!   compiler specializes it for the constant `IN`.
-//! - [`QKernel::Dsp`] (`thumbv7em`, `thumbv8m.main` hard-float: M4, M7, M33, ...; see `arch`): the input is
-//!   widened once per layer to 16-bit pairs in the order SXTB16 extracts weight bytes (`[x0,
-//!   x2, x1, x3]` per group of four, in a stack buffer of `2 * IN` bytes), so the row-major
-//!   weights are read unchanged, one word per row and group: SXTB16 / SXTB16 ROR 8 / 2 x SMLAD.
+//! - [`QKernel::Dsp`] (`thumbv7em`, `thumbv8m.main` hard-float: M4, M7, M33, ...; see
+//!   `arch`): the input is widened once per layer to 16-bit pairs in the order SXTB16 extracts
+//!   weight bytes (`[x0, x2, x1, x3]` per group of four, in a stack buffer of `2 * IN` bytes),
+//!   so the row-major weights are read unchanged, one word per row and group: SXTB16,
+//!   SXTB16 ROR 8, two SMLADs.
 //!   Four rows per pass share each LDRD of the input: 45 instructions per 32 MACs. For
 //!   `IN % 4 == 0`, output clamp `[-128, 127]`, no table (every layer the exporters emit
 //!   except ReLU6 and tables), the output stage runs in the same `asm!` block, 14
