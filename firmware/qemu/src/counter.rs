@@ -11,7 +11,7 @@
 //! - MPS2 boards (M3 `mps2-an385`, M4 `mps2-an386`, M7 `mps2-an500`, M33 `mps2-an505`, and the
 //!   M0 build when it runs on `mps2-an385` because it does not fit the micro:bit): the CMSDK
 //!   TIMER0 (25 MHz, 40 ns per tick, 32-bit down-counter; at 0x4000_0000, on the AN505 at its
-//!   Secure alias 0x5000_0000 since the image runs Secure). 2^32 ticks hold 167 M instructions.
+//!   Secure alias 0x5000_0000 since the image runs Secure, and clocked at 20 MHz there: 50 ns). 2^32 ticks hold 167 M instructions.
 //! - micro:bit (M0, nRF51): TIMER0 at 0x4000_8000 in 32-bit mode, prescaler 0 (16 MHz, 62.5 ns per
 //!   tick), read by triggering CAPTURE[0] and reading CC[0]. 2^32 ticks hold 262 M instructions.
 //!
@@ -34,7 +34,13 @@ mod hw {
     const VALUE: *mut u32 = (BASE + 0x4) as *mut u32;
     const RELOAD: *mut u32 = (BASE + 0x8) as *mut u32;
 
-    /// Nanoseconds per tick, as a fraction.
+    /// Nanoseconds per tick, as a fraction: the MPS2 boards clock the timer at 25 MHz; QEMU's
+    /// AN505 (an MPS2+ FPGA image) at 20 MHz (measured: 20.48 ticks per instruction at
+    /// `shift=10`, against 25.6 on the AN386).
+    #[cfg(fw_core = "m33")]
+    pub const TICK_NS: (u64, u64) = (50, 1);
+    /// Nanoseconds per tick, as a fraction (25 MHz CMSDK timer clock).
+    #[cfg(not(fw_core = "m33"))]
     pub const TICK_NS: (u64, u64) = (40, 1);
 
     pub fn start() {
