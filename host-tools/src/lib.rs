@@ -1,11 +1,11 @@
 //! `tinyvae-host-tools` as a library: the modules the `tinyvae` and `xtask` binaries share.
 
 pub mod checkpoint;
-pub mod train;
-pub mod tflite;
 pub mod data;
 pub mod export;
+pub mod firmware;
 pub mod metrics;
 pub mod model;
 pub mod plots;
-pub mod firmware;
+pub mod tflite;
+pub mod train;
