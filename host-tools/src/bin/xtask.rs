@@ -266,6 +266,26 @@ fn test(host_only: bool) -> ExitCode {
                     "all",
                 ]);
                 r.step("firmware parity in QEMU (m0 m3 m4 m7 m33)", &mut c);
+                let mut c = cargo();
+                c.args([
+                    "run",
+                    "--quiet",
+                    "--release",
+                    "-p",
+                    "tinyvae-host-tools",
+                    "--bin",
+                    "tinyvae",
+                    "--",
+                    "firmware",
+                    "bench",
+                    "--core",
+                    "all",
+                ]);
+                r.step(
+                    "firmware bench in QEMU (instructions, sizes; MLPerf AD01 outputs vs TFLite's \
+                     reference on the chip)",
+                    &mut c,
+                );
             }
         } else {
             eprintln!("note: no firmware/ workspace yet; skipping QEMU runs");
