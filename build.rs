@@ -3,9 +3,11 @@
 //! target features are unstable), so the target name decides:
 //!
 //! - `thumbv7em-*` (Cortex-M4/M7): the DSP extension is part of Armv7E-M;
-//! - `thumbv8m.main-*eabihf` (Cortex-M33/M35P/M55/M85 with an FPU): DSP is optional in Armv8-M
-//!   Mainline but present in these cores as shipped; a core without it must not use this build
-//!   (its first dense layer would fault);
+//! - `thumbv8m.main-*` when the build names a core that has the (optional in Armv8-M Mainline)
+//!   DSP extension: `-C target-cpu=cortex-m33|cortex-m35p|cortex-m55|cortex-m85` or
+//!   `-C target-feature=+dsp` in the rustflags (the firmware's `.cargo/config.toml` does). Without
+//!   it the assembler rejects the DSP instructions and a core without the extension would fault,
+//!   so a generic `thumbv8m.main` build uses the portable kernels;
 //! - any other Thumb target where rustc does report `target_feature = "dsp"` (nightly).
 //!
 //! Everything else (Armv6-M, Armv7-M, A/R-profile targets in Arm state, whose LDRD needs
@@ -16,8 +18,20 @@ fn main() {
     println!("cargo::rustc-check-cfg=cfg(tinyvae_dsp)");
     let target = std::env::var("TARGET").unwrap_or_default();
     let features = std::env::var("CARGO_CFG_TARGET_FEATURE").unwrap_or_default();
+    let rustflags = std::env::var("CARGO_ENCODED_RUSTFLAGS").unwrap_or_default();
+    let flags: Vec<&str> = rustflags.split('\x1f').collect();
+    let names_dsp_core = flags.iter().any(|f| {
+        let f = f.trim_start_matches("-C").trim();
+        matches!(
+            f,
+            "target-cpu=cortex-m33"
+                | "target-cpu=cortex-m35p"
+                | "target-cpu=cortex-m55"
+                | "target-cpu=cortex-m85"
+        ) || (f.starts_with("target-feature=") && f.split(',').any(|t| t.ends_with("+dsp")))
+    });
     let dsp = target.starts_with("thumbv7em-")
-        || (target.starts_with("thumbv8m.main-") && target.ends_with("eabihf"))
+        || (target.starts_with("thumbv8m.main-") && names_dsp_core)
         || (target.starts_with("thumb") && features.split(',').any(|f| f == "dsp"));
     if dsp {
         println!("cargo::rustc-cfg=tinyvae_dsp");
