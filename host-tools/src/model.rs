@@ -260,6 +260,58 @@ pub struct HostScratch {
     qb: Vec<i8>,
 }
 
+/// What [`HostModel::check`] and [`HostModel::dims`] need of an f32 or int8 layer.
+trait HostLayer {
+    fn dims(&self) -> (usize, usize);
+    /// Builds the library view, which validates every length and constant.
+    fn check(&self) -> Result<(), Error>;
+}
+
+impl HostLayer for FloatLayer {
+    fn dims(&self) -> (usize, usize) {
+        (self.in_dim, self.out_dim)
+    }
+    fn check(&self) -> Result<(), Error> {
+        self.view().map(|_| ())
+    }
+}
+
+impl HostLayer for QLayer {
+    fn dims(&self) -> (usize, usize) {
+        (self.in_dim, self.out_dim)
+    }
+    fn check(&self) -> Result<(), Error> {
+        self.view().map(|_| ())
+    }
+}
+
+/// Every layer in order: encoder, the two heads, decoder hidden layers, decoder output.
+fn all_layers<'a, L>(
+    encoder: &'a [L],
+    mu: &'a L,
+    logvar: &'a L,
+    decoder: &'a [L],
+    output: &'a L,
+) -> impl Iterator<Item = &'a L> {
+    encoder
+        .iter()
+        .chain([mu, logvar])
+        .chain(decoder)
+        .chain([output])
+}
+
+fn dims_of<L: HostLayer>(encoder: &[L], mu: &L, logvar: &L, decoder: &[L], output: &L) -> Dims {
+    (
+        encoder.iter().map(HostLayer::dims).collect(),
+        [mu.dims(), logvar.dims()],
+        decoder
+            .iter()
+            .chain([output])
+            .map(HostLayer::dims)
+            .collect(),
+    )
+}
+
 fn lib(e: Error) -> anyhow::Error {
     anyhow::anyhow!("tinyvae: {e}")
 }
@@ -458,16 +510,7 @@ impl HostModel {
                 logvar,
                 decoder,
                 output,
-            } => {
-                for l in encoder
-                    .iter()
-                    .chain([mu, logvar])
-                    .chain(decoder)
-                    .chain([output])
-                {
-                    l.view().map_err(lib)?;
-                }
-            }
+            } => all_layers(encoder, mu, logvar, decoder, output).try_for_each(HostLayer::check),
             Layers::Int8 {
                 encoder,
                 mu,
@@ -475,17 +518,9 @@ impl HostModel {
                 decoder,
                 output,
                 ..
-            } => {
-                for l in encoder
-                    .iter()
-                    .chain([mu, logvar])
-                    .chain(decoder)
-                    .chain([output])
-                {
-                    l.view().map_err(lib)?;
-                }
-            }
+            } => all_layers(encoder, mu, logvar, decoder, output).try_for_each(HostLayer::check),
         }
+        .map_err(lib)?;
         Ok(())
     }
 
@@ -499,15 +534,7 @@ impl HostModel {
                 logvar,
                 decoder,
                 output,
-            } => (
-                encoder.iter().map(|l| (l.in_dim, l.out_dim)).collect(),
-                [(mu.in_dim, mu.out_dim), (logvar.in_dim, logvar.out_dim)],
-                decoder
-                    .iter()
-                    .chain([output])
-                    .map(|l| (l.in_dim, l.out_dim))
-                    .collect(),
-            ),
+            } => dims_of(encoder, mu, logvar, decoder, output),
             Layers::Int8 {
                 encoder,
                 mu,
@@ -515,15 +542,7 @@ impl HostModel {
                 decoder,
                 output,
                 ..
-            } => (
-                encoder.iter().map(|l| (l.in_dim, l.out_dim)).collect(),
-                [(mu.in_dim, mu.out_dim), (logvar.in_dim, logvar.out_dim)],
-                decoder
-                    .iter()
-                    .chain([output])
-                    .map(|l| (l.in_dim, l.out_dim))
-                    .collect(),
-            ),
+            } => dims_of(encoder, mu, logvar, decoder, output),
         }
     }
 

@@ -74,6 +74,23 @@ fn cargo() -> Command {
     c
 }
 
+/// `cargo run --release` of the host tool `tinyvae` with `args`.
+fn tinyvae(args: &[&str]) -> Command {
+    let mut c = cargo();
+    c.args([
+        "run",
+        "--quiet",
+        "--release",
+        "-p",
+        "tinyvae-host-tools",
+        "--bin",
+        "tinyvae",
+        "--",
+    ])
+    .args(args);
+    c
+}
+
 fn have(program: &str) -> bool {
     Command::new(program)
         .arg("--version")
@@ -153,22 +170,8 @@ fn check_default_model(r: &mut Runner) {
         .join("firmware")
         .join("model")
         .join("default_model.rs");
-    let mut c = cargo();
-    c.args([
-        "run",
-        "--quiet",
-        "--release",
-        "-p",
-        "tinyvae-host-tools",
-        "--bin",
-        "tinyvae",
-        "--",
-        "export",
-        "--model",
-        "firmware/model/default",
-        "--out",
-    ])
-    .arg(&regenerated);
+    let mut c = tinyvae(&["export", "--model", "firmware/model/default", "--out"]);
+    c.arg(&regenerated);
     if !r.step("regenerate the default model from its checkpoint", &mut c) {
         return;
     }
@@ -250,37 +253,9 @@ fn test(host_only: bool) -> ExitCode {
         );
         if fw.join("Cargo.toml").exists() {
             if qemu {
-                let mut c = cargo();
-                c.args([
-                    "run",
-                    "--quiet",
-                    "--release",
-                    "-p",
-                    "tinyvae-host-tools",
-                    "--bin",
-                    "tinyvae",
-                    "--",
-                    "firmware",
-                    "parity",
-                    "--core",
-                    "all",
-                ]);
+                let mut c = tinyvae(&["firmware", "parity", "--core", "all"]);
                 r.step("firmware parity in QEMU (m0 m3 m4 m7 m33)", &mut c);
-                let mut c = cargo();
-                c.args([
-                    "run",
-                    "--quiet",
-                    "--release",
-                    "-p",
-                    "tinyvae-host-tools",
-                    "--bin",
-                    "tinyvae",
-                    "--",
-                    "firmware",
-                    "bench",
-                    "--core",
-                    "all",
-                ]);
+                let mut c = tinyvae(&["firmware", "bench", "--core", "all"]);
                 r.step(
                     "firmware bench in QEMU (instructions, sizes; MLPerf AD01 outputs vs TFLite's \
                      reference on the chip)",
@@ -316,20 +291,7 @@ fn bench() -> ExitCode {
     setup(&mut r, true);
     r.step(
         "firmware benchmarks (QEMU -icount)",
-        cargo().args([
-            "run",
-            "--quiet",
-            "--release",
-            "-p",
-            "tinyvae-host-tools",
-            "--bin",
-            "tinyvae",
-            "--",
-            "firmware",
-            "bench",
-            "--core",
-            "all",
-        ]),
+        &mut tinyvae(&["firmware", "bench", "--core", "all"]),
     );
     r.step(
         "training benchmark",
