@@ -6,7 +6,11 @@
 //!
 //! Samples `[f32; C]` (or raw `[i16; C]` through [`RawScale`]) are numbered `0, 1, 2, ...` in
 //! arrival order; a dropped sample ([`Detector::mark_gap`]) takes a number too, so the numbering
-//! is time. The last `W` samples are kept, in physical units, in a `heapless::Deque<[f32; C], W>`.
+//! is time. The last `W` samples are kept, in physical units, in a [`SampleRing`]: a
+//! `heapless::Deque<[f32; C], W>` for a [`Detector`] (every size in the type, the firmware's),
+//! or a [`SliceRing`] over caller-owned memory for a [`SliceDetector`] (window length read at run
+//! time, the host tool's). Both are the one [`StreamDetector`] and run the same code, so the host
+//! tool's windows, scores, alarms and faults are the chip's.
 //! Window `k` covers samples `[k stride, k stride + W)` (end exclusive) and is formed when its
 //! last sample arrives: the first after `W` samples, then every `stride` samples. Its input is
 //! the standardized window flattened time-major, oldest first,
@@ -112,6 +116,7 @@ use crate::{
     Alarm, AlarmConfig, AlarmEvent, Buffers, DecoderNoise, Error, NormalSampler, Normalizer,
     P2Quantile, RawScale, SaturationLimits, Score, ScoreKind, VaeModel, Welford, Workspace,
 };
+use crate::{SampleRing, SliceRing};
 
 /// A set of channels (bit `c` = channel `c`, so at most 32 channels).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -443,6 +448,21 @@ pub struct Attribution<const C: usize, const W: usize> {
     pub top_step: usize,
 }
 
+/// [`Attribution`] without the per-time-step sums, which
+/// [`StreamDetector::attribute_into`] writes to a caller's slice (window length at run time).
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct ChannelAttribution<const C: usize> {
+    /// The window explained.
+    pub window: u64,
+    /// Per-channel sums of `1/2 (x - m)^2 p` over the window's time steps.
+    pub channels: [f32; C],
+    /// The channel with the largest sum (first on ties).
+    pub top_channel: usize,
+    /// The time step with the largest sum (0 = oldest; first on ties).
+    pub top_step: usize,
+}
+
 /// The buffers a [`Detector`] scores windows with: the typed [`Workspace`], a
 /// [`BorrowedWorkspace`] over caller-owned slices (runtime-shaped models), or any other.
 pub trait WindowScorer<V: VaeModel + ?Sized> {
@@ -555,14 +575,28 @@ pub fn window_rng(seed: u64, window: u64) -> XorShiftRng {
 pub type VaeDetector<V, const C: usize, const W: usize, const X: usize, const Z: usize> =
     Detector<V, Workspace<<V as VaeModel>::Scratch, X, Z>, C, W, X>;
 
-/// The streaming detector (see the module doc): model type `V`, scoring buffers `S`, `C`
-/// channels, window length `W`, window width `X = W * C`.
+/// The streaming detector with every size in its type (the firmware's): model type `V`,
+/// scoring buffers `S`, `C` channels, window length `W`, window width `X = W * C`; the ring is a
+/// `heapless::Deque<[f32; C], W>`. Built with [`Detector::new`].
+pub type Detector<V, S, const C: usize, const W: usize, const X: usize> =
+    StreamDetector<V, S, Deque<[f32; C], W>, [f32; X], C>;
+
+/// The streaming detector with the window length chosen at run time (the host tool's, whose
+/// window comes from the checkpoint): the ring and the standardized window live in caller-owned
+/// slices. Built with [`SliceDetector::with_buffers`]; it runs the same code as [`Detector`].
+pub type SliceDetector<'a, V, S, const C: usize> =
+    StreamDetector<V, S, SliceRing<'a, C>, &'a mut [f32], C>;
+
+/// The streaming detector (see the module doc), generic over its sample ring `R` (a
+/// [`SampleRing`] whose capacity is the window length `W`) and its standardized-window buffer
+/// `B` (`W * C` values). Use it through [`Detector`] (sizes in the type) or [`SliceDetector`]
+/// (window length at run time).
 #[derive(Debug)]
-pub struct Detector<V, S, const C: usize, const W: usize, const X: usize> {
+pub struct StreamDetector<V, S, R, B, const C: usize> {
     config: DetectorConfig<C>,
     scorer: S,
-    ring: Deque<[f32; C], W>,
-    xbuf: [f32; X],
+    ring: R,
+    xbuf: B,
     normalizer: Normalizer<C>,
     alarm: Alarm,
     welford: Welford<C>,
@@ -590,17 +624,16 @@ const fn first_phase(adapt: Option<AdaptConfig>) -> Phase {
     }
 }
 
-impl<V, S, const C: usize, const W: usize, const X: usize> Detector<V, S, C, W, X> {
-    /// A detector with an empty window; `scorer` is e.g. `Workspace::new(MyVae::SCRATCH)`.
-    /// Usable in `static` initialisers. Never fails: an invalid configuration is sanitized
-    /// (see [`DetectorConfig::validate`]). Compile-time checks: `X == W * C`, `1 <= C <= 32`,
-    /// `W >= 1`.
-    pub const fn new(config: DetectorConfig<C>, scorer: S) -> Self {
-        const {
-            assert!(X == W * C, "X must equal W * C");
-            assert!(C >= 1 && C <= 32, "1 to 32 channels");
-            assert!(W >= 1, "window length must be at least 1");
-        }
+impl<V, S, R, B, const C: usize> StreamDetector<V, S, R, B, C> {
+    /// Sanitizes the configuration and assembles a detector over an empty `ring` of capacity
+    /// `window`.
+    const fn assemble(
+        config: DetectorConfig<C>,
+        scorer: S,
+        ring: R,
+        xbuf: B,
+        window: usize,
+    ) -> Self {
         let mut config = config;
         if config.stride == 0 {
             config.stride = 1;
@@ -613,8 +646,8 @@ impl<V, S, const C: usize, const W: usize, const X: usize> Detector<V, S, C, W, 
         Self {
             config,
             scorer,
-            ring: Deque::new(),
-            xbuf: [0.0; X],
+            ring,
+            xbuf,
             normalizer: config.normalizer,
             alarm: Alarm::new(config.alarm),
             welford: Welford::new(),
@@ -625,7 +658,7 @@ impl<V, S, const C: usize, const W: usize, const X: usize> Detector<V, S, C, W, 
             threshold_count: 0,
             samples: 0,
             windows: 0,
-            until_window: W,
+            until_window: window,
             last_gap: None,
             last_non_finite: [None; C],
             last_saturated: [None; C],
@@ -686,11 +719,6 @@ impl<V, S, const C: usize, const W: usize, const X: usize> Detector<V, S, C, W, 
         &mut self.scorer
     }
 
-    /// The standardized input of the last scored window (`x[t C + c]`).
-    pub const fn last_input(&self) -> &[f32; X] {
-        &self.xbuf
-    }
-
     /// Starts the adaptation of [`DetectorConfig::adapt`] again from the next window (nothing
     /// if adaptation is off): clears the running statistics and quantile estimates and resets
     /// the alarm (off, no history; no event is reported). The window contents are kept.
@@ -705,9 +733,79 @@ impl<V, S, const C: usize, const W: usize, const X: usize> Detector<V, S, C, W, 
             self.alarm.reset();
         }
     }
+}
+
+impl<V, S, const C: usize, const W: usize, const X: usize> Detector<V, S, C, W, X> {
+    /// A detector with an empty window; `scorer` is e.g. `Workspace::new(MyVae::SCRATCH)`.
+    /// Usable in `static` initialisers. Never fails: an invalid configuration is sanitized
+    /// (see [`DetectorConfig::validate`]). Compile-time checks: `X == W * C`, `1 <= C <= 32`,
+    /// `W >= 1`.
+    pub const fn new(config: DetectorConfig<C>, scorer: S) -> Self {
+        const {
+            assert!(X == W * C, "X must equal W * C");
+            assert!(C >= 1 && C <= 32, "1 to 32 channels");
+            assert!(W >= 1, "window length must be at least 1");
+        }
+        Self::assemble(config, scorer, Deque::new(), [0.0; X], W)
+    }
+
+    /// The standardized input of the last scored window (`x[t C + c]`).
+    pub const fn last_input(&self) -> &[f32; X] {
+        &self.xbuf
+    }
+}
+
+impl<'a, V, S, const C: usize> SliceDetector<'a, V, S, C> {
+    /// A detector whose window length is `ring.len()` (`W`), with `input` (`W * C` values) for
+    /// the standardized window; both buffers' contents are ignored. The configuration is
+    /// sanitized as in [`Detector::new`].
+    ///
+    /// # Errors
+    /// [`Error::InvalidParameter`] for an empty ring or `C` outside `1..=32`;
+    /// [`Error::ShapeMismatch`] if `input.len() != ring.len() * C`.
+    pub fn with_buffers(
+        config: DetectorConfig<C>,
+        scorer: S,
+        ring: &'a mut [[f32; C]],
+        input: &'a mut [f32],
+    ) -> Result<Self, Error> {
+        if ring.is_empty() || !(1..=32).contains(&C) {
+            return Err(Error::InvalidParameter);
+        }
+        let window = ring.len();
+        same_len(window.saturating_mul(C), input.len())?;
+        Ok(Self::assemble(
+            config,
+            scorer,
+            SliceRing::new(ring),
+            input,
+            window,
+        ))
+    }
+}
+
+impl<V, S, R, B, const C: usize> StreamDetector<V, S, R, B, C>
+where
+    R: SampleRing<C>,
+    B: AsRef<[f32]> + AsMut<[f32]>,
+{
+    /// The window length `W` (samples per window).
+    pub fn window_len(&self) -> usize {
+        self.ring.capacity()
+    }
+
+    /// The standardized input of the last scored window (`x[t C + c]`, `W * C` values).
+    pub fn input(&self) -> &[f32] {
+        self.xbuf.as_ref()
+    }
 
     fn placeholder(&self) -> [f32; C] {
-        self.ring.back().copied().unwrap_or([0.0; C])
+        self.ring.newest().copied().unwrap_or([0.0; C])
+    }
+
+    /// Index of the first sample of the window ending now.
+    fn window_start(&self) -> u64 {
+        self.samples.saturating_sub(self.window_len() as u64)
     }
 
     /// Records a dropped sample: time advances by one sample, the window that contains it is
@@ -719,7 +817,7 @@ impl<V, S, const C: usize, const W: usize, const X: usize> Detector<V, S, C, W, 
         let stored = self.placeholder();
         if self.store(stored) {
             // The window contains the gap: it is skipped, no model needed.
-            let faults = self.faults_in(self.samples.saturating_sub(W as u64));
+            let faults = self.faults_in(self.window_start());
             Some(self.skip(faults))
         } else {
             None
@@ -728,11 +826,7 @@ impl<V, S, const C: usize, const W: usize, const X: usize> Detector<V, S, C, W, 
 
     /// Appends a sample to the ring and advances time; true if a window is due.
     fn store(&mut self, sample: [f32; C]) -> bool {
-        if self.ring.is_full() {
-            let _ = self.ring.pop_front();
-        }
-        // Cannot fail: the ring has room after the pop.
-        let _ = self.ring.push_back(sample);
+        self.ring.push_evict(sample);
         self.samples = self.samples.saturating_add(1);
         self.until_window = self.until_window.saturating_sub(1);
         if self.until_window == 0 {
@@ -763,10 +857,10 @@ impl<V, S, const C: usize, const W: usize, const X: usize> Detector<V, S, C, W, 
                 f.saturated.insert(c);
             }
         }
-        if !f.skips_window() && W >= 2 {
-            if let Some(first) = self.ring.front() {
+        if !f.skips_window() && self.window_len() >= 2 {
+            if let Some(first) = self.ring.oldest() {
                 let mut same = [true; C];
-                for s in self.ring.iter() {
+                for s in self.ring.samples() {
                     for ((eq, &v), &f0) in same.iter_mut().zip(s).zip(first) {
                         *eq &= v == f0;
                     }
@@ -785,11 +879,10 @@ impl<V, S, const C: usize, const W: usize, const X: usize> Detector<V, S, C, W, 
     fn next_report(&mut self, faults: Faults) -> WindowReport<C> {
         let window = self.windows;
         self.windows = self.windows.saturating_add(1);
-        let end = self.samples;
         WindowReport {
             window,
-            start: end.saturating_sub(W as u64),
-            end,
+            start: self.window_start(),
+            end: self.samples,
             score: None,
             level: None,
             alarm: self.alarm.is_active(),
@@ -824,10 +917,12 @@ impl<V, S, const C: usize, const W: usize, const X: usize> Detector<V, S, C, W, 
     }
 }
 
-impl<V, S, const C: usize, const W: usize, const X: usize> Detector<V, S, C, W, X>
+impl<V, S, R, B, const C: usize> StreamDetector<V, S, R, B, C>
 where
     V: VaeModel,
     S: WindowScorer<V>,
+    R: SampleRing<C>,
+    B: AsRef<[f32]> + AsMut<[f32]>,
 {
     /// Pushes one sample in physical units. Returns the report when a window is formed (every
     /// `stride` samples once `W` have arrived).
@@ -895,7 +990,7 @@ where
         if !self.store(stored) {
             return Ok(None);
         }
-        let faults = self.faults_in(self.samples.saturating_sub(W as u64));
+        let faults = self.faults_in(self.window_start());
         if faults.skips_window() {
             return Ok(Some(self.skip(faults)));
         }
@@ -911,13 +1006,14 @@ where
             self.counts.flagged_windows = self.counts.flagged_windows.saturating_add(1);
         }
         let mut report = self.next_report(faults);
-        for (step, s) in self.xbuf.chunks_exact_mut(C).zip(self.ring.iter()) {
+        let xbuf = self.xbuf.as_mut();
+        for (step, s) in xbuf.chunks_exact_mut(C).zip(self.ring.samples()) {
             self.normalizer.normalize_into(s, step);
         }
         let mut rng = window_rng(self.config.seed, report.window);
         let result = self
             .scorer
-            .score_window(model, &self.xbuf, self.config.kind, &mut rng);
+            .score_window(model, xbuf, self.config.kind, &mut rng);
         if let Ok(score) = result {
             self.last_scored = Some(report.window);
             report.score = Some(score);
@@ -962,22 +1058,31 @@ where
         }
     }
 
-    /// Attribution of the last scored window (see the module doc).
+    /// Attribution of the last scored window (see the module doc), for a window length known
+    /// only at run time: the per-time-step sums go to `steps` (`W` values, oldest first), the
+    /// rest is returned.
     ///
     /// # Errors
-    /// [`Error::Empty`] before the first scored window; [`Error::ShapeMismatch`] if the model's
-    /// decoder width differs from `X`; errors of the model's `decode`.
-    pub fn attribute(&mut self, model: &V) -> Result<Attribution<C, W>, Error> {
+    /// [`Error::Empty`] before the first scored window; [`Error::ShapeMismatch`] if `steps` is
+    /// not `W` long or the model's decoder width differs from `W * C`; errors of the model's
+    /// `decode`.
+    pub fn attribute_into(
+        &mut self,
+        model: &V,
+        steps: &mut [f32],
+    ) -> Result<ChannelAttribution<C>, Error> {
         let window = self.last_scored.ok_or(Error::Empty)?;
+        let x_len = self.xbuf.as_ref().len();
+        same_len(self.window_len(), steps.len())?;
         let recon = self.scorer.reconstruction(model, self.config.kind)?;
         let noise = model.noise();
-        same_len(X, recon.len())?;
-        same_len(X, noise.inv_var.len())?;
+        same_len(x_len, recon.len())?;
+        same_len(x_len, noise.inv_var.len())?;
         let mut channels = [0.0f32; C];
-        let mut steps = [0.0f32; W];
         let mut e = [0.0f32; C];
         let parts = self
             .xbuf
+            .as_ref()
             .chunks_exact(C)
             .zip(recon.chunks_exact(C))
             .zip(noise.inv_var.chunks_exact(C));
@@ -994,12 +1099,34 @@ where
             }
             *step = sum;
         }
-        Ok(Attribution {
+        Ok(ChannelAttribution {
             window,
             channels,
-            steps,
             top_channel: argmax(&channels),
-            top_step: argmax(&steps),
+            top_step: argmax(steps),
+        })
+    }
+}
+
+impl<V, S, const C: usize, const W: usize, const X: usize> Detector<V, S, C, W, X>
+where
+    V: VaeModel,
+    S: WindowScorer<V>,
+{
+    /// Attribution of the last scored window (see the module doc).
+    ///
+    /// # Errors
+    /// [`Error::Empty`] before the first scored window; [`Error::ShapeMismatch`] if the model's
+    /// decoder width differs from `X`; errors of the model's `decode`.
+    pub fn attribute(&mut self, model: &V) -> Result<Attribution<C, W>, Error> {
+        let mut steps = [0.0f32; W];
+        let a = self.attribute_into(model, &mut steps)?;
+        Ok(Attribution {
+            window: a.window,
+            channels: a.channels,
+            steps,
+            top_channel: a.top_channel,
+            top_step: a.top_step,
         })
     }
 }

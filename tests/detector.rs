@@ -297,6 +297,160 @@ fn borrowed_workspace_matches_typed_workspace() {
     }
 }
 
+#[test]
+fn slice_ring_matches_heapless_deque() {
+    use tinyvae::{SampleRing, SliceRing};
+    let mut rng = TestRng(40);
+    fn check<const N: usize>(rng: &mut TestRng) {
+        let mut deque: heapless::Deque<[f32; 2], N> = heapless::Deque::new();
+        let mut storage = [[f32::NAN; 2]; N];
+        let mut ring = SliceRing::new(&mut storage);
+        assert_eq!(SampleRing::capacity(&ring), N);
+        assert!(ring.is_empty() && ring.oldest().is_none() && ring.newest().is_none());
+        for i in 0..(3 * N + 5) {
+            let s = [i as f32, rng.normal() as f32];
+            deque.push_evict(s);
+            ring.push_evict(s);
+            assert_eq!(
+                SampleRing::len(&ring),
+                SampleRing::len(&deque),
+                "N {N} push {i}"
+            );
+            assert_eq!(ring.oldest(), deque.oldest(), "N {N} push {i}");
+            assert_eq!(ring.newest(), Some(&s), "N {N} push {i}");
+            let a: Vec<_> = ring.samples().copied().collect();
+            let b: Vec<_> = deque.samples().copied().collect();
+            assert_eq!(a, b, "N {N} push {i}");
+            // Oldest first, consecutive: the last min(i + 1, N) pushes.
+            let want: Vec<f32> = ((i + 1).saturating_sub(N)..=i).map(|k| k as f32).collect();
+            assert_eq!(a.iter().map(|s| s[0]).collect::<Vec<_>>(), want);
+        }
+    }
+    check::<1>(&mut rng);
+    check::<2>(&mut rng);
+    check::<5>(&mut rng);
+    check::<8>(&mut rng);
+    // A zero-capacity ring holds nothing and never panics.
+    let mut empty: [[f32; 2]; 0] = [];
+    let mut ring = SliceRing::new(&mut empty);
+    ring.push_evict([1.0, 2.0]);
+    assert!(ring.is_empty() && ring.samples().next().is_none());
+}
+
+/// A stream with every kind of fault, for comparing detectors run by run.
+fn faulty_stream(n: usize, seed: u64) -> Vec<Input> {
+    let mut input = samples(&signal(n, seed));
+    input[9] = Input::Sample([f32::NAN, MEAN[1], MEAN[2]]);
+    input[23] = Input::Gap;
+    input[31] = Input::Sample([MEAN[0], 1.0e9, MEAN[2]]);
+    for i in 40..52 {
+        if let Input::Sample(s) = &mut input[i] {
+            s[2] = 9.0;
+        }
+    }
+    input[60] = Input::Raw([i16::MAX, 3, -3]);
+    input[61] = Input::Sample([f32::NEG_INFINITY; C]);
+    input
+}
+
+#[test]
+fn slice_detector_matches_typed_detector() {
+    // The host tool's detector (window length at run time) runs the firmware's code: the same
+    // reports, fault counts, phases, thresholds and attributions, bit for bit.
+    let m = model(5);
+    let input = faulty_stream(400, 41);
+    let adapt = AdaptConfig::new(6, 20, 0.2).with_clear_fpr(0.4);
+    for kind in KINDS {
+        for cfg in [
+            config(kind, 3, 12.0),
+            config(kind, 5, 12.0)
+                .with_limits(SaturationLimits::new([-1e6; C], [1e6; C]))
+                .with_alarm_on_flagged(true),
+            DetectorConfig::new(
+                kind,
+                2,
+                exported(),
+                AlarmConfig::threshold(10.0)
+                    .with_ema(0.3)
+                    .with_hysteresis(8.0)
+                    .with_debounce(2, 3, 2),
+            )
+            .with_raw(RawScale::new([0.01; C], MEAN))
+            .with_adaptation(adapt),
+        ] {
+            let mut typed = detector(cfg);
+            let mut ring = vec![[0.0f32; C]; W];
+            let mut xbuf = vec![0.0f32; X];
+            let mut dynamic: tinyvae::SliceDetector<Model, _, C> =
+                tinyvae::SliceDetector::with_buffers(
+                    cfg,
+                    Workspace::<_, X, Z>::new(Model::SCRATCH),
+                    &mut ring,
+                    &mut xbuf,
+                )
+                .unwrap();
+            assert_eq!(dynamic.window_len(), W);
+            let mut steps = vec![0.0f32; W];
+            let mut n = 0;
+            for (i, s) in input.iter().enumerate() {
+                let (a, b) = match s {
+                    Input::Sample(x) => (typed.push(&m, x).unwrap(), dynamic.push(&m, x).unwrap()),
+                    Input::Raw(x) => (
+                        typed.push_raw(&m, x).unwrap(),
+                        dynamic.push_raw(&m, x).unwrap(),
+                    ),
+                    Input::Gap => (typed.mark_gap(), dynamic.mark_gap()),
+                };
+                assert_eq!(a, b, "{kind:?} sample {i}");
+                if a.is_some_and(|r| r.score.is_some()) {
+                    n += 1;
+                    let full = typed.attribute(&m).unwrap();
+                    let part = dynamic.attribute_into(&m, &mut steps).unwrap();
+                    assert_eq!(
+                        (full.window, full.channels, full.top_channel, full.top_step),
+                        (part.window, part.channels, part.top_channel, part.top_step)
+                    );
+                    assert_eq!(&full.steps[..], &steps[..]);
+                    assert_eq!(&typed.last_input()[..], dynamic.input());
+                }
+            }
+            assert!(n > 50, "{kind:?}: {n} scored windows");
+            assert_eq!(typed.fault_counts(), dynamic.fault_counts());
+            assert_eq!(typed.phase(), dynamic.phase());
+            assert_eq!(typed.normalizer(), dynamic.normalizer());
+            assert_eq!(typed.alarm().config(), dynamic.alarm().config());
+            assert!(
+                typed.fault_counts().skipped_windows > 0
+                    && typed.fault_counts().flagged_windows > 0
+            );
+        }
+    }
+}
+
+#[test]
+fn slice_detector_rejects_bad_buffers() {
+    let cfg = config(ScoreKind::Elbo, 1, 1.0);
+    let ws = || Workspace::<_, X, Z>::new(Model::SCRATCH);
+    let (mut ring, mut xbuf) = (vec![[0.0f32; C]; W], vec![0.0f32; X - 1]);
+    let r = tinyvae::SliceDetector::<Model, _, C>::with_buffers(cfg, ws(), &mut ring, &mut xbuf);
+    assert!(matches!(r, Err(Error::ShapeMismatch { expected: X, found } ) if found == X - 1));
+    let (mut ring, mut xbuf) = (Vec::<[f32; C]>::new(), Vec::<f32>::new());
+    let r = tinyvae::SliceDetector::<Model, _, C>::with_buffers(cfg, ws(), &mut ring, &mut xbuf);
+    assert!(matches!(r, Err(Error::InvalidParameter)));
+    // A window shorter than the model's input: the score reports the mismatch, nothing panics.
+    let (mut ring, mut xbuf) = (vec![[0.0f32; C]; W - 1], vec![0.0f32; X - C]);
+    let mut det =
+        tinyvae::SliceDetector::<Model, _, C>::with_buffers(cfg, ws(), &mut ring, &mut xbuf)
+            .unwrap();
+    let m = model(1);
+    let mut errors = 0;
+    for s in signal(20, 1) {
+        errors += usize::from(det.push(&m, &s).is_err());
+    }
+    assert_eq!(errors, 20 - (W - 1) + 1);
+    assert_eq!(det.windows(), (20 - (W - 1) + 1) as u64);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Sensor faults
 

@@ -4,7 +4,10 @@
 //! A header row, then one row per time step and one column per channel (`ax,ay,az,...`). A
 //! column named `label` (any case) is optional: `0` marks a normal sample, `1` an anomalous one;
 //! it is never used as a channel. Every other field must parse as a finite number. Blank lines
-//! are skipped. Errors name the file, the 1-based line and the 1-based column, e.g.
+//! are skipped. A stream to be scored ([`load_csv_with`] and [`NonFinite::Keep`], what
+//! `tinyvae score` reads) may also hold `nan`, `inf`, `-inf` or an empty field in a channel
+//! column: a sensor fault the streaming detector reports (the windows holding it are skipped),
+//! not an input error; a row whose channel fields are all empty is a dropped sample (a gap). Errors name the file, the 1-based line and the 1-based column, e.g.
 //! `data.csv:17:3: field "abc" is not a number`.
 //!
 //! # Windows
@@ -81,6 +84,9 @@ pub struct Series {
     pub values: Vec<f32>,
     /// Per-row labels (0 normal, 1 anomalous) when the file has a `label` column.
     pub labels: Option<Vec<u8>>,
+    /// Rows that are dropped samples (every channel field empty, read with
+    /// [`NonFinite::Keep`]), ascending; their values are NaN.
+    pub gaps: Vec<usize>,
 }
 
 impl Series {
@@ -107,6 +113,12 @@ impl Series {
             channels: self.channels.clone(),
             values: self.values[start * c..end * c].to_vec(),
             labels: self.labels.as_ref().map(|l| l[start..end].to_vec()),
+            gaps: self
+                .gaps
+                .iter()
+                .filter(|&&g| (start..end).contains(&g))
+                .map(|&g| g - start)
+                .collect(),
         }
     }
 
@@ -137,6 +149,7 @@ impl Series {
                 channels: names.to_vec(),
                 values,
                 labels: self.labels.clone(),
+                gaps: self.gaps.clone(),
             });
         }
         self.check_channels(names.len())?;
@@ -170,6 +183,34 @@ impl Series {
             ))
         }
     }
+}
+
+/// What a non-finite or empty channel field is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NonFinite {
+    /// An input error (training, calibration and evaluation data).
+    Reject,
+    /// A sensor fault, kept as NaN (empty field) or the parsed NaN/infinity (streams to score).
+    Keep,
+}
+
+fn parse_channel(
+    path: &Path,
+    line: u64,
+    col: usize,
+    field: &str,
+    mode: NonFinite,
+) -> Result<f32, InputError> {
+    if mode == NonFinite::Keep {
+        let t = field.trim();
+        if t.is_empty() {
+            return Ok(f32::NAN);
+        }
+        if let Ok(v) = t.parse::<f32>() {
+            return Ok(v);
+        }
+    }
+    parse_field(path, line, col, field)
 }
 
 fn parse_field(path: &Path, line: u64, col: usize, field: &str) -> Result<f32, InputError> {
@@ -209,6 +250,14 @@ fn parse_field(path: &Path, line: u64, col: usize, field: &str) -> Result<f32, I
 /// (ragged), an empty, non-numeric or non-finite field, a label that is not 0 or 1, or a file
 /// with a header but no rows.
 pub fn load_csv(path: &Path) -> Result<Series, InputError> {
+    load_csv_with(path, NonFinite::Reject)
+}
+
+/// [`load_csv`], with non-finite channel values treated as `mode` says.
+///
+/// # Errors
+/// As [`load_csv`] (non-finite and empty channel fields only with [`NonFinite::Reject`]).
+pub fn load_csv_with(path: &Path, mode: NonFinite) -> Result<Series, InputError> {
     let bytes = std::fs::read(path).map_err(|e| {
         let msg = match e.kind() {
             std::io::ErrorKind::NotFound => "no such file".to_string(),
@@ -216,7 +265,7 @@ pub fn load_csv(path: &Path) -> Result<Series, InputError> {
         };
         InputError::new(path, None, None, msg)
     })?;
-    parse_csv(path, &bytes)
+    parse_csv_with(path, &bytes, mode)
 }
 
 /// Parses CSV bytes as if read from `path` (used by [`load_csv`] and the tests).
@@ -224,6 +273,14 @@ pub fn load_csv(path: &Path) -> Result<Series, InputError> {
 /// # Errors
 /// As [`load_csv`].
 pub fn parse_csv(path: &Path, bytes: &[u8]) -> Result<Series, InputError> {
+    parse_csv_with(path, bytes, NonFinite::Reject)
+}
+
+/// [`parse_csv`] with non-finite channel values treated as `mode` says.
+///
+/// # Errors
+/// As [`load_csv_with`].
+pub fn parse_csv_with(path: &Path, bytes: &[u8], mode: NonFinite) -> Result<Series, InputError> {
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     if bytes.iter().all(|b| b.is_ascii_whitespace()) {
         return Err(InputError::new(
@@ -316,6 +373,7 @@ pub fn parse_csv(path: &Path, bytes: &[u8]) -> Result<Series, InputError> {
     }
     let mut values = Vec::new();
     let mut labels = label_col.map(|_| Vec::new());
+    let mut gaps = Vec::new();
     for rec in records {
         let rec = rec.map_err(csv_err)?;
         let line = rec.position().map_or(0, |p| p.line());
@@ -336,6 +394,14 @@ pub fn parse_csv(path: &Path, bytes: &[u8]) -> Result<Series, InputError> {
                 ),
             ));
         }
+        if mode == NonFinite::Keep
+            && rec
+                .iter()
+                .enumerate()
+                .all(|(i, f)| Some(i) == label_col || f.trim().is_empty())
+        {
+            gaps.push(values.len() / channels.len());
+        }
         for (i, field) in rec.iter().enumerate() {
             if Some(i) == label_col {
                 let v = parse_field(path, line, i + 1, field)?;
@@ -355,7 +421,7 @@ pub fn parse_csv(path: &Path, bytes: &[u8]) -> Result<Series, InputError> {
                     ls.push(l);
                 }
             } else {
-                values.push(parse_field(path, line, i + 1, field)?);
+                values.push(parse_channel(path, line, i + 1, field, mode)?);
             }
         }
     }
@@ -372,6 +438,7 @@ pub fn parse_csv(path: &Path, bytes: &[u8]) -> Result<Series, InputError> {
         channels,
         values,
         labels,
+        gaps,
     })
 }
 

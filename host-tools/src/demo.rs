@@ -33,6 +33,7 @@ use tinyvae_host_tools::data::{self, Norm, Windows};
 use tinyvae_host_tools::metrics::{self, Confusion};
 use tinyvae_host_tools::model::HostModel;
 use tinyvae_host_tools::plots::{self, EpochPoint, HistPanel, RocLine};
+use tinyvae_host_tools::stream;
 use tinyvae_host_tools::train::TrainReport;
 
 use crate::{FirmwareCmd, KindMetrics, Loaded};
@@ -408,8 +409,9 @@ impl Staging {
 
 /// Runs the exported model `model_rs` on `cores` in QEMU (the firmware's `score` program, which
 /// streams the first rows of the bundled test set through the library's detector) and compares
-/// every window's score (as bits) and alarm with this host tool's own scoring of the same rows
-/// (`int8` model, the checkpoint's standardization and stride, alarm when `score > threshold`).
+/// every window (score and alarm level as bits, alarm, alarm event) with this host tool's own
+/// detector over the same rows (`int8` model, the checkpoint's standardization and stride, the
+/// exported score kind and threshold): what `tinyvae score` computes.
 ///
 /// # Errors
 /// A failed build or run.
@@ -421,18 +423,10 @@ pub fn chip_vs_host(
     threshold: f32,
 ) -> Result<Vec<tinyvae_host_tools::firmware::CoreParity>> {
     tinyvae_host_tools::firmware::parity_with_host_scores(cores, Some(model_rs), |csv| {
-        let series = data::load_csv(csv)?.select_channels(&cfg.channels)?;
-        let norm = Norm {
-            mean: cfg.norm_mean.clone(),
-            std: cfg.norm_std.clone(),
-        };
-        let w = Windows::cut(&series, cfg.window, cfg.stride, &norm)?;
-        let scores =
-            tinyvae_host_tools::model::score_windows(int8, w.iter(), tinyvae::ScoreKind::Elbo, 0)?;
-        Ok(scores
-            .iter()
-            .map(|s| (s.score, s.score > threshold))
-            .collect())
+        let series =
+            data::load_csv_with(csv, data::NonFinite::Keep)?.select_channels(&cfg.channels)?;
+        let sc = stream::StreamConfig::new(tinyvae::ScoreKind::Elbo, cfg.stride, 0, threshold);
+        stream::run(int8, cfg, &series, &sc)
     })
 }
 
@@ -501,7 +495,7 @@ pub fn firmware(cmd: FirmwareCmd) -> Result<ExitCode> {
                 for p in &r {
                     match &p.mismatch {
                         None => println!(
-                            "{} ({}): {} windows, scores and alarms bit-identical to `tinyvae score`",
+                            "{} ({}): {} windows, scores, alarm levels, alarms and alarm events bit-identical to `tinyvae score`",
                             p.core, p.machine, p.windows
                         ),
                         Some(m) => println!("{} ({}): MISMATCH at {m}", p.core, p.machine),

@@ -27,6 +27,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 
+use crate::stream::WindowRow;
+
 mod reference;
 
 /// Longest a QEMU run may take before it is killed (a hung firmware is a failure).
@@ -909,19 +911,20 @@ pub fn write_stream_slice(rows: usize, out: &Path) -> Result<()> {
     std::fs::write(out, s).with_context(|| format!("writing {}", out.display()))
 }
 
-/// Parity with the host tool's own scoring path (e.g. `tinyvae score`: the checkpoint's
-/// runtime-shaped model) rather than the firmware's pipeline compiled for the host: runs the
-/// `score` program on each core with the exported model `model_rs`, writes the compiled-in
-/// stream slice to a temporary CSV ([`write_stream_slice`]), calls `host_scores` on it (one
-/// `(score, alarm)` per window, in order) and compares them with the chip's `window` pass, score
-/// bits and alarm. Returns one result per core.
+/// Parity with the host tool's own detector (what `tinyvae score` runs: the library's
+/// [`tinyvae::SliceDetector`] over the checkpoint's runtime-shaped model) rather than the
+/// firmware's pipeline compiled for the host: runs the `score` program on each core with the
+/// exported model `model_rs`, writes the compiled-in stream slice to a temporary CSV
+/// ([`write_stream_slice`]), calls `host_windows` on it (one [`WindowRow`] per window, in order)
+/// and compares them with the chip's `window` pass: window index and start, score bits, alarm
+/// level bits, alarm state and alarm event. Returns one result per core.
 ///
 /// # Errors
-/// Build or run failures, `host_scores` failing, unparsable output.
+/// Build or run failures, `host_windows` failing, unparsable output.
 pub fn parity_with_host_scores(
     cores: &[Core],
     model_rs: Option<&Path>,
-    host_scores: impl FnOnce(&Path) -> Result<Vec<(f32, bool)>>,
+    host_windows: impl FnOnce(&Path) -> Result<Vec<WindowRow>>,
 ) -> Result<Vec<CoreParity>> {
     let mut runs = Vec::new();
     for &core in cores {
@@ -938,30 +941,14 @@ pub fn parity_with_host_scores(
     let tmp = tempfile::tempdir()?;
     let slice = tmp.path().join("stream.csv");
     write_stream_slice(usize::try_from(rows)?, &slice)?;
-    let host = host_scores(&slice)?;
+    let host = host_windows(&slice)?;
     let mut out = Vec::new();
     for (b, recs) in runs {
         let chip: Vec<&Record> = recs.iter().filter(|r| r.tag == "window").collect();
         let mut mismatch = None;
-        for (i, (score, alarm)) in host.iter().enumerate() {
-            let Some(c) = chip.get(i) else {
-                mismatch = Some(format!(
-                    "the chip printed {} windows, the host {}",
-                    chip.len(),
-                    host.len()
-                ));
-                break;
-            };
-            let bits = c.hex("score")?;
-            let chip_alarm = c.num("alarm")? != 0;
-            if bits != score.to_bits() || chip_alarm != *alarm {
-                mismatch = Some(format!(
-                    "window {i}: chip score={bits:08x} ({:e}) alarm={} vs host score={:08x} ({score:e}) alarm={}",
-                    f32::from_bits(bits),
-                    u8::from(chip_alarm),
-                    score.to_bits(),
-                    u8::from(*alarm)
-                ));
+        for (h, c) in host.iter().zip(&chip) {
+            if let Some(d) = window_diff(c, h) {
+                mismatch = Some(format!("window {}: {d}", h.window));
                 break;
             }
         }
@@ -981,6 +968,29 @@ pub fn parity_with_host_scores(
         });
     }
     Ok(out)
+}
+
+/// The first difference between a chip `window` record and the host's window, if any.
+fn window_diff(c: &Record, h: &WindowRow) -> Option<String> {
+    let hex =
+        |v: Option<f32>| v.map_or_else(|| "none".to_string(), |v| format!("{:08x}", v.to_bits()));
+    let field = |key: &str| c.fields.get(key).cloned().unwrap_or_default();
+    let pairs = [
+        (
+            "window",
+            c.words.first().cloned().unwrap_or_default(),
+            h.window.to_string(),
+        ),
+        ("start", field("start"), h.start.to_string()),
+        ("score", field("score"), hex(h.score.map(|s| s.score))),
+        ("level", field("level"), hex(h.level)),
+        ("alarm", field("alarm"), u8::from(h.alarm).to_string()),
+        ("event", field("event"), h.event_code().to_string()),
+    ];
+    pairs
+        .iter()
+        .find(|(_, chip, host)| chip != host)
+        .map(|(k, chip, host)| format!("chip {k}={chip} vs host {k}={host}"))
 }
 
 /// Flash and RAM of an ELF, by section.
@@ -1382,6 +1392,63 @@ mod tests {
         );
         let m = compare(&host, short).expect("an extra window");
         assert!(m.contains("window lines"), "{m}");
+    }
+
+    #[test]
+    fn window_diff_checks_every_field() {
+        let chip = Record::parse(
+            "INFO window 7 start=224 score=43b02666 recon=0 kl=0 flags=0 level=43b02666 alarm=1 event=1 nf=0 sat=0 stuck=0 gap=0",
+        );
+        let score = tinyvae::Score {
+            score: f32::from_bits(0x43b0_2666),
+            recon: 0.0,
+            kl: 0.0,
+            clamped: false,
+            overflow: false,
+        };
+        let host = WindowRow {
+            window: 7,
+            start: 224,
+            end: 288,
+            score: Some(score),
+            level: Some(score.score),
+            alarm: true,
+            event: Some(tinyvae::AlarmEvent::AlarmRaised { window: 7 }),
+            faults: tinyvae::Faults::default(),
+            phase: tinyvae::Phase::Running,
+            top_channel: None,
+        };
+        assert_eq!(window_diff(&chip, &host), None);
+        let changed = [
+            WindowRow { window: 8, ..host },
+            WindowRow { start: 225, ..host },
+            WindowRow {
+                score: Some(tinyvae::Score {
+                    score: f32::from_bits(0x43b0_2667),
+                    ..score
+                }),
+                ..host
+            },
+            WindowRow {
+                score: None,
+                ..host
+            },
+            WindowRow {
+                level: None,
+                ..host
+            },
+            WindowRow {
+                alarm: false,
+                ..host
+            },
+            WindowRow {
+                event: None,
+                ..host
+            },
+        ];
+        for (i, h) in changed.iter().enumerate() {
+            assert!(window_diff(&chip, h).is_some(), "change {i} not seen");
+        }
     }
 
     #[test]

@@ -7,5 +7,6 @@ pub mod firmware;
 pub mod metrics;
 pub mod model;
 pub mod plots;
+pub mod stream;
 pub mod tflite;
 pub mod train;

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -23,6 +23,7 @@ use tinyvae_host_tools::data::{self, Norm, Series, Windows};
 use tinyvae_host_tools::export;
 use tinyvae_host_tools::metrics;
 use tinyvae_host_tools::model::{self, HostModel, Ranges};
+use tinyvae_host_tools::stream;
 use tinyvae_host_tools::train::{self, Arch, NoiseKind, TrainConfig, TrainReport};
 
 mod demo;
@@ -220,7 +221,8 @@ struct ScoreArgs {
     /// Stream to score (CSV with the model's channels; a `label` column is copied through).
     #[arg(long)]
     data: PathBuf,
-    /// Output CSV: window,start,end,score,alarm (end exclusive).
+    /// Output CSV: window,start,end,score,alarm (end exclusive), then label (if the stream has
+    /// one), level, event, faults, top_channel.
     #[arg(long)]
     out: PathBuf,
     /// Window stride [default: the checkpoint's].
@@ -238,6 +240,35 @@ struct ScoreArgs {
     /// Seed of the sampled scores.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Alarm threshold [default: the checkpoint's calibrated one for the score].
+    #[arg(long)]
+    threshold: Option<f32>,
+    /// Exponential moving average of the scores, weight ALPHA of the newest (0 < ALPHA <= 1)
+    /// [default: 1, no smoothing].
+    #[arg(long, value_name = "ALPHA")]
+    ema: Option<f32>,
+    /// Hysteresis: once raised, the alarm clears only when the level drops to this value or
+    /// below [default: the threshold].
+    #[arg(long, value_name = "LEVEL")]
+    clear_threshold: Option<f32>,
+    /// k-of-n debounce `K,N[,CLEAR]`: raise when K of the last N levels exceed the threshold,
+    /// clear when fewer than CLEAR (default 1) of them are above the clear threshold.
+    #[arg(long, value_name = "K,N[,CLEAR]", value_parser = parse_debounce)]
+    debounce: Option<(u8, u8, u8)>,
+    /// Saturation limits `LO,HI` in physical units (every channel): a value at or beyond them
+    /// flags its windows as saturated.
+    #[arg(long, value_name = "LO,HI", allow_hyphen_values = true, value_parser = parse_limits)]
+    limits: Option<(f32, f32)>,
+    /// Flagged windows (saturated or stuck channel) update the alarm too.
+    #[arg(long)]
+    alarm_on_flagged: bool,
+    /// On-device adaptation `STATS,THRESHOLD`: learn the standardization over the first STATS
+    /// windows, then the threshold over THRESHOLD windows at --adapt-fpr (as the chip would).
+    #[arg(long, value_name = "STATS,THRESHOLD", value_parser = parse_adapt)]
+    adapt: Option<(u32, u32)>,
+    /// Target false-positive rate of the adapted threshold [default: the checkpoint's].
+    #[arg(long, value_name = "FPR")]
+    adapt_fpr: Option<f32>,
 }
 
 #[derive(Args, Debug)]
@@ -1052,18 +1083,50 @@ fn labels_of(w: &Windows, path: &Path) -> Result<Vec<bool>> {
     })
 }
 
-fn load_stream(m: &Loaded, path: &Path, stride: Option<usize>) -> Result<Windows> {
+fn load_stream(m: &Loaded, path: &Path, stride: Option<usize>) -> Result<(Series, Windows)> {
     let series = data::load_csv(path)?.select_channels(&m.ck.config.channels)?;
     let norm = Norm {
         mean: m.ck.config.norm_mean.clone(),
         std: m.ck.config.norm_std.clone(),
     };
-    Ok(Windows::cut(
+    let w = Windows::cut(
         &series,
         m.ck.config.window,
         stride.unwrap_or(m.ck.config.stride),
         &norm,
-    )?)
+    )?;
+    Ok((series, w))
+}
+
+/// Runs the library's streaming detector (what the chip runs) over `series` with a plain
+/// threshold; returns every window's score and alarm. The windows must be `w`'s.
+fn detect(
+    hm: &HostModel,
+    m: &Loaded,
+    series: &Series,
+    w: &Windows,
+    cfg: &stream::StreamConfig,
+) -> Result<(Vec<f32>, Vec<bool>)> {
+    let rows = stream::run(hm, &m.ck.config, series, cfg)?;
+    if rows.len() != w.len()
+        || rows
+            .iter()
+            .zip(&w.starts)
+            .any(|(r, &s)| r.start != s as u64)
+    {
+        bail!(
+            "the detector formed {} windows, the windowing {} (internal error)",
+            rows.len(),
+            w.len()
+        );
+    }
+    rows.iter()
+        .map(|r| {
+            r.score
+                .map(|s| (s.score, r.alarm))
+                .with_context(|| format!("window {} was not scored ({:?})", r.window, r.faults))
+        })
+        .collect()
 }
 
 fn evaluate(
@@ -1073,8 +1136,9 @@ fn evaluate(
     seed: u64,
     samples: u16,
 ) -> Result<EvalResult> {
-    let w = load_stream(m, path, stride)?;
+    let (series, w) = load_stream(m, path, stride)?;
     let labels = labels_of(&w, path)?;
+    let stride = stride.unwrap_or(m.ck.config.stride);
     let mut rows = Vec::new();
     let mut default_f32 = Vec::new();
     let mut default_int8 = Vec::new();
@@ -1082,15 +1146,16 @@ fn evaluate(
         let name = model::score_name(kind);
         let cal = m.th.kinds.iter().find(|k| k.score == name);
         for (prec, hm) in [("f32", &m.f32), ("int8", &m.int8)] {
-            let s = scores_of(hm, &w, kind, seed)?;
             let threshold = cal.map(|k| if prec == "f32" { k.f32 } else { k.int8 });
+            let cfg = stream::StreamConfig::new(kind, stride, seed, threshold.unwrap_or(f32::MAX));
+            let (s, alarms) = detect(hm, m, &series, &w, &cfg)?;
             rows.push(KindMetrics {
                 score: name.clone(),
                 precision: prec.to_string(),
                 roc_auc: metrics::roc_auc(&s, &labels),
                 pr_auc: metrics::average_precision(&s, &labels),
                 threshold,
-                at_threshold: threshold.map(|t| metrics::confusion(&s, &labels, t)),
+                at_threshold: threshold.map(|_| metrics::confusion_of_alarms(&alarms, &labels)),
             });
             if name == m.th.score {
                 if prec == "f32" {
@@ -1115,7 +1180,7 @@ fn evaluate(
         "windows": w.len(),
         "anomalous_windows": n_anom,
         "window": w.window,
-        "stride": stride.unwrap_or(m.ck.config.stride),
+        "stride": stride,
         "score": m.th.score,
         "fpr_target": m.th.fpr,
         "roc_auc_f32": get(&rf, |r| r.roc_auc),
@@ -1234,6 +1299,55 @@ fn samples_of(th: &Thresholds) -> u16 {
 // ---------------------------------------------------------------------------------------------
 // score
 
+/// `LO,HI` with `LO < HI`.
+fn parse_limits(s: &str) -> Result<(f32, f32), String> {
+    let parse = |t: &str| {
+        t.trim()
+            .parse::<f32>()
+            .map_err(|_| format!("{t:?} is not a number"))
+    };
+    match s.split_once(',') {
+        Some((lo, hi)) => {
+            let (lo, hi) = (parse(lo)?, parse(hi)?);
+            if lo < hi {
+                Ok((lo, hi))
+            } else {
+                Err(format!("LO {lo} must be below HI {hi}"))
+            }
+        }
+        None => Err("expected LO,HI".into()),
+    }
+}
+
+/// Comma-separated unsigned integers, `min..=max` of them.
+fn parse_counts<T: std::str::FromStr>(s: &str, min: usize, max: usize) -> Result<Vec<T>, String> {
+    let v = s
+        .split(',')
+        .map(|t| {
+            t.trim()
+                .parse::<T>()
+                .map_err(|_| format!("{t:?} is not a small non-negative integer"))
+        })
+        .collect::<Result<Vec<T>, String>>()?;
+    if (min..=max).contains(&v.len()) {
+        Ok(v)
+    } else {
+        Err(format!("expected {min} to {max} comma-separated values"))
+    }
+}
+
+/// `K,N[,CLEAR]` (CLEAR defaults to 1; ranges are checked with the alarm configuration).
+fn parse_debounce(s: &str) -> Result<(u8, u8, u8), String> {
+    let v = parse_counts::<u8>(s, 2, 3)?;
+    Ok((v[0], v[1], v.get(2).copied().unwrap_or(1)))
+}
+
+/// `STATS,THRESHOLD` window counts.
+fn parse_adapt(s: &str) -> Result<(u32, u32), String> {
+    let v = parse_counts::<u32>(s, 2, 2)?;
+    Ok((v[0], v[1]))
+}
+
 fn cmd_score(a: ScoreArgs) -> Result<()> {
     let m = load_model(&a.model)?;
     let kind = match &a.score {
@@ -1241,51 +1355,111 @@ fn cmd_score(a: ScoreArgs) -> Result<()> {
         None => model::parse_score_kind(m.th.score.split('-').next().unwrap_or("elbo"), a.samples)?,
     };
     let name = model::score_name(kind);
-    let threshold = m
-        .th
-        .kinds
-        .iter()
-        .find(|k| k.score == name)
-        .map(|k| if a.f32 { k.f32 } else { k.int8 })
-        .with_context(|| {
-            format!(
-                "score {name} is not calibrated in {} (calibrated: {}); run `tinyvae quantize --samples {}`",
-                a.model.display(),
-                m.th.kinds.iter().map(|k| k.score.as_str()).collect::<Vec<_>>().join(", "),
-                a.samples
-            )
-        })?;
-    let w = load_stream(&m, &a.data, a.stride)?;
+    let threshold = match a.threshold {
+        Some(t) => t,
+        None => m
+            .th
+            .kinds
+            .iter()
+            .find(|k| k.score == name)
+            .map(|k| if a.f32 { k.f32 } else { k.int8 })
+            .with_context(|| {
+                format!(
+                    "score {name} is not calibrated in {} (calibrated: {}); run `tinyvae quantize --samples {}` or give --threshold",
+                    a.model.display(),
+                    m.th.kinds.iter().map(|k| k.score.as_str()).collect::<Vec<_>>().join(", "),
+                    a.samples
+                )
+            })?,
+    };
+    let mut alarm = tinyvae::AlarmConfig::threshold(threshold);
+    if let Some(alpha) = a.ema {
+        alarm = alarm.with_ema(alpha);
+    }
+    if let Some(c) = a.clear_threshold {
+        alarm = alarm.with_hysteresis(c);
+    }
+    if let Some((k, n, clear)) = a.debounce {
+        alarm = alarm.with_debounce(k, n, clear);
+    }
+    alarm
+        .validate()
+        .map_err(|e| anyhow!("alarm options (--ema, --clear-threshold, --debounce): {e}"))?;
+    let mut cfg = stream::StreamConfig::new(
+        kind,
+        a.stride.unwrap_or(m.ck.config.stride),
+        a.seed,
+        threshold,
+    );
+    cfg.alarm = alarm;
+    cfg.limits = a.limits;
+    cfg.alarm_on_flagged = a.alarm_on_flagged;
+    cfg.adapt = a.adapt.map(|(stats, windows)| {
+        let fpr = a.adapt_fpr.unwrap_or(m.th.fpr as f32);
+        tinyvae::AdaptConfig::new(stats, windows, fpr)
+    });
+    cfg.attribution = true;
+    let series = data::load_csv_with(&a.data, data::NonFinite::Keep)?
+        .select_channels(&m.ck.config.channels)?;
+    data::window_starts(series.rows(), m.ck.config.window, cfg.stride)
+        .map_err(|e| anyhow!("{}: {e}", a.data.display()))?;
     let hm = if a.f32 { &m.f32 } else { &m.int8 };
-    let scores = model::score_windows(hm, w.iter(), kind, a.seed)?;
+    let rows = stream::run(hm, &m.ck.config, &series, &cfg)?;
+    let channels = &m.ck.config.channels;
     let mut out = String::from("window,start,end,score,alarm");
-    if w.labels.is_some() {
+    if series.labels.is_some() {
         out.push_str(",label");
     }
-    out.push('\n');
-    let mut alarms = 0;
-    for (i, (s, &start)) in scores.iter().zip(&w.starts).enumerate() {
-        let alarm = s.score > threshold;
-        alarms += usize::from(alarm);
-        out.push_str(&format!(
-            "{i},{start},{},{:?},{}",
-            start + w.window,
-            s.score,
-            u8::from(alarm)
+    out.push_str(",level,event,faults,top_channel\n");
+    let (mut alarmed, mut events, mut skipped, mut flagged) = (0, 0, 0, 0);
+    for r in &rows {
+        alarmed += usize::from(r.alarm);
+        events += usize::from(matches!(
+            r.event,
+            Some(tinyvae::AlarmEvent::AlarmRaised { .. })
         ));
-        if let Some(l) = &w.labels {
-            out.push_str(&format!(",{}", u8::from(l[i])));
+        skipped += usize::from(r.faults.skips_window());
+        flagged += usize::from(r.faults.flags_window() && !r.faults.skips_window());
+        let score = r.score.map_or(String::new(), |s| format!("{:?}", s.score));
+        out.push_str(&format!(
+            "{},{},{},{score},{}",
+            r.window,
+            r.start,
+            r.end,
+            u8::from(r.alarm)
+        ));
+        if let Some(l) = &series.labels {
+            let any = l
+                .get(r.start as usize..r.end as usize)
+                .is_some_and(|w| w.contains(&1));
+            out.push_str(&format!(",{}", u8::from(any)));
         }
-        out.push('\n');
+        let level = r.level.map_or(String::new(), |l| format!("{l:?}"));
+        let event = match r.event {
+            None => "",
+            Some(tinyvae::AlarmEvent::AlarmRaised { .. }) => "raised",
+            Some(tinyvae::AlarmEvent::AlarmCleared { .. }) => "cleared",
+        };
+        let top = r
+            .top_channel
+            .and_then(|c| channels.get(c))
+            .map_or("", String::as_str);
+        out.push_str(&format!(
+            ",{level},{event},{},{top}\n",
+            r.faults_text(channels)
+        ));
     }
     data::write_atomic(&a.out, out.as_bytes())?;
     eprintln!(
-        "{} windows, {} alarms ({} {}, threshold {:.4}); wrote {}",
-        scores.len(),
-        alarms,
+        "{} windows, {} with the alarm on, {} alarms raised ({} {}, threshold {:.4}); {} skipped (non-finite samples or gaps), {} flagged (saturated or stuck); wrote {}",
+        rows.len(),
+        alarmed,
+        events,
         if a.f32 { "f32" } else { "int8" },
         name,
         threshold,
+        skipped,
+        flagged,
         a.out.display()
     );
     Ok(())

@@ -149,16 +149,23 @@ fn ratio(a: usize, b: usize) -> f64 {
     }
 }
 
-/// Confusion counts and precision/recall/F1 at `threshold`.
+/// Confusion counts and precision/recall/F1 at `threshold` (alarm when `score > threshold`).
 pub fn confusion(scores: &[f32], labels: &[bool], threshold: f32) -> Confusion {
+    let alarms: Vec<bool> = scores.iter().map(|&s| s > threshold).collect();
+    confusion_of_alarms(&alarms, labels)
+}
+
+/// Confusion counts and precision/recall/F1 of per-window alarm decisions (e.g. the streaming
+/// detector's, with smoothing or debounce).
+pub fn confusion_of_alarms(alarms: &[bool], labels: &[bool]) -> Confusion {
     assert_eq!(
-        scores.len(),
+        alarms.len(),
         labels.len(),
-        "scores and labels differ in length"
+        "alarms and labels differ in length"
     );
     let (mut tp, mut fp, mut tn, mut fn_) = (0, 0, 0, 0);
-    for (&s, &l) in scores.iter().zip(labels) {
-        match (s > threshold, l) {
+    for (&a, &l) in alarms.iter().zip(labels) {
+        match (a, l) {
             (true, true) => tp += 1,
             (true, false) => fp += 1,
             (false, false) => tn += 1,

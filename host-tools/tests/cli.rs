@@ -176,7 +176,10 @@ fn train_export_eval_score() {
     ]);
     let csv = std::fs::read_to_string(&scores).unwrap();
     let mut lines = csv.lines();
-    assert_eq!(lines.next(), Some("window,start,end,score,alarm,label"));
+    assert_eq!(
+        lines.next(),
+        Some("window,start,end,score,alarm,label,level,event,faults,top_channel")
+    );
     let rows: Vec<Vec<String>> = lines
         .map(|l| l.split(',').map(String::from).collect())
         .collect();
@@ -471,6 +474,160 @@ fn bad_streams_for_a_model() {
         )),
         "{err}"
     );
+}
+
+/// `score` runs the library's streaming detector: sensor faults in the stream (NaN, infinity, an
+/// empty field, a row of empty fields = a dropped sample, a value beyond --limits) are reported
+/// per window, never an input error; the alarm options change the alarms as documented.
+#[test]
+fn score_reports_sensor_faults_and_alarm_options() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let model = train(dir, "model");
+    let m = model.to_str().unwrap();
+    let text = std::fs::read_to_string(slice(dir, "test.csv", "clean.csv", 0, 1700)).unwrap();
+    let mut lines: Vec<String> = text.lines().map(String::from).collect();
+    // data rows are lines[1..]; windows of 16 every 8 rows
+    let set = |lines: &mut Vec<String>, row: usize, col: usize, v: &str| {
+        let mut f: Vec<String> = lines[row + 1].split(',').map(String::from).collect();
+        f[col] = v.to_string();
+        lines[row + 1] = f.join(",");
+    };
+    set(&mut lines, 100, 1, "nan");
+    set(&mut lines, 300, 4, "");
+    set(&mut lines, 500, 5, "-inf");
+    lines[701] = ",,,,,,0".to_string(); // every channel empty: a dropped sample
+    set(&mut lines, 900, 0, "1e30");
+    let faulty = dir.join("faulty.csv");
+    std::fs::write(&faulty, lines.join("\n") + "\n").unwrap();
+    let run = |name: &str, extra: &[&str]| -> Vec<Vec<String>> {
+        let out = dir.join(name);
+        let mut args = vec![
+            "score",
+            "--model",
+            m,
+            "--data",
+            faulty.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        args.extend(extra);
+        ok(&args);
+        std::fs::read_to_string(&out)
+            .unwrap()
+            .lines()
+            .skip(1)
+            .map(|l| l.split(',').map(String::from).collect())
+            .collect()
+    };
+    let rows = run("plain.csv", &["--limits", "-1e6,1e6"]);
+    assert_eq!(rows.len(), 211);
+    let covering = |r: &Vec<String>, row: usize| {
+        let (s, e): (usize, usize) = (r[1].parse().unwrap(), r[2].parse().unwrap());
+        (s..e).contains(&row)
+    };
+    for r in &rows {
+        assert_eq!(r.len(), 10, "{r:?}");
+        let want = [
+            (100, "nonfinite:ay"),
+            (300, "nonfinite:wy"),
+            (500, "nonfinite:wz"),
+            (701, "gap"),
+            (900, "saturated:ax"),
+        ]
+        .iter()
+        .find(|(row, _)| covering(r, *row))
+        .map_or("", |(_, f)| *f);
+        assert_eq!(r[8], want, "{r:?}");
+        if want.starts_with("nonfinite") || want == "gap" {
+            assert!(
+                r[3].is_empty() && r[6].is_empty() && r[9].is_empty(),
+                "skipped: {r:?}"
+            );
+        } else {
+            assert!(r[3].parse::<f32>().unwrap().is_finite(), "{r:?}");
+            assert!(
+                !r[9].is_empty(),
+                "scored windows name their top channel: {r:?}"
+            );
+            // flagged (saturated) windows do not reach the alarm
+            assert_eq!(r[6].is_empty(), want.starts_with("saturated"), "{r:?}");
+        }
+    }
+    // Windows away from the faults score as in the clean stream.
+    let clean = {
+        let out = dir.join("clean_scores.csv");
+        let c = dir.join("clean.csv");
+        ok(&[
+            "score",
+            "--model",
+            m,
+            "--data",
+            c.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        std::fs::read_to_string(&out).unwrap()
+    };
+    for (r, c) in rows.iter().zip(clean.lines().skip(1)) {
+        let c: Vec<&str> = c.split(',').collect();
+        if r[8].is_empty() {
+            assert_eq!(r[3], c[3], "window {}", r[0]);
+        }
+    }
+    // k-of-n debounce raises no more alarms than the plain threshold; the events alternate.
+    let events = |rows: &[Vec<String>]| -> Vec<String> {
+        rows.iter()
+            .filter(|r| !r[7].is_empty())
+            .map(|r| r[7].clone())
+            .collect()
+    };
+    let plain = events(&rows);
+    let debounced = events(&run(
+        "debounced.csv",
+        &["--debounce", "3,4", "--ema", "0.5"],
+    ));
+    assert!(!plain.is_empty() && !debounced.is_empty());
+    assert!(debounced.len() <= plain.len(), "{debounced:?} vs {plain:?}");
+    for ev in [&plain, &debounced] {
+        for (i, e) in ev.iter().enumerate() {
+            assert_eq!(e, if i % 2 == 0 { "raised" } else { "cleared" }, "{ev:?}");
+        }
+    }
+    // bad alarm options: one-line errors, nothing written
+    let out = dir.join("never.csv");
+    let o = out.to_str().unwrap();
+    let f = faulty.to_str().unwrap();
+    let err = fails(&[
+        "score",
+        "--model",
+        m,
+        "--data",
+        f,
+        "--out",
+        o,
+        "--debounce",
+        "3,2",
+    ]);
+    assert!(
+        err.contains("--debounce") && err.contains("outside its valid range"),
+        "{err}"
+    );
+    let err = fails(&[
+        "score", "--model", m, "--data", f, "--out", o, "--ema", "1.5",
+    ]);
+    assert!(err.contains("--ema"), "{err}");
+    for bad in [["--limits", "5,1"], ["--debounce", "2"], ["--adapt", "x,3"]] {
+        let mut args = vec!["score", "--model", m, "--data", f, "--out", o];
+        args.extend(bad);
+        let o = tinyvae(&args);
+        assert!(!o.status.success(), "{bad:?}");
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains(bad[0]),
+            "{bad:?}"
+        );
+    }
+    assert!(!out.exists());
 }
 
 #[test]
