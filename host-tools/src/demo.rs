@@ -422,10 +422,12 @@ pub fn chip_vs_host(
     cfg: &CheckpointConfig,
     threshold: f32,
 ) -> Result<Vec<tinyvae_host_tools::firmware::CoreParity>> {
-    tinyvae_host_tools::firmware::parity_with_host_scores(cores, Some(model_rs), |csv| {
-        let series =
-            data::load_csv_with(csv, data::NonFinite::Keep)?.select_channels(&cfg.channels)?;
-        let sc = stream::StreamConfig::new(tinyvae::ScoreKind::Elbo, cfg.stride, 0, threshold);
+    tinyvae_host_tools::firmware::parity_with_host_scores(cores, Some(model_rs), |pass| {
+        let series = data::load_csv_with(&pass.csv, data::NonFinite::Keep)?
+            .select_channels(&cfg.channels)?;
+        let kind = pass.kind.unwrap_or(tinyvae::ScoreKind::Elbo);
+        let mut sc = stream::StreamConfig::new(kind, cfg.stride, 0, threshold);
+        sc.limits = pass.limits;
         stream::run(int8, cfg, &series, &sc)
     })
 }
@@ -495,7 +497,7 @@ pub fn firmware(cmd: FirmwareCmd) -> Result<ExitCode> {
                 for p in &r {
                     match &p.mismatch {
                         None => println!(
-                            "{} ({}): {} windows, scores, alarm levels, alarms and alarm events bit-identical to `tinyvae score`",
+                            "{} ({}): {} windows, scores, alarm levels, alarms, events and sensor-fault reports (clean, IWAE-8 and fault-injected passes) bit-identical to `tinyvae score`",
                             p.core, p.machine, p.windows
                         ),
                         Some(m) => println!("{} ({}): MISMATCH at {m}", p.core, p.machine),

@@ -911,20 +911,35 @@ pub fn write_stream_slice(rows: usize, out: &Path) -> Result<()> {
     std::fs::write(out, s).with_context(|| format!("writing {}", out.display()))
 }
 
+/// One pass of the firmware's `score` program, for the host to rerun with its own detector.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HostPass {
+    /// The pass's tag in the log: `window`, `sampled` or `faulty`.
+    pub tag: &'static str,
+    /// The rows the pass streams (CSV in the bundled format; gaps as rows of empty fields).
+    pub csv: PathBuf,
+    /// The score: `None` for the exported score, else the pass's own (IWAE-K).
+    pub kind: Option<tinyvae::ScoreKind>,
+    /// Saturation limits `(lo, hi)` of the pass.
+    pub limits: Option<(f32, f32)>,
+}
+
 /// Parity with the host tool's own detector (what `tinyvae score` runs: the library's
 /// [`tinyvae::SliceDetector`] over the checkpoint's runtime-shaped model) rather than the
-/// firmware's pipeline compiled for the host: runs the `score` program on each core with the
-/// exported model `model_rs`, writes the compiled-in stream slice to a temporary CSV
-/// ([`write_stream_slice`]), calls `host_windows` on it (one [`WindowRow`] per window, in order)
-/// and compares them with the chip's `window` pass: window index and start, score bits, alarm
-/// level bits, alarm state and alarm event. Returns one result per core.
+/// firmware's pipeline compiled for the host. Runs the `score` program on each core with the
+/// exported model `model_rs`; rebuilds the input of each of its three passes on the host from
+/// the log (the compiled-in stream slice, [`write_stream_slice`]; for the fault pass the
+/// `inject` lines, written as `nan`/`inf` fields, rows of empty fields for gaps, copied values
+/// for a stuck channel, and the `saturation` limit); calls `host_windows` on each
+/// ([`HostPass`]); and compares every window with the chip's: index and start, score bits, alarm
+/// level bits, alarm state, alarm event and the fault masks. Returns one result per core.
 ///
 /// # Errors
 /// Build or run failures, `host_windows` failing, unparsable output.
 pub fn parity_with_host_scores(
     cores: &[Core],
     model_rs: Option<&Path>,
-    host_windows: impl FnOnce(&Path) -> Result<Vec<WindowRow>>,
+    host_windows: impl Fn(&HostPass) -> Result<Vec<WindowRow>>,
 ) -> Result<Vec<CoreParity>> {
     let mut runs = Vec::new();
     for &core in cores {
@@ -933,41 +948,152 @@ pub fn parity_with_host_scores(
         ensure_success(&b, "score", &run)?;
         runs.push((b, records(&run)));
     }
-    let rows = runs
-        .first()
-        .and_then(|(_, recs)| recs.iter().find(|r| r.tag == "model"))
-        .ok_or_else(|| anyhow!("no `model` line from the firmware"))?
-        .num("stream_rows")?;
+    let first = &runs.first().ok_or_else(|| anyhow!("no core to run"))?.1;
+    let find = |tag: &str| {
+        first
+            .iter()
+            .find(|r| r.tag == tag)
+            .ok_or_else(|| anyhow!("no `{tag}` line from the firmware"))
+    };
+    let rows = usize::try_from(find("model")?.num("stream_rows")?)?;
+    let setup = find("passes")?;
     let tmp = tempfile::tempdir()?;
     let slice = tmp.path().join("stream.csv");
-    write_stream_slice(usize::try_from(rows)?, &slice)?;
-    let host = host_windows(&slice)?;
+    write_stream_slice(rows, &slice)?;
+    let faulty = tmp.path().join("faulty.csv");
+    let injections: Vec<&Record> = first.iter().filter(|r| r.tag == "inject").collect();
+    let fault_rows = usize::try_from(setup.num("fault_rows")?)?;
+    write_fault_stream(&slice, &injections, fault_rows, &faulty)?;
+    let limit = f32::from_bits(setup.hex("saturation")?);
+    let samples = u16::try_from(setup.num("sampled_iwae")?)?;
+    let passes = [
+        HostPass {
+            tag: "window",
+            csv: slice.clone(),
+            kind: None,
+            limits: None,
+        },
+        HostPass {
+            tag: "sampled",
+            csv: slice,
+            kind: Some(tinyvae::ScoreKind::Iwae { samples }),
+            limits: None,
+        },
+        HostPass {
+            tag: "faulty",
+            csv: faulty,
+            kind: None,
+            limits: Some((-limit, limit)),
+        },
+    ];
+    let host: Vec<(&str, Vec<WindowRow>)> = passes
+        .iter()
+        .map(|p| Ok((p.tag, host_windows(p)?)))
+        .collect::<Result<_>>()?;
     let mut out = Vec::new();
     for (b, recs) in runs {
-        let chip: Vec<&Record> = recs.iter().filter(|r| r.tag == "window").collect();
         let mut mismatch = None;
-        for (h, c) in host.iter().zip(&chip) {
-            if let Some(d) = window_diff(c, h) {
-                mismatch = Some(format!("window {}: {d}", h.window));
-                break;
+        let mut windows = 0;
+        let mut skipped = 0;
+        for (tag, rows) in &host {
+            let chip: Vec<&Record> = recs.iter().filter(|r| r.tag == *tag).collect();
+            windows += rows.len();
+            skipped += rows.iter().filter(|r| r.faults.skips_window()).count();
+            if mismatch.is_some() {
+                continue;
             }
-        }
-        if mismatch.is_none() && chip.len() != host.len() {
-            mismatch = Some(format!(
-                "the chip printed {} windows, the host {}",
-                chip.len(),
-                host.len()
-            ));
+            mismatch = rows
+                .iter()
+                .zip(&chip)
+                .find_map(|(h, c)| window_diff(c, h).map(|d| format!("{tag} {}: {d}", h.window)));
+            if mismatch.is_none() && chip.len() != rows.len() {
+                mismatch = Some(format!(
+                    "{tag}: the chip printed {} windows, the host {}",
+                    chip.len(),
+                    rows.len()
+                ));
+            }
         }
         out.push(CoreParity {
             core: b.core.name().to_string(),
             machine: b.machine.to_string(),
-            windows: host.len(),
-            skipped: 0,
+            windows,
+            skipped,
             mismatch,
         });
     }
     Ok(out)
+}
+
+/// Writes the first `rows` rows of `slice` (a CSV with a header) to `out` with the firmware's
+/// injected faults (`inject` records) applied in order, as its fault pass applies them.
+fn write_fault_stream(slice: &Path, inject: &[&Record], rows: usize, out: &Path) -> Result<()> {
+    let text =
+        std::fs::read_to_string(slice).with_context(|| format!("reading {}", slice.display()))?;
+    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+    let header = lines.next().context("empty stream slice")?;
+    let channel_cols: Vec<usize> = header
+        .split(',')
+        .enumerate()
+        .filter(|(_, n)| !n.trim().eq_ignore_ascii_case("label"))
+        .map(|(i, _)| i)
+        .collect();
+    let clean: Vec<Vec<String>> = lines
+        .take(rows)
+        .map(|l| l.split(',').map(String::from).collect())
+        .collect();
+    let col = |r: &Record| -> Result<usize> {
+        let c = usize::try_from(r.num("channel")?)?;
+        channel_cols
+            .get(c)
+            .copied()
+            .ok_or_else(|| anyhow!("inject: channel {c} is not in the stream"))
+    };
+    let mut s = format!("{header}\n");
+    for (i, row) in clean.iter().enumerate() {
+        let mut f = row.clone();
+        for r in inject {
+            let (from, to) = (r.num("from")?, r.num("to")?);
+            if !(from..to).contains(&(i as u64)) {
+                continue;
+            }
+            match r.fields.get("kind").map(String::as_str) {
+                Some("value") => {
+                    let v = f32::from_bits(r.hex("value")?);
+                    let text = if v.is_nan() {
+                        "nan".to_string()
+                    } else {
+                        format!("{v:e}")
+                    };
+                    if let Some(slot) = f.get_mut(col(r)?) {
+                        *slot = text;
+                    }
+                }
+                Some("gap") => {
+                    for &c in &channel_cols {
+                        if let Some(slot) = f.get_mut(c) {
+                            slot.clear();
+                        }
+                    }
+                }
+                Some("stuck") => {
+                    let c = col(r)?;
+                    let from_row = usize::try_from(r.num("row")?)?;
+                    let v = clean
+                        .get(from_row)
+                        .and_then(|row| row.get(c))
+                        .ok_or_else(|| anyhow!("inject: row {from_row} is not in the stream"))?;
+                    if let Some(slot) = f.get_mut(c) {
+                        slot.clone_from(v);
+                    }
+                }
+                k => bail!("inject: unknown kind {k:?}"),
+            }
+        }
+        s.push_str(&f.join(","));
+        s.push('\n');
+    }
+    std::fs::write(out, s).with_context(|| format!("writing {}", out.display()))
 }
 
 /// The first difference between a chip `window` record and the host's window, if any.
@@ -986,6 +1112,10 @@ fn window_diff(c: &Record, h: &WindowRow) -> Option<String> {
         ("level", field("level"), hex(h.level)),
         ("alarm", field("alarm"), u8::from(h.alarm).to_string()),
         ("event", field("event"), h.event_code().to_string()),
+        ("nf", field("nf"), h.faults.non_finite.0.to_string()),
+        ("sat", field("sat"), h.faults.saturated.0.to_string()),
+        ("stuck", field("stuck"), h.faults.stuck.0.to_string()),
+        ("gap", field("gap"), u8::from(h.faults.gap).to_string()),
     ];
     pairs
         .iter()
@@ -1445,10 +1575,50 @@ mod tests {
                 event: None,
                 ..host
             },
+            WindowRow {
+                faults: tinyvae::Faults {
+                    gap: true,
+                    ..tinyvae::Faults::default()
+                },
+                ..host
+            },
+            WindowRow {
+                faults: tinyvae::Faults {
+                    stuck: tinyvae::ChannelMask(4),
+                    ..tinyvae::Faults::default()
+                },
+                ..host
+            },
         ];
         for (i, h) in changed.iter().enumerate() {
             assert!(window_diff(&chip, h).is_some(), "change {i} not seen");
         }
+    }
+
+    #[test]
+    fn fault_stream_applies_the_injections_in_order() {
+        let tmp = tempfile::tempdir().unwrap();
+        let slice = tmp.path().join("s.csv");
+        std::fs::write(&slice, "a,b,label\n1,2,0\n3,4,0\n5,6,1\n7,8,1\n9,10,0\n").unwrap();
+        let recs = recs(&[
+            "INFO inject from=1 to=2 kind=value channel=1 value=7fc00000",
+            "INFO inject from=2 to=3 kind=gap",
+            "INFO inject from=3 to=5 kind=stuck channel=0 row=0",
+            "INFO inject from=4 to=5 kind=value channel=1 value=ff800000",
+        ]);
+        let refs: Vec<&Record> = recs.iter().collect();
+        let out = tmp.path().join("f.csv");
+        write_fault_stream(&slice, &refs, 4, &out).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&out).unwrap(),
+            "a,b,label\n1,2,0\n3,nan,0\n,,1\n1,8,1\n"
+        );
+        write_fault_stream(&slice, &refs, 5, &out).unwrap();
+        assert!(std::fs::read_to_string(&out)
+            .unwrap()
+            .ends_with("1,-inf,0\n"));
+        let bad = Record::parse("INFO inject from=0 to=1 kind=value channel=2 value=0");
+        assert!(write_fault_stream(&slice, &[&bad], 5, &out).is_err());
     }
 
     #[test]

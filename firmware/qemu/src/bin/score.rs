@@ -10,13 +10,18 @@
 //! recon/kl/flags) for a skipped window and `level=none` when the window did not reach the alarm.
 //! `flags`: bit 0 log-variance clamped, bit 1 score overflow. `event`: 1 alarm raised,
 //! 2 cleared. Masks: bit c = channel c.
+//!
+//! Before the windows, the fault pass's set-up, so a host can rebuild its input and run its own
+//! detector on it (`tinyvae firmware parity --checkpoint`): `passes sampled_iwae=<K>
+//! fault_rows=<n> saturation=<bits>`, then one `inject from=<row> to=<row> kind=<value|gap|stuck>
+//! [channel=<c>] [value=<bits>] [row=<r>]` line per injected fault (rows half-open).
 #![no_std]
 #![no_main]
 
 use tinyvae::{AlarmEvent, WindowReport};
 use tinyvae_fw as _;
 use tinyvae_pipeline::model::{self, CHANNELS};
-use tinyvae_pipeline::run::{run_stream, Pass};
+use tinyvae_pipeline::run::{run_stream, Injection, Pass, FAULTS, FAULT_ROWS, SAMPLED, SATURATION};
 
 fn log(pass: Pass, r: &WindowReport<CHANNELS>) {
     let tag = pass.tag();
@@ -58,6 +63,37 @@ fn main() -> ! {
         tinyvae_pipeline::stream::ROWS,
         core::mem::size_of::<tinyvae_pipeline::run::ModelDetector>()
     );
+    let sampled = match SAMPLED {
+        tinyvae::ScoreKind::Iwae { samples } => samples,
+        _ => 0,
+    };
+    defmt::info!(
+        "passes sampled_iwae={=u16} fault_rows={=usize} saturation={=u32:08x}",
+        sampled,
+        FAULT_ROWS,
+        SATURATION.to_bits()
+    );
+    for &(from, to, inj) in &FAULTS {
+        match inj {
+            Injection::Value(c, v) => defmt::info!(
+                "inject from={=usize} to={=usize} kind=value channel={=usize} value={=u32:08x}",
+                from,
+                to,
+                c,
+                v.to_bits()
+            ),
+            Injection::Gap => {
+                defmt::info!("inject from={=usize} to={=usize} kind=gap", from, to)
+            }
+            Injection::StuckFrom(c, r) => defmt::info!(
+                "inject from={=usize} to={=usize} kind=stuck channel={=usize} row={=usize}",
+                from,
+                to,
+                c,
+                r
+            ),
+        }
+    }
     let ok = match run_stream(log) {
         Ok(passes) => {
             for (p, s) in [Pass::Stream, Pass::Sampled, Pass::Faults]
