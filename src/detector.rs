@@ -627,6 +627,7 @@ const fn first_phase(adapt: Option<AdaptConfig>) -> Phase {
 impl<V, S, R, B, const C: usize> StreamDetector<V, S, R, B, C> {
     /// Sanitizes the configuration and assembles a detector over an empty `ring` of capacity
     /// `window`.
+    #[inline(always)]
     const fn assemble(
         config: DetectorConfig<C>,
         scorer: S,
