@@ -101,8 +101,8 @@ pub struct ModelOpts {
     /// Decoder hidden widths [default: the encoder's, reversed].
     #[arg(long, value_delimiter = ',')]
     decoder_hidden: Option<Vec<usize>>,
-    /// Latent size, or `auto`: train one model per size in 8, 16, 24, 32 and keep the best
-    /// validation ELBO [default: auto].
+    /// Latent size, or `auto`: train one model per size in 8, 16, 24, 32 (with early stopping),
+    /// keep the best validation ELBO and train that size to the end [default: auto].
     #[arg(long)]
     latent: Option<LatentSpec>,
     /// Decoder variance: per-feature, per-channel or unit [default: per-feature].
@@ -410,15 +410,18 @@ struct ConfigToml {
 /// Maximum epochs (with the default patience 0, every run trains all of them).
 pub const DEFAULT_EPOCHS: usize = 300;
 /// Epochs without a better validation ELBO before stopping: 0, never stop (all `DEFAULT_EPOCHS`
-/// run; the weights of the best validation ELBO are kept). The validation ELBO often dips for
-/// more than 20 epochs and then climbs past its earlier best: with patience 20, 384-60-32 stopped
-/// at epochs 31-205 while the best epoch of a full run was 11-298, median 196 (3 seeds on the
-/// bundled set and on two other tasks from the same watch recordings, normal = ABD or ROW).
-/// Training to the end raised the validation ELBO on 8 of these 9 runs (the ninth: equal) and
-/// the int8 ROC AUC with it: bundled 0.9992/0.9993/0.9998 -> 0.9992/0.9997/0.9998 (seeds 0/1/2),
-/// ROW 0.992/0.987/0.971 -> 0.992/0.993/0.984, ABD 0.653/0.669/0.657 -> 0.658/0.685/0.697. It
-/// costs all 300 epochs for every candidate latent size: 5-11x the epochs of patience 20.
+/// run and the weights of the best validation ELBO are kept). The validation ELBO of these models
+/// often dips for more than 20 epochs and then climbs past its earlier best (best epochs of full
+/// runs: median 196 of 300), so patience 20 stopped early in a dip; training to the end raised
+/// the validation ELBO on 8 of 9 runs (3 seeds x 3 tasks), never lowered it, at 5-11x the epochs.
+/// Figures: README, "Detection quality".
 pub const DEFAULT_PATIENCE: usize = 0;
+/// Patience of the candidate runs of `--latent auto` when the final patience is 0: each latent
+/// size is trained with early stopping, then the winner is trained to the end, in less than half
+/// the time of full candidate runs. (Bundled set, seed 0: full candidate runs reach validation
+/// ELBOs -333.3 / -161.2 / -101.2 / -30.5 for latents 8 / 16 / 24 / 32, the early-stopped ones
+/// -333.3 / -161.2 / -101.2 / -31.6: the same winner by 70 nats.)
+pub const SELECTION_PATIENCE: usize = 20;
 
 /// Default `--train-stride`: every shift of the window. On the bundled set it raised the
 /// validation ELBO, measured on the same stride-8 validation windows, from about -163 (stride 8)
@@ -861,6 +864,12 @@ fn train_model(data_path: &Path, o: &ModelOpts, c: &CalibOpts) -> Result<Trained
     let t0 = Instant::now();
     let mut best: Option<(f64, Arch, train::Params, TrainReport)> = None;
     let mut selection = Vec::new();
+    // Several candidates: each is trained with early stopping (SELECTION_PATIENCE when the final
+    // run trains to the end), then the winner is trained again with the final patience.
+    let mut select_cfg = r.train.clone();
+    if candidates.len() > 1 && select_cfg.patience == 0 {
+        select_cfg.patience = SELECTION_PATIENCE;
+    }
     for &z in &candidates {
         let arch = Arch {
             input: r.window * ch,
@@ -871,7 +880,8 @@ fn train_model(data_path: &Path, o: &ModelOpts, c: &CalibOpts) -> Result<Trained
             channels: ch,
         };
         arch.validate()?;
-        let (params, report) = train::train(&arch, &r.train, &split.train.data, &split.val.data)?;
+        let (params, report) =
+            train::train(&arch, &select_cfg, &split.train.data, &split.val.data)?;
         let val = report
             .history
             .iter()
@@ -883,7 +893,11 @@ fn train_model(data_path: &Path, o: &ModelOpts, c: &CalibOpts) -> Result<Trained
             best = Some((val, arch, params, report));
         }
     }
-    let (_, arch, params, report) = best.context("no latent size to train")?;
+    let (_, arch, mut params, mut report) = best.context("no latent size to train")?;
+    if report.stopped_early && select_cfg.patience != r.train.patience {
+        // The same seed and data: the selection run's first epochs again, then to the end.
+        (params, report) = train::train(&arch, &r.train, &split.train.data, &split.val.data)?;
+    }
     let seconds = t0.elapsed().as_secs_f64();
     let config = CheckpointConfig::new(
         series.channels.clone(),
