@@ -630,6 +630,66 @@ fn score_reports_sensor_faults_and_alarm_options() {
     assert!(!out.exists());
 }
 
+/// `--latent auto` with the default patience 0: candidates stop early (patience 20), the winner is
+/// trained again to the last epoch, on the same trajectory, so its validation ELBO can only rise.
+#[test]
+fn latent_auto_trains_the_early_stopped_winner_to_the_end() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let train = slice(dir, "train.csv", "train.csv", 0, 1200);
+    let out = dir.join("auto");
+    let text = ok(&[
+        "train",
+        "--data",
+        train.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--window",
+        "16",
+        "--stride",
+        "8",
+        "--hidden",
+        "16",
+        "--epochs",
+        "200",
+        "--lr",
+        "0.01",
+        "--samples",
+        "2",
+        "--seed",
+        "3",
+        "--quiet",
+    ]);
+    let cfg: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    let latent = &cfg["arch"]["latent"];
+    let winner = cfg["latent_selection"]["candidates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| &c["latent"] == latent)
+        .unwrap()
+        .clone();
+    let stopped_at = winner["epochs"].as_u64().unwrap();
+    assert!(
+        stopped_at < 200,
+        "the winning candidate stopped early: {winner}"
+    );
+    assert!(
+        text.contains(", 200 epochs (best "),
+        "the final run trains all epochs: {text}"
+    );
+    let final_elbo: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("validation ELBO "))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    let cand_elbo = winner["val_elbo"].as_f64().unwrap();
+    assert!(final_elbo >= cand_elbo - 0.05, "{final_elbo} < {cand_elbo}");
+}
+
 #[test]
 fn latent_auto_keeps_the_best_validation_elbo() {
     let tmp = tempfile::tempdir().unwrap();
