@@ -409,7 +409,7 @@ impl<const C: usize> DetectorConfig<C> {
 /// What [`Detector::push`] reports for each formed window.
 #[derive(Clone, Copy, Debug, PartialEq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub struct WindowReport<const C: usize> {
+pub struct WindowReport {
     /// Window index `k` (0-based, counting skipped windows).
     pub window: u64,
     /// Index of the window's first sample (`k stride`).
@@ -811,7 +811,7 @@ where
 
     /// Records a dropped sample: time advances by one sample, the window that contains it is
     /// skipped (and reported with [`Faults::gap`]). Returns the report if a window is formed.
-    pub fn mark_gap(&mut self) -> Option<WindowReport<C>> {
+    pub fn mark_gap(&mut self) -> Option<WindowReport> {
         let i = self.samples;
         self.last_gap = Some(i);
         self.counts.gaps = self.counts.gaps.saturating_add(1);
@@ -877,7 +877,7 @@ where
     }
 
     /// Forms the next window's report without scoring it.
-    fn next_report(&mut self, faults: Faults) -> WindowReport<C> {
+    fn next_report(&mut self, faults: Faults) -> WindowReport {
         let window = self.windows;
         self.windows = self.windows.saturating_add(1);
         WindowReport {
@@ -893,7 +893,7 @@ where
         }
     }
 
-    fn skip(&mut self, faults: Faults) -> WindowReport<C> {
+    fn skip(&mut self, faults: Faults) -> WindowReport {
         self.counts.skipped_windows = self.counts.skipped_windows.saturating_add(1);
         let report = self.next_report(faults);
         self.end_stats_phase_if_due(report.window);
@@ -934,7 +934,7 @@ where
     /// # Errors
     /// Only from scoring, i.e. a configuration or model the score rejects (0 samples, a model
     /// whose shapes differ from `X`); the window still counts and the state stays consistent.
-    pub fn push(&mut self, model: &V, sample: &[f32; C]) -> Result<Option<WindowReport<C>>, Error> {
+    pub fn push(&mut self, model: &V, sample: &[f32; C]) -> Result<Option<WindowReport>, Error> {
         self.ingest(model, sample, ChannelMask::EMPTY)
     }
 
@@ -943,11 +943,7 @@ where
     ///
     /// # Errors
     /// As [`push`](Self::push).
-    pub fn push_raw(
-        &mut self,
-        model: &V,
-        raw: &[i16; C],
-    ) -> Result<Option<WindowReport<C>>, Error> {
+    pub fn push_raw(&mut self, model: &V, raw: &[i16; C]) -> Result<Option<WindowReport>, Error> {
         let (x, sat) = self.config.raw.convert(raw);
         self.ingest(model, &x, sat)
     }
@@ -957,7 +953,7 @@ where
         model: &V,
         x: &[f32; C],
         raw_saturated: ChannelMask,
-    ) -> Result<Option<WindowReport<C>>, Error> {
+    ) -> Result<Option<WindowReport>, Error> {
         let i = self.samples;
         let mut non_finite = ChannelMask::EMPTY;
         for (c, v) in x.iter().enumerate() {
@@ -998,11 +994,7 @@ where
         self.score_window(model, faults)
     }
 
-    fn score_window(
-        &mut self,
-        model: &V,
-        faults: Faults,
-    ) -> Result<Option<WindowReport<C>>, Error> {
+    fn score_window(&mut self, model: &V, faults: Faults) -> Result<Option<WindowReport>, Error> {
         if faults.flags_window() {
             self.counts.flagged_windows = self.counts.flagged_windows.saturating_add(1);
         }

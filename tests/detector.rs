@@ -121,7 +121,7 @@ enum Input {
     Gap,
 }
 
-fn run(det: &mut Det, m: &Model, input: &[Input]) -> Vec<WindowReport<C>> {
+fn run(det: &mut Det, m: &Model, input: &[Input]) -> Vec<WindowReport> {
     let mut out = Vec::new();
     for s in input {
         let r = match s {
@@ -462,7 +462,7 @@ fn compare_runs(
     clean: &[Input],
     faulted: &[Input],
     pos: usize,
-    check: impl Fn(&WindowReport<C>),
+    check: impl Fn(&WindowReport),
 ) -> (Det, Det) {
     let m = model(8);
     let mut a = detector(DetectorConfig { kind, ..cfg });
@@ -1634,7 +1634,7 @@ fn bundled_data_set_alarms() {
     let auc = roc_auc(&scores, &lab);
     let neg = lab.iter().filter(|&&l| !l).count();
     let pos = lab.len() - neg;
-    let over = |r: &WindowReport<C>| r.level.unwrap() > thr;
+    let over = |r: &WindowReport| r.level.unwrap() > thr;
     let fpr = rep.iter().zip(&lab).filter(|(r, &l)| over(r) && !l).count() as f64 / neg as f64;
     let tpr = rep.iter().zip(&lab).filter(|(r, &l)| over(r) && l).count() as f64 / pos as f64;
     let alarm_neg = rep.iter().zip(&lab).filter(|(r, &l)| r.alarm && !l).count();

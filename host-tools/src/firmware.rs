@@ -998,14 +998,16 @@ pub fn parity_with_host_scores(
         for (tag, rows) in &host {
             let chip: Vec<&Record> = recs.iter().filter(|r| r.tag == *tag).collect();
             windows += rows.len();
-            skipped += rows.iter().filter(|r| r.faults.skips_window()).count();
+            skipped += rows
+                .iter()
+                .filter(|r| r.report.faults.skips_window())
+                .count();
             if mismatch.is_some() {
                 continue;
             }
-            mismatch = rows
-                .iter()
-                .zip(&chip)
-                .find_map(|(h, c)| window_diff(c, h).map(|d| format!("{tag} {}: {d}", h.window)));
+            mismatch = rows.iter().zip(&chip).find_map(|(h, c)| {
+                window_diff(c, &h.report).map(|d| format!("{tag} {}: {d}", h.report.window))
+            });
             if mismatch.is_none() && chip.len() != rows.len() {
                 mismatch = Some(format!(
                     "{tag}: the chip printed {} windows, the host {}",
@@ -1096,8 +1098,17 @@ fn write_fault_stream(slice: &Path, inject: &[&Record], rows: usize, out: &Path)
     std::fs::write(out, s).with_context(|| format!("writing {}", out.display()))
 }
 
+/// An alarm event as the firmware logs it: 0 none, 1 raised, 2 cleared.
+pub fn event_code(event: Option<tinyvae::AlarmEvent>) -> u8 {
+    match event {
+        None => 0,
+        Some(tinyvae::AlarmEvent::AlarmRaised { .. }) => 1,
+        Some(tinyvae::AlarmEvent::AlarmCleared { .. }) => 2,
+    }
+}
+
 /// The first difference between a chip `window` record and the host's window, if any.
-fn window_diff(c: &Record, h: &WindowRow) -> Option<String> {
+fn window_diff(c: &Record, h: &tinyvae::WindowReport) -> Option<String> {
     let hex =
         |v: Option<f32>| v.map_or_else(|| "none".to_string(), |v| format!("{:08x}", v.to_bits()));
     let field = |key: &str| c.fields.get(key).cloned().unwrap_or_default();
@@ -1111,7 +1122,7 @@ fn window_diff(c: &Record, h: &WindowRow) -> Option<String> {
         ("score", field("score"), hex(h.score.map(|s| s.score))),
         ("level", field("level"), hex(h.level)),
         ("alarm", field("alarm"), u8::from(h.alarm).to_string()),
-        ("event", field("event"), h.event_code().to_string()),
+        ("event", field("event"), event_code(h.event).to_string()),
         ("nf", field("nf"), h.faults.non_finite.0.to_string()),
         ("sat", field("sat"), h.faults.saturated.0.to_string()),
         ("stuck", field("stuck"), h.faults.stuck.0.to_string()),
@@ -1536,7 +1547,7 @@ mod tests {
             clamped: false,
             overflow: false,
         };
-        let host = WindowRow {
+        let host = tinyvae::WindowReport {
             window: 7,
             start: 224,
             end: 288,
@@ -1546,43 +1557,42 @@ mod tests {
             event: Some(tinyvae::AlarmEvent::AlarmRaised { window: 7 }),
             faults: tinyvae::Faults::default(),
             phase: tinyvae::Phase::Running,
-            top_channel: None,
         };
         assert_eq!(window_diff(&chip, &host), None);
         let changed = [
-            WindowRow { window: 8, ..host },
-            WindowRow { start: 225, ..host },
-            WindowRow {
+            tinyvae::WindowReport { window: 8, ..host },
+            tinyvae::WindowReport { start: 225, ..host },
+            tinyvae::WindowReport {
                 score: Some(tinyvae::Score {
                     score: f32::from_bits(0x43b0_2667),
                     ..score
                 }),
                 ..host
             },
-            WindowRow {
+            tinyvae::WindowReport {
                 score: None,
                 ..host
             },
-            WindowRow {
+            tinyvae::WindowReport {
                 level: None,
                 ..host
             },
-            WindowRow {
+            tinyvae::WindowReport {
                 alarm: false,
                 ..host
             },
-            WindowRow {
+            tinyvae::WindowReport {
                 event: None,
                 ..host
             },
-            WindowRow {
+            tinyvae::WindowReport {
                 faults: tinyvae::Faults {
                     gap: true,
                     ..tinyvae::Faults::default()
                 },
                 ..host
             },
-            WindowRow {
+            tinyvae::WindowReport {
                 faults: tinyvae::Faults {
                     stuck: tinyvae::ChannelMask(4),
                     ..tinyvae::Faults::default()

@@ -1135,7 +1135,7 @@ fn detect(
         || rows
             .iter()
             .zip(&w.starts)
-            .any(|(r, &s)| r.start != s as u64)
+            .any(|(r, &s)| r.report.start != s as u64)
     {
         bail!(
             "the detector formed {} windows, the windowing {} (internal error)",
@@ -1145,6 +1145,7 @@ fn detect(
     }
     rows.iter()
         .map(|r| {
+            let r = &r.report;
             r.score
                 .map(|s| (s.score, r.alarm))
                 .with_context(|| format!("window {} was not scored ({:?})", r.window, r.faults))
@@ -1435,7 +1436,8 @@ fn cmd_score(a: ScoreArgs) -> Result<()> {
     }
     out.push_str(",level,event,faults,top_channel\n");
     let (mut alarmed, mut events, mut skipped, mut flagged) = (0, 0, 0, 0);
-    for r in &rows {
+    for row in &rows {
+        let r = &row.report;
         alarmed += usize::from(r.alarm);
         events += usize::from(matches!(
             r.event,
@@ -1463,13 +1465,13 @@ fn cmd_score(a: ScoreArgs) -> Result<()> {
             Some(tinyvae::AlarmEvent::AlarmRaised { .. }) => "raised",
             Some(tinyvae::AlarmEvent::AlarmCleared { .. }) => "cleared",
         };
-        let top = r
+        let top = row
             .top_channel
             .and_then(|c| channels.get(c))
             .map_or("", String::as_str);
         out.push_str(&format!(
             ",{level},{event},{},{top}\n",
-            r.faults_text(channels)
+            row.faults_text(channels)
         ));
     }
     data::write_atomic(&a.out, out.as_bytes())?;

@@ -16,8 +16,8 @@
 
 use anyhow::{anyhow, bail, Context, Result};
 use tinyvae::{
-    AdaptConfig, AlarmConfig, AlarmEvent, BorrowedWorkspace, Buffers, DetectorConfig, Faults,
-    Normalizer, Phase, SaturationLimits, Score, ScoreKind, SliceDetector,
+    AdaptConfig, AlarmConfig, BorrowedWorkspace, Buffers, DetectorConfig, Normalizer,
+    SaturationLimits, ScoreKind, SliceDetector, WindowReport,
 };
 
 use crate::checkpoint::CheckpointConfig;
@@ -62,45 +62,20 @@ impl StreamConfig {
     }
 }
 
-/// One window, as the detector reported it.
+/// One window: the library's report, and its attribution.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct WindowRow {
-    /// Window index (counting skipped windows).
-    pub window: u64,
-    /// First row.
-    pub start: u64,
-    /// One past the last row.
-    pub end: u64,
-    /// The score, `None` for a window skipped for a non-finite sample.
-    pub score: Option<Score>,
-    /// The level (EMA-smoothed score) the alarm saw, if it saw this window.
-    pub level: Option<f32>,
-    /// Alarm state after the window.
-    pub alarm: bool,
-    /// The alarm event of this window.
-    pub event: Option<AlarmEvent>,
-    /// Sensor faults in the window.
-    pub faults: Faults,
-    /// The phase the window was processed in.
-    pub phase: Phase,
+    /// What the detector reported (index, rows, score, level, alarm, event, faults, phase).
+    pub report: WindowReport,
     /// The channel contributing most to the reconstruction term (with
     /// [`StreamConfig::attribution`], scored windows only).
     pub top_channel: Option<usize>,
 }
 
 impl WindowRow {
-    /// The event as the firmware logs it: 0 none, 1 raised, 2 cleared.
-    pub fn event_code(&self) -> u8 {
-        match self.event {
-            None => 0,
-            Some(AlarmEvent::AlarmRaised { .. }) => 1,
-            Some(AlarmEvent::AlarmCleared { .. }) => 2,
-        }
-    }
-
     /// The faults as text, e.g. `nonfinite:1;stuck:2` (empty if none).
     pub fn faults_text(&self, channels: &[String]) -> String {
-        let f = &self.faults;
+        let f = &self.report.faults;
         let name = |c: usize| channels.get(c).cloned().unwrap_or_else(|| c.to_string());
         let mut parts: Vec<String> = Vec::new();
         for (tag, mask) in [
@@ -230,15 +205,7 @@ fn run_c<const C: usize>(
             None
         };
         out.push(WindowRow {
-            window: r.window,
-            start: r.start,
-            end: r.end,
-            score: r.score,
-            level: r.level,
-            alarm: r.alarm,
-            event: r.event,
-            faults: r.faults,
-            phase: r.phase,
+            report: r,
             top_channel,
         });
     }
@@ -319,13 +286,23 @@ mod tests {
                 let rows = run(model, &ck, &series, &cfg).unwrap();
                 assert_eq!(rows.len(), w.len());
                 for ((r, s), &start) in rows.iter().zip(&want).zip(&w.starts) {
-                    assert_eq!(r.start, start as u64);
-                    assert_eq!(r.end, (start + W) as u64);
-                    assert_eq!(r.score.map(|s| s.score.to_bits()), Some(s.score.to_bits()));
-                    assert_eq!(r.alarm, s.score > threshold, "{kind:?} window {}", r.window);
+                    assert_eq!(r.report.start, start as u64);
+                    assert_eq!(r.report.end, (start + W) as u64);
+                    assert_eq!(
+                        r.report.score.map(|s| s.score.to_bits()),
+                        Some(s.score.to_bits())
+                    );
+                    assert_eq!(
+                        r.report.alarm,
+                        s.score > threshold,
+                        "{kind:?} window {}",
+                        r.report.window
+                    );
                     assert!(r.top_channel.is_some_and(|c| c < CH));
                 }
-                assert!(rows.iter().any(|r| r.alarm) && rows.iter().any(|r| !r.alarm));
+                assert!(
+                    rows.iter().any(|r| r.report.alarm) && rows.iter().any(|r| !r.report.alarm)
+                );
             }
         }
     }
@@ -339,16 +316,16 @@ mod tests {
         let rows = run(&f, &ck, &series, &cfg).unwrap();
         for r in &rows {
             let (nf, gap) = (
-                (r.start..r.end).contains(&10),
-                (r.start..r.end).contains(&30),
+                (r.report.start..r.report.end).contains(&10),
+                (r.report.start..r.report.end).contains(&30),
             );
-            assert_eq!(r.faults.non_finite.contains(1), nf, "{r:?}");
-            assert_eq!(r.faults.gap, gap, "{r:?}");
-            assert_eq!(r.score.is_none(), nf || gap, "{r:?}");
+            assert_eq!(r.report.faults.non_finite.contains(1), nf, "{r:?}");
+            assert_eq!(r.report.faults.gap, gap, "{r:?}");
+            assert_eq!(r.report.score.is_none(), nf || gap, "{r:?}");
         }
         assert_eq!(
             rows.iter()
-                .find(|r| r.faults.gap)
+                .find(|r| r.report.faults.gap)
                 .unwrap()
                 .faults_text(&ck.channels),
             "gap"

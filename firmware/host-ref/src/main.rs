@@ -7,10 +7,9 @@
 use std::process::ExitCode;
 
 use tinyvae::{AlarmEvent, WindowReport};
-use tinyvae_pipeline::model::CHANNELS;
 use tinyvae_pipeline::run::{run_stream, Pass};
 
-fn log(pass: Pass, r: &WindowReport<CHANNELS>) {
+fn log(pass: Pass, r: &WindowReport) {
     let event = match r.event {
         None => 0u8,
         Some(AlarmEvent::AlarmRaised { .. }) => 1,

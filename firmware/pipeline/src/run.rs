@@ -123,7 +123,7 @@ pub const FAULTS: [(usize, usize, Injection); 5] = [
 ];
 
 #[cfg(feature = "stream")]
-fn tally(s: &mut PassSummary, r: &WindowReport<CHANNELS>) {
+fn tally(s: &mut PassSummary, r: &WindowReport) {
     s.windows += 1;
     s.alarms += u32::from(r.alarm);
     s.skipped += u32::from(r.faults.skips_window());
@@ -146,7 +146,7 @@ fn row(i: usize) -> [f32; CHANNELS] {
 fn clean_pass(
     pass: Pass,
     kind: ScoreKind,
-    emit: &mut dyn FnMut(Pass, &WindowReport<CHANNELS>),
+    emit: &mut dyn FnMut(Pass, &WindowReport),
 ) -> Result<PassSummary, Error> {
     // Built here, not through `detector()`: returning the 6.7 KB detector in a `Result` costs
     // extra copies of it in this frame (measured on the M0: 14.8 KB of stack instead of 11 KB).
@@ -163,7 +163,7 @@ fn clean_pass(
 
 #[cfg(feature = "stream")]
 #[inline(never)]
-fn fault_pass(emit: &mut dyn FnMut(Pass, &WindowReport<CHANNELS>)) -> Result<PassSummary, Error> {
+fn fault_pass(emit: &mut dyn FnMut(Pass, &WindowReport)) -> Result<PassSummary, Error> {
     let cfg = config(SCORE)?.with_limits(tinyvae::SaturationLimits::new(
         [-SATURATION; CHANNELS],
         [SATURATION; CHANNELS],
@@ -209,9 +209,7 @@ fn fault_pass(emit: &mut dyn FnMut(Pass, &WindowReport<CHANNELS>)) -> Result<Pas
 /// A library error other than a sensor fault (faults are reported in the windows): a bad
 /// exported constant or a model the score rejects.
 #[cfg(feature = "stream")]
-pub fn run_stream(
-    mut emit: impl FnMut(Pass, &WindowReport<CHANNELS>),
-) -> Result<[PassSummary; 3], Error> {
+pub fn run_stream(mut emit: impl FnMut(Pass, &WindowReport)) -> Result<[PassSummary; 3], Error> {
     Ok([
         clean_pass(Pass::Stream, SCORE, &mut emit)?,
         clean_pass(Pass::Sampled, SAMPLED, &mut emit)?,

@@ -41,7 +41,7 @@ const _: () = assert!(
 /// more than the 20 ms sample period.
 const MAX_POLLS: u32 = 50;
 
-fn report(det: &mut ModelDetector, r: Result<Option<WindowReport<CHANNELS>>, Error>) {
+fn report(det: &mut ModelDetector, r: Result<Option<WindowReport>, Error>) {
     let r = match r {
         Ok(Some(r)) => r,
         Ok(None) => return,

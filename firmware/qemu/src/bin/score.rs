@@ -20,10 +20,10 @@
 
 use tinyvae::{AlarmEvent, WindowReport};
 use tinyvae_fw as _;
-use tinyvae_pipeline::model::{self, CHANNELS};
+use tinyvae_pipeline::model;
 use tinyvae_pipeline::run::{run_stream, Injection, Pass, FAULTS, FAULT_ROWS, SAMPLED, SATURATION};
 
-fn log(pass: Pass, r: &WindowReport<CHANNELS>) {
+fn log(pass: Pass, r: &WindowReport) {
     let tag = pass.tag();
     let event = match r.event {
         None => 0u8,
