@@ -607,7 +607,8 @@ pub fn print_summary(
         ) {
             (Some(n), Some(true)) => println!(
                 "chip: the exported int8 model on the Cortex-M4 ({}, QEMU) scored {n} windows of \
-                 the test stream, scores and alarms bit-identical to this host's",
+                 the test stream (clean, IWAE-8, injected faults): scores, alarm levels, alarms, \
+                 events and fault flags bit-identical to this host's detector",
                 fw["machine"].as_str().unwrap_or("?"),
             ),
             (Some(_), Some(false)) => println!(
