@@ -6,7 +6,8 @@ use std::process::Stdio;
 
 use anyhow::{bail, Context, Result};
 
-use super::{cargo_in_firmware, firmware_dir, Record};
+use super::cargo_build::{cargo_in_firmware, firmware_dir};
+use super::records::Record;
 
 /// The host triple (`rustc -vV`).
 fn host_triple() -> Result<String> {

@@ -38,6 +38,7 @@
 
 pub mod adam;
 pub mod arch;
+pub mod eval;
 pub mod gradcheck;
 pub mod model;
 pub mod params;

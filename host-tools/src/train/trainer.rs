@@ -21,8 +21,9 @@
 
 use super::adam::Adam;
 use super::arch::Arch;
+use super::eval::eval_sum;
 use super::model::{Layout, LossParts, Model};
-use super::params::{eval_sum, Params};
+use super::params::Params;
 use super::rng;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rand_core::SeedableRng;
