@@ -87,7 +87,8 @@ impl BenchFigures {
     }
 }
 
-/// Builds and runs the benchmarks on one core with the model `model` (see [`model_source`]).
+/// Builds and runs the benchmarks on one core with the model `model` (see
+/// [`model_source`](super::model_source)).
 ///
 /// # Errors
 /// Build or run failure, non-zero exit, unparsable output.
@@ -168,8 +169,9 @@ fn group(v: u64) -> String {
     out
 }
 
-/// Runs the benchmarks on each core (with the model `model`, see [`model_source`]) and prints a table (or, with `json`, one JSON object keyed
-/// by core name on stdout).
+/// Runs the benchmarks on each core (with the model `model`, see
+/// [`model_source`](super::model_source)) and prints a table (or, with `json`, one JSON object
+/// keyed by core name on stdout).
 ///
 /// # Errors
 /// Any core's build or run failure.

@@ -187,9 +187,9 @@ impl Built {
     }
 }
 
-/// Builds the named programs of `firmware/qemu` for `core` (release) with the model `model`
-/// (see [`model_source`]); returns the directory of the ELFs (see [`build_core`], which also
-/// says which machine runs them; [`run_elf`] finds it from the path).
+/// Builds the named programs of `firmware/qemu` for `core` (release) with the model `model` (see
+/// [`model_source`]); returns the directory of the ELFs (see [`build_core`], which also says which
+/// machine runs them; [`run_elf`](super::run_elf) finds it from the path).
 ///
 /// # Errors
 /// As [`build_core`].

@@ -5,7 +5,7 @@
 //! - [`parity`] also computes every window's score on the host with the same library, model and
 //!   data, and compares them bit for bit (score, reconstruction and KL terms, alarm, flagged
 //!   faults); it returns `Ok(false)` and prints the first mismatch when one differs.
-//! - [`bench`] runs the `bench` program (instructions per inference under `-icount`, see
+//! - [`bench()`] runs the `bench` program (instructions per inference under `-icount`, see
 //!   `firmware/qemu/src/counter.rs`) and measures flash and RAM from the `score` ELF plus the
 //!   stack high-water mark the firmware measures by stack painting; prints a table or, with
 //!   `json`, one object keyed by core name.
@@ -17,11 +17,11 @@
 //! QEMU exit status: 0 success, 1 failure reported by the firmware (panic, HardFault, failed
 //! check), 134 a crash or lockup (wrong memory map, no semihosting): anything but 0 is an error.
 //!
-//! The files, by concern: [`cores`] (the core/machine table), [`cargo_build`] (cargo builds of
-//! the firmware workspace), [`qemu`] (QEMU runs and exit statuses), [`records`] (defmt log
-//! lines), [`parity`] (host/chip comparison), [`faults`] (the test stream and its injected
-//! faults rebuilt on the host), [`elf`] (flash and RAM from the ELF), [`bench`] (the benchmark
-//! table), `reference` (the `firmware/host-ref` run).
+//! The files, by concern: `cores` (the core/machine table), `cargo_build` (cargo builds of the
+//! firmware workspace), `qemu` (QEMU runs and exit statuses), `records` (defmt log lines),
+//! `parity` (host/chip comparison), `faults` (the test stream and its injected faults rebuilt
+//! on the host), `elf` (flash and RAM from the ELF), `bench` (the benchmark table),
+//! `reference` (the `firmware/host-ref` run); their public items are re-exported here.
 
 use std::path::Path;
 

@@ -68,7 +68,7 @@ fn compare(chip: &[Record], host: &[Record]) -> Option<String> {
 }
 
 /// Runs the scoring program on each core and compares every window line with the host's for the
-/// same model (see [`model_source`]) and stream; returns one result per core.
+/// same model (see [`model_source`](super::model_source)) and stream; returns one result per core.
 ///
 /// The host's lines come from `firmware/host-ref`: the firmware's own pipeline crate (the model,
 /// the library's streaming detector, the same seeds) compiled for the host, so any difference is

@@ -30,8 +30,8 @@ pub struct RunOutput {
     pub elapsed: Duration,
 }
 
-/// Runs an ELF built by [`build`] for `core` on its QEMU machine (`mps2-an385` for an M0 build
-/// that did not fit the micro:bit, recognised by its build directory) with `-icount`, and
+/// Runs an ELF built by [`build`](super::build) for `core` on its QEMU machine (`mps2-an385` for an
+/// M0 build that did not fit the micro:bit, recognised by its build directory) with `-icount`, and
 /// decodes its defmt output (see [`run_on`]).
 ///
 /// # Errors
@@ -40,7 +40,8 @@ pub fn run_elf(core: Core, elf: &Path) -> Result<RunOutput> {
     run_on(machine_for(core, elf), elf)
 }
 
-/// The machine an ELF built by [`build`] for `core` runs on, from its build directory.
+/// The machine an ELF built by [`build`](super::build) for `core` runs on, from its build
+/// directory.
 fn machine_for(core: Core, elf: &Path) -> &'static str {
     let fallback = format!("qemu-{}-mps2-an385", core.name());
     if elf.components().any(|c| c.as_os_str() == fallback.as_str()) {

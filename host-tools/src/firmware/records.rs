@@ -19,6 +19,10 @@ pub struct Record {
     pub fields: BTreeMap<String, String>,
 }
 
+/// Tags of the per-window lines of the `score` program (one per pass, see
+/// `firmware/pipeline/src/run.rs`).
+pub const WINDOW_TAGS: [&str; 3] = ["window", "sampled", "faulty"];
+
 impl Record {
     /// Splits a decoded line (`LEVEL tag word key=value ...`).
     pub fn parse(line: &str) -> Record {
@@ -39,15 +43,19 @@ impl Record {
         r
     }
 
+    /// The value of field `key`.
+    fn field(&self, key: &str) -> Result<&String> {
+        self.fields
+            .get(key)
+            .ok_or_else(|| anyhow!("`{}` line without `{key}=`", self.tag))
+    }
+
     /// A decimal field.
     ///
     /// # Errors
     /// Missing or not a number.
     pub fn num(&self, key: &str) -> Result<u64> {
-        let v = self
-            .fields
-            .get(key)
-            .ok_or_else(|| anyhow!("`{}` line without `{key}=`", self.tag))?;
+        let v = self.field(key)?;
         v.parse()
             .with_context(|| format!("`{}` line: `{key}={v}` is not a number", self.tag))
     }
@@ -57,30 +65,11 @@ impl Record {
     /// # Errors
     /// Missing or not hexadecimal.
     pub fn hex(&self, key: &str) -> Result<u32> {
-        let v = self
-            .fields
-            .get(key)
-            .ok_or_else(|| anyhow!("`{}` line without `{key}=`", self.tag))?;
+        let v = self.field(key)?;
         u32::from_str_radix(v.trim_start_matches("0x"), 16)
             .with_context(|| format!("`{}` line: `{key}={v}` is not hexadecimal", self.tag))
     }
-}
 
-pub(super) fn records(out: &RunOutput) -> Vec<Record> {
-    out.lines.iter().map(|l| Record::parse(l)).collect()
-}
-
-/// Splits decoded lines into records (for tests).
-#[cfg(test)]
-pub(super) fn recs(lines: &[&str]) -> Vec<Record> {
-    lines.iter().map(|l| Record::parse(l)).collect()
-}
-
-/// Tags of the per-window lines of the `score` program (one per pass, see
-/// `firmware/pipeline/src/run.rs`).
-pub const WINDOW_TAGS: [&str; 3] = ["window", "sampled", "faulty"];
-
-impl Record {
     /// Whether this is a per-window line.
     pub fn is_window(&self) -> bool {
         WINDOW_TAGS.contains(&self.tag.as_str())
@@ -121,6 +110,17 @@ impl Record {
         }
         parts.join(", ")
     }
+}
+
+/// The lines of a run as records.
+pub(super) fn records(out: &RunOutput) -> Vec<Record> {
+    out.lines.iter().map(|l| Record::parse(l)).collect()
+}
+
+/// Splits decoded lines into records (for tests).
+#[cfg(test)]
+pub(super) fn recs(lines: &[&str]) -> Vec<Record> {
+    lines.iter().copied().map(Record::parse).collect()
 }
 
 #[cfg(test)]
