@@ -8,7 +8,6 @@ use std::process::{Command, Stdio};
 use anyhow::{anyhow, bail, Context, Result};
 
 use super::cores::Core;
-use super::qemu::{run_on, RunOutput};
 
 /// The firmware workspace: `$TINYVAE_FIRMWARE_DIR`, else `firmware/` next to `host-tools/`.
 pub fn firmware_dir() -> PathBuf {
@@ -171,14 +170,6 @@ impl Built {
     /// Path of program `prog`'s ELF.
     pub fn elf(&self, prog: &str) -> PathBuf {
         self.dir.join(prog)
-    }
-
-    /// Runs program `prog` (see [`run_on`]).
-    ///
-    /// # Errors
-    /// As [`run_on`].
-    pub fn run(&self, prog: &str) -> Result<RunOutput> {
-        run_on(self.machine, &self.elf(prog))
     }
 
     /// `m0 (microbit)`-style label.

@@ -30,6 +30,16 @@ pub struct RunOutput {
     pub elapsed: Duration,
 }
 
+impl Built {
+    /// Runs program `prog` (see [`run_on`]).
+    ///
+    /// # Errors
+    /// As [`run_on`].
+    pub fn run(&self, prog: &str) -> Result<RunOutput> {
+        run_on(self.machine, &self.elf(prog))
+    }
+}
+
 /// Runs an ELF built by [`build`](super::build) for `core` on its QEMU machine (`mps2-an385` for an
 /// M0 build that did not fit the micro:bit, recognised by its build directory) with `-icount`, and
 /// decodes its defmt output (see [`run_on`]).
