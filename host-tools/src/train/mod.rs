@@ -53,4 +53,4 @@ pub use arch::{
 pub use model::{Layout, LossParts, Model};
 pub use params::{Linear, Params};
 pub use real::Real;
-pub use trainer::{train, EpochStats, TrainConfig, TrainReport};
+pub use trainer::{train, train_views, EpochStats, TrainConfig, TrainReport};
