@@ -576,6 +576,17 @@ fn resolve(o: &ModelOpts) -> Result<Resolved> {
         bail!("--val-fraction must be in (0, 1), found {}", r.val_fraction);
     }
     r.train.validate()?;
+    train::limits::check_request(
+        r.window,
+        [r.stride, r.train_stride],
+        &r.encoder_hidden,
+        r.decoder_hidden.as_deref(),
+        match r.latent {
+            LatentSpec::Fixed(z) => Some(z),
+            LatentSpec::Auto => None,
+        },
+        &r.train,
+    )?;
     Ok(r)
 }
 
@@ -873,7 +884,7 @@ fn train_model(data_path: &Path, o: &ModelOpts, c: &CalibOpts) -> Result<Trained
     if candidates.len() > 1 && select_cfg.patience == 0 {
         select_cfg.patience = SELECTION_PATIENCE;
     }
-    for &z in &candidates {
+    let arch_of = |z: usize| -> Result<Arch> {
         let arch = Arch {
             input: r.window * ch,
             encoder_hidden: r.encoder_hidden.clone(),
@@ -883,6 +894,15 @@ fn train_model(data_path: &Path, o: &ModelOpts, c: &CalibOpts) -> Result<Trained
             channels: ch,
         };
         arch.validate()?;
+        train::limits::check_arch(&arch)?;
+        Ok(arch)
+    };
+    // Every candidate's size is checked before the first one trains.
+    for &z in &candidates {
+        arch_of(z)?;
+    }
+    for &z in &candidates {
+        let arch = arch_of(z)?;
         let (params, report) =
             train::train_views(&arch, &select_cfg, split.train.view(), split.val.view())?;
         let val = report

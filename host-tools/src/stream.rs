@@ -302,6 +302,13 @@ fn run_c<const C: usize, S: RowSource>(
         arr(&ck.norm_std, "norm_std")?,
     )
     .map_err(lib_err("checkpoint standardization"))?;
+    let max = crate::train::limits::MAX_STRIDE;
+    if !(1..=max).contains(&cfg.stride) {
+        bail!(
+            "--stride {} is out of range: valid values are 1 to {max}",
+            cfg.stride
+        );
+    }
     let stride = u32::try_from(cfg.stride).context("stride too large")?;
     let mut dc = DetectorConfig::new(cfg.kind, stride, norm, cfg.alarm)
         .with_seed(cfg.seed)

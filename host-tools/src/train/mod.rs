@@ -39,6 +39,7 @@
 pub mod adam;
 pub mod arch;
 pub mod gradcheck;
+pub mod limits;
 pub mod model;
 pub mod params;
 pub mod real;

@@ -226,6 +226,7 @@ pub fn train_views(
     let start = Instant::now();
     arch.validate()?;
     cfg.validate()?;
+    super::limits::check_arch(arch)?;
     let (xd, zd) = (arch.input, arch.latent);
     let n = check_view("training", &train, xd, false)?;
     let nv = check_view("validation", &val, xd, true)?;
