@@ -136,7 +136,7 @@ mod tests {
     #[test]
     fn default_model_fits_and_huge_ones_do_not() {
         assert!(check_arch(&arch(64, 60, 32)).is_ok());
-        let e = check_arch(&arch(64, 1000, 32)).unwrap_err().to_string();
+        let e = check_arch(&arch(128, 1024, 32)).unwrap_err().to_string();
         assert!(e.contains("parameters") && e.contains("1000000"), "{e}");
         let e = check_arch(&arch(64, 60, 1_000_000))
             .unwrap_err()
