@@ -30,6 +30,8 @@
 //! it, so no sample is shared (no leakage through overlapping windows).
 
 use std::fmt;
+use std::io::Read;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -133,33 +135,24 @@ impl Series {
         if self.channels == names {
             return Ok(self.clone());
         }
-        let idx: Option<Vec<usize>> = names
-            .iter()
-            .map(|n| self.channels.iter().position(|c| c == n))
-            .collect();
-        if let Some(idx) = idx {
-            let c = self.num_channels();
-            let values = self
-                .values
-                .chunks_exact(c)
-                .flat_map(|row| idx.iter().map(move |&i| row[i]))
-                .collect();
-            return Ok(Series {
-                path: self.path.clone(),
-                channels: names.to_vec(),
-                values,
-                labels: self.labels.clone(),
-                gaps: self.gaps.clone(),
-            });
+        let idx = column_map(&self.path, &self.channels, names)?;
+        let c = self.num_channels();
+        if idx.len() == c && idx.iter().enumerate().all(|(i, &j)| i == j) {
+            // by position: the stream as it is
+            return Ok(self.clone());
         }
-        self.check_channels(names.len())?;
-        eprintln!(
-            "warning: {}: channels {} do not match the model's {}; using them by position",
-            self.path.display(),
-            self.channels.join(","),
-            names.join(",")
-        );
-        Ok(self.clone())
+        let values = self
+            .values
+            .chunks_exact(c)
+            .flat_map(|row| idx.iter().map(move |&i| row[i]))
+            .collect();
+        Ok(Series {
+            path: self.path.clone(),
+            channels: names.to_vec(),
+            values,
+            labels: self.labels.clone(),
+            gaps: self.gaps.clone(),
+        })
     }
 
     /// Checks that the stream has `expected` channels.
@@ -183,6 +176,50 @@ impl Series {
             ))
         }
     }
+}
+
+/// For each of the model's channels `names`, the column of `channels` (a stream's header, as
+/// read from `path`) that feeds it: by name when the header has every one of `names` (extra
+/// columns are dropped, order may differ); otherwise by position, which needs the same count (a
+/// warning is printed on stderr when the names differ).
+///
+/// # Errors
+/// A different channel count without matching names (as [`Series::check_channels`]).
+pub fn column_map(
+    path: &Path,
+    channels: &[String],
+    names: &[String],
+) -> Result<Vec<usize>, InputError> {
+    if channels == names {
+        return Ok((0..names.len()).collect());
+    }
+    let idx: Option<Vec<usize>> = names
+        .iter()
+        .map(|n| channels.iter().position(|c| c == n))
+        .collect();
+    if let Some(idx) = idx {
+        return Ok(idx);
+    }
+    if channels.len() != names.len() {
+        return Err(InputError::new(
+            path,
+            Some(1),
+            None,
+            format!(
+                "{} channels ({}) but the model expects {}",
+                channels.len(),
+                channels.join(","),
+                names.len()
+            ),
+        ));
+    }
+    eprintln!(
+        "warning: {}: channels {} do not match the model's {}; using them by position",
+        path.display(),
+        channels.join(","),
+        names.join(",")
+    );
+    Ok((0..names.len()).collect())
 }
 
 /// What a non-finite or empty channel field is.
@@ -242,13 +279,18 @@ fn parse_field(path: &Path, line: u64, col: usize, field: &str) -> Result<f32, I
     Ok(v)
 }
 
+/// The longest line a CSV stream may have, in bytes (1 MiB): a row of the detector's at most 32
+/// channels takes well under 1 KiB, so a longer line is not sensor data, and reading it would
+/// cost memory in proportion to its length.
+pub const MAX_LINE_BYTES: usize = 1 << 20;
+
 /// Reads a CSV stream (see the module docs for the format).
 ///
 /// # Errors
 /// An [`InputError`] for a missing or unreadable file, an empty file or header, a header without
 /// channels, duplicate channel names, a row with a different number of fields than the header
-/// (ragged), an empty, non-numeric or non-finite field, a label that is not 0 or 1, or a file
-/// with a header but no rows.
+/// (ragged), an empty, non-numeric or non-finite field, a label that is not 0 or 1, a line
+/// longer than [`MAX_LINE_BYTES`], or a file with a header but no rows.
 pub fn load_csv(path: &Path) -> Result<Series, InputError> {
     load_csv_with(path, NonFinite::Reject)
 }
@@ -258,14 +300,7 @@ pub fn load_csv(path: &Path) -> Result<Series, InputError> {
 /// # Errors
 /// As [`load_csv`] (non-finite and empty channel fields only with [`NonFinite::Reject`]).
 pub fn load_csv_with(path: &Path, mode: NonFinite) -> Result<Series, InputError> {
-    let bytes = std::fs::read(path).map_err(|e| {
-        let msg = match e.kind() {
-            std::io::ErrorKind::NotFound => "no such file".to_string(),
-            _ => format!("cannot read: {e}"),
-        };
-        InputError::new(path, None, None, msg)
-    })?;
-    parse_csv_with(path, &bytes, mode)
+    Series::from_rows(CsvRows::open(path, mode)?)
 }
 
 /// Parses CSV bytes as if read from `path` (used by [`load_csv`] and the tests).
@@ -282,107 +317,342 @@ pub fn parse_csv(path: &Path, bytes: &[u8]) -> Result<Series, InputError> {
 /// As [`load_csv_with`].
 pub fn parse_csv_with(path: &Path, bytes: &[u8], mode: NonFinite) -> Result<Series, InputError> {
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
-    if bytes.iter().all(|b| b.is_ascii_whitespace()) {
-        return Err(InputError::new(
-            path,
+    Series::from_rows(CsvRows::new(path, bytes, mode)?)
+}
+
+impl Series {
+    /// Collects every row of `rows` (what [`load_csv_with`] does).
+    ///
+    /// # Errors
+    /// The first error of `rows`.
+    pub fn from_rows<R: Read>(mut rows: CsvRows<R>) -> Result<Series, InputError> {
+        let mut values = Vec::new();
+        let mut labels = rows.has_labels().then(Vec::new);
+        let mut gaps = Vec::new();
+        while let Some(row) = rows.next_row()? {
+            if row.gap {
+                gaps.push(values.len() / row.values.len().max(1));
+            }
+            values.extend_from_slice(&row.values);
+            if let (Some(ls), Some(l)) = (labels.as_mut(), row.label) {
+                ls.push(l);
+            }
+        }
+        Ok(Series {
+            path: rows.path,
+            channels: rows.channels,
+            values,
+            labels,
+            gaps,
+        })
+    }
+}
+
+/// One data row of a [`CsvRows`] stream.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CsvRow {
+    /// 1-based line of the row in the file.
+    pub line: u64,
+    /// The channel values in column order (NaN for an empty field of a stream read with
+    /// [`NonFinite::Keep`]).
+    pub values: Vec<f32>,
+    /// The label (0 or 1), when the file has a `label` column.
+    pub label: Option<u8>,
+    /// Whether the row is a dropped sample (every channel field empty, [`NonFinite::Keep`]).
+    pub gap: bool,
+}
+
+/// Marker inside the I/O error [`LineLimit`] returns for an over-long line.
+#[derive(Debug)]
+struct LineTooLong {
+    line: u64,
+}
+
+impl fmt::Display for LineTooLong {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "line {} is longer than {MAX_LINE_BYTES} bytes",
+            self.line
+        )
+    }
+}
+
+impl std::error::Error for LineTooLong {}
+
+/// A reader that fails as soon as a line exceeds [`MAX_LINE_BYTES`], so the CSV parser never
+/// buffers more than one bounded line.
+struct LineLimit<R> {
+    inner: R,
+    line: u64,
+    len: usize,
+}
+
+impl<R: Read> Read for LineLimit<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        for &b in buf.get(..n).unwrap_or(&[]) {
+            if b == b'\n' {
+                self.line += 1;
+                self.len = 0;
+            } else {
+                self.len += 1;
+                if self.len > MAX_LINE_BYTES {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        LineTooLong { line: self.line },
+                    ));
+                }
+            }
+        }
+        Ok(n)
+    }
+}
+
+/// A CSV stream read one row at a time (the header is checked when it is opened): memory is one
+/// line, however long the file. [`load_csv`] collects it into a [`Series`]; `tinyvae score`
+/// feeds it to the detector row by row.
+pub struct CsvRows<R> {
+    path: PathBuf,
+    reader: csv::Reader<LineLimit<R>>,
+    record: csv::StringRecord,
+    names: Vec<String>,
+    label_col: Option<usize>,
+    channels: Vec<String>,
+    mode: NonFinite,
+    rows: usize,
+    row: CsvRow,
+}
+
+impl CsvRows<std::io::BufReader<std::fs::File>> {
+    /// Opens `path` and reads its header.
+    ///
+    /// # Errors
+    /// As [`load_csv`], for the header.
+    pub fn open(path: &Path, mode: NonFinite) -> Result<Self, InputError> {
+        use std::io::BufRead;
+        let read_err = |e: std::io::Error| {
+            let msg = match e.kind() {
+                std::io::ErrorKind::NotFound => "no such file".to_string(),
+                _ => format!("cannot read: {e}"),
+            };
+            InputError::new(path, None, None, msg)
+        };
+        let file = std::fs::File::open(path).map_err(read_err)?;
+        let mut r = std::io::BufReader::with_capacity(1 << 16, file);
+        if r.fill_buf().map_err(read_err)?.starts_with(b"\xEF\xBB\xBF") {
+            r.consume(3);
+        }
+        CsvRows::new(path, r, mode)
+    }
+}
+
+impl<R: Read> CsvRows<R> {
+    /// Reads the header of the CSV text `reader` (after any byte-order mark), as if from `path`.
+    ///
+    /// # Errors
+    /// As [`load_csv`], for the header.
+    pub fn new(path: &Path, reader: R, mode: NonFinite) -> Result<Self, InputError> {
+        let limited = LineLimit {
+            inner: reader,
+            line: 1,
+            len: 0,
+        };
+        let reader = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .trim(csv::Trim::All)
+            .from_reader(limited);
+        let mut s = CsvRows {
+            path: path.to_path_buf(),
+            reader,
+            record: csv::StringRecord::new(),
+            names: Vec::new(),
+            label_col: None,
+            channels: Vec::new(),
+            mode,
+            rows: 0,
+            row: CsvRow::default(),
+        };
+        s.read_header()?;
+        Ok(s)
+    }
+
+    /// The channel names from the header, in column order (without `label`).
+    pub fn channels(&self) -> &[String] {
+        &self.channels
+    }
+
+    /// The file being read.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Whether the file has a `label` column.
+    pub fn has_labels(&self) -> bool {
+        self.label_col.is_some()
+    }
+
+    /// Data rows read so far.
+    pub fn rows_read(&self) -> usize {
+        self.rows
+    }
+
+    fn empty_file(&self) -> InputError {
+        InputError::new(
+            &self.path,
             None,
             None,
             "file is empty (expected a header row and data rows)".to_string(),
-        ));
+        )
     }
-    let mut rdr = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .trim(csv::Trim::All)
-        .from_reader(bytes);
-    let mut records = rdr.records();
-    let csv_err = |e: csv::Error| {
+
+    fn csv_err(&self, e: csv::Error) -> InputError {
+        if let csv::ErrorKind::Io(io) = e.kind() {
+            if let Some(long) = io.get_ref().and_then(|x| x.downcast_ref::<LineTooLong>()) {
+                return InputError::new(
+                    &self.path,
+                    Some(long.line),
+                    None,
+                    format!(
+                        "line longer than {MAX_LINE_BYTES} bytes (a CSV row of sensor samples is \
+                         far shorter; is this the right file?)"
+                    ),
+                );
+            }
+            return InputError::new(&self.path, None, None, format!("cannot read: {io}"));
+        }
         let line = e.position().map(|p| p.line());
         let msg = match e.kind() {
             csv::ErrorKind::Utf8 { .. } => "not valid UTF-8 text".to_string(),
             _ => format!("malformed CSV: {e}"),
         };
-        InputError::new(path, line, None, msg)
-    };
-    let header = match records.next() {
-        Some(r) => r.map_err(csv_err)?,
-        None => {
-            return Err(InputError::new(
-                path,
-                None,
-                None,
-                "file is empty (expected a header row and data rows)".to_string(),
-            ))
-        }
-    };
-    let header_line = header.position().map_or(1, |p| p.line());
-    let names: Vec<String> = header.iter().map(|s| s.to_string()).collect();
-    let label_col = names.iter().position(|n| n.eq_ignore_ascii_case("label"));
-    if names
-        .iter()
-        .filter(|n| n.eq_ignore_ascii_case("label"))
-        .count()
-        > 1
-    {
-        return Err(InputError::new(
-            path,
-            Some(header_line),
-            None,
-            "more than one `label` column".to_string(),
-        ));
+        InputError::new(&self.path, line, None, msg)
     }
-    for (i, n) in names.iter().enumerate() {
-        if n.is_empty() {
+
+    /// Reads the next record into `self.record`; `false` at the end.
+    fn read_record(&mut self) -> Result<bool, InputError> {
+        match self.reader.read_record(&mut self.record) {
+            Ok(more) => Ok(more),
+            Err(e) => Err(self.csv_err(e)),
+        }
+    }
+
+    fn is_blank(&self) -> bool {
+        self.record.len() == 1 && self.record.get(0).is_some_and(str::is_empty)
+    }
+
+    fn read_header(&mut self) -> Result<(), InputError> {
+        if !self.read_record()? {
+            return Err(self.empty_file());
+        }
+        let header_line = self.record.position().map_or(1, |p| p.line());
+        if self.is_blank() {
+            // Blank lines only: an empty file; anything else after it: a header with an
+            // empty name.
+            loop {
+                if !self.read_record()? {
+                    return Err(self.empty_file());
+                }
+                if !self.is_blank() {
+                    break;
+                }
+            }
             return Err(InputError::new(
-                path,
+                &self.path,
                 Some(header_line),
-                Some(i + 1),
+                Some(1),
                 "empty column name in the header".to_string(),
             ));
         }
-        if n.parse::<f64>().is_ok() {
+        let path = &self.path;
+        let names: Vec<String> = self.record.iter().map(|s| s.to_string()).collect();
+        let label_col = names.iter().position(|n| n.eq_ignore_ascii_case("label"));
+        if names
+            .iter()
+            .filter(|n| n.eq_ignore_ascii_case("label"))
+            .count()
+            > 1
+        {
             return Err(InputError::new(
                 path,
                 Some(header_line),
-                Some(i + 1),
-                format!("header expected (channel names), found the number {n:?}"),
+                None,
+                "more than one `label` column".to_string(),
             ));
         }
-        if names[..i].contains(n) {
+        for (i, n) in names.iter().enumerate() {
+            if n.is_empty() {
+                return Err(InputError::new(
+                    path,
+                    Some(header_line),
+                    Some(i + 1),
+                    "empty column name in the header".to_string(),
+                ));
+            }
+            if n.parse::<f64>().is_ok() {
+                return Err(InputError::new(
+                    path,
+                    Some(header_line),
+                    Some(i + 1),
+                    format!("header expected (channel names), found the number {n:?}"),
+                ));
+            }
+            if names[..i].contains(n) {
+                return Err(InputError::new(
+                    path,
+                    Some(header_line),
+                    Some(i + 1),
+                    format!("duplicate column name {n:?}"),
+                ));
+            }
+        }
+        let channels: Vec<String> = names
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| Some(*i) != label_col)
+            .map(|(_, n)| n.clone())
+            .collect();
+        if channels.is_empty() {
             return Err(InputError::new(
                 path,
                 Some(header_line),
-                Some(i + 1),
-                format!("duplicate column name {n:?}"),
+                None,
+                "no channel columns in the header".to_string(),
             ));
         }
+        self.names = names;
+        self.label_col = label_col;
+        self.channels = channels;
+        Ok(())
     }
-    let channels: Vec<String> = names
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| Some(*i) != label_col)
-        .map(|(_, n)| n.clone())
-        .collect();
-    if channels.is_empty() {
-        return Err(InputError::new(
-            path,
-            Some(header_line),
-            None,
-            "no channel columns in the header".to_string(),
-        ));
-    }
-    let mut values = Vec::new();
-    let mut labels = label_col.map(|_| Vec::new());
-    let mut gaps = Vec::new();
-    for rec in records {
-        let rec = rec.map_err(csv_err)?;
+
+    /// The next data row (blank lines are skipped), or `None` at the end of the file.
+    ///
+    /// # Errors
+    /// As [`load_csv`], for the row (a file without data rows: at its end).
+    pub fn next_row(&mut self) -> Result<Option<&CsvRow>, InputError> {
+        loop {
+            if !self.read_record()? {
+                if self.rows == 0 {
+                    return Err(InputError::new(
+                        &self.path,
+                        None,
+                        None,
+                        "no data rows after the header".to_string(),
+                    ));
+                }
+                return Ok(None);
+            }
+            // A line with a single empty field is a blank line.
+            if !self.is_blank() {
+                break;
+            }
+        }
+        let (path, rec, label_col, mode) = (&self.path, &self.record, self.label_col, self.mode);
         let line = rec.position().map_or(0, |p| p.line());
-        // A line with a single empty field is a blank line.
-        if rec.len() == 1 && rec.get(0).is_some_and(str::is_empty) {
-            continue;
-        }
-        if rec.len() != names.len() {
-            let col = rec.len().min(names.len()) + 1;
+        if rec.len() != self.names.len() {
+            let col = rec.len().min(self.names.len()) + 1;
             return Err(InputError::new(
                 path,
                 Some(line),
@@ -390,22 +660,23 @@ pub fn parse_csv_with(path: &Path, bytes: &[u8], mode: NonFinite) -> Result<Seri
                 format!(
                     "ragged row: {} fields, the header has {}",
                     rec.len(),
-                    names.len()
+                    self.names.len()
                 ),
             ));
         }
-        if mode == NonFinite::Keep
+        let row = &mut self.row;
+        row.line = line;
+        row.values.clear();
+        row.label = None;
+        row.gap = mode == NonFinite::Keep
             && rec
                 .iter()
                 .enumerate()
-                .all(|(i, f)| Some(i) == label_col || f.trim().is_empty())
-        {
-            gaps.push(values.len() / channels.len());
-        }
+                .all(|(i, f)| Some(i) == label_col || f.trim().is_empty());
         for (i, field) in rec.iter().enumerate() {
             if Some(i) == label_col {
                 let v = parse_field(path, line, i + 1, field)?;
-                let l = if v == 0.0 {
+                row.label = Some(if v == 0.0 {
                     0
                 } else if v == 1.0 {
                     1
@@ -416,37 +687,32 @@ pub fn parse_csv_with(path: &Path, bytes: &[u8], mode: NonFinite) -> Result<Seri
                         Some(i + 1),
                         format!("label {field:?} is not 0 or 1"),
                     ));
-                };
-                if let Some(ls) = labels.as_mut() {
-                    ls.push(l);
-                }
+                });
             } else {
-                values.push(parse_channel(path, line, i + 1, field, mode)?);
+                row.values
+                    .push(parse_channel(path, line, i + 1, field, mode)?);
             }
         }
+        self.rows += 1;
+        Ok(Some(&self.row))
     }
-    if values.is_empty() {
-        return Err(InputError::new(
-            path,
-            None,
-            None,
-            "no data rows after the header".to_string(),
-        ));
-    }
-    Ok(Series {
-        path: path.to_path_buf(),
-        channels,
-        values,
-        labels,
-        gaps,
-    })
 }
 
 /// Start rows of the windows of `window` rows, every `stride` rows, in a stream of `rows` rows.
 ///
 /// # Errors
-/// A message when `window` or `stride` is zero or the window is longer than the data.
+/// As [`window_count`].
 pub fn window_starts(rows: usize, window: usize, stride: usize) -> Result<Vec<usize>, String> {
+    let n = window_count(rows, window, stride)?;
+    Ok((0..n).map(|i| i * stride).collect())
+}
+
+/// Number of windows of `window` rows, every `stride` rows, in a stream of `rows` rows: window
+/// `i` starts at row `i * stride`.
+///
+/// # Errors
+/// A message when `window` or `stride` is zero or the window is longer than the data.
+pub fn window_count(rows: usize, window: usize, stride: usize) -> Result<usize, String> {
     if window == 0 {
         return Err("--window must be at least 1".to_string());
     }
@@ -458,7 +724,7 @@ pub fn window_starts(rows: usize, window: usize, stride: usize) -> Result<Vec<us
             "window of {window} samples is longer than the data ({rows} rows)"
         ));
     }
-    Ok((0..=rows - window).step_by(stride).collect())
+    Ok((rows - window) / stride + 1)
 }
 
 /// Per-channel standardization statistics.
@@ -473,17 +739,25 @@ pub struct Norm {
 impl Norm {
     /// Fits mean and population standard deviation per channel (f64 accumulation).
     pub fn fit(series: &Series) -> Norm {
+        Self::fit_rows(series, 0..series.rows())
+    }
+
+    /// [`Norm::fit`] over the rows `rows` of `series` only (clamped to the data).
+    pub fn fit_rows(series: &Series, rows: Range<usize>) -> Norm {
         let c = series.num_channels();
-        let n = series.rows().max(1) as f64;
+        let end = rows.end.min(series.rows());
+        let start = rows.start.min(end);
+        let values = &series.values[start * c..end * c];
+        let n = (end - start).max(1) as f64;
         let mut sum = vec![0.0f64; c];
-        for row in series.values.chunks_exact(c) {
+        for row in values.chunks_exact(c) {
             for (s, &v) in sum.iter_mut().zip(row) {
                 *s += f64::from(v);
             }
         }
         let mean: Vec<f64> = sum.iter().map(|s| s / n).collect();
         let mut ss = vec![0.0f64; c];
-        for row in series.values.chunks_exact(c) {
+        for row in values.chunks_exact(c) {
             for ((s, &v), &m) in ss.iter_mut().zip(row).zip(&mean) {
                 let d = f64::from(v) - m;
                 *s += d * d;
@@ -521,17 +795,20 @@ impl Norm {
     }
 }
 
-/// Standardized, flattened windows of a stream.
+/// Standardized windows of a stream, as views: the stream is standardized once and window `i` is
+/// the slice of `window` rows starting at row `i * stride`, so overlapping windows (stride 1)
+/// cost no more memory than the stream itself.
 #[derive(Clone, Debug)]
 pub struct Windows {
     /// Window length in rows.
     pub window: usize,
     /// Channels per row.
     pub channels: usize,
-    /// Start row of each window (in the stream the windows were cut from).
-    pub starts: Vec<usize>,
-    /// `starts.len() * window * channels` values, one window after the other, time-major.
-    pub data: Vec<f32>,
+    /// Rows between window starts.
+    pub stride: usize,
+    /// The standardized rows the windows are cut from (`rows * channels` values, row-major).
+    pub stream: Vec<f32>,
+    count: usize,
     /// Per window: anomalous (any labeled sample), when the stream has labels.
     pub labels: Option<Vec<bool>>,
 }
@@ -547,27 +824,42 @@ impl Windows {
         stride: usize,
         norm: &Norm,
     ) -> Result<Windows, InputError> {
+        Self::cut_rows(series, 0..series.rows(), window, stride, norm)
+    }
+
+    /// [`Windows::cut`] of the rows `rows` of `series` only (clamped to the data); starts are
+    /// counted from `rows.start`.
+    ///
+    /// # Errors
+    /// As [`Windows::cut`].
+    pub fn cut_rows(
+        series: &Series,
+        rows: Range<usize>,
+        window: usize,
+        stride: usize,
+        norm: &Norm,
+    ) -> Result<Windows, InputError> {
         series.check_channels(norm.channels())?;
         let c = series.num_channels();
-        let starts = window_starts(series.rows(), window, stride)
+        let end = rows.end.min(series.rows());
+        let start = rows.start.min(end);
+        let count = window_count(end - start, window, stride)
             .map_err(|m| InputError::new(&series.path, None, None, m))?;
-        let mut data = Vec::with_capacity(starts.len() * window * c);
-        for &s in &starts {
-            let from = data.len();
-            data.extend_from_slice(&series.values[s * c..(s + window) * c]);
-            norm.apply(&mut data[from..]);
-        }
+        let used = start..start + (count - 1) * stride + window;
+        let mut stream = series.values[used.start * c..used.end * c].to_vec();
+        norm.apply(&mut stream);
         let labels = series.labels.as_ref().map(|l| {
-            starts
-                .iter()
-                .map(|&s| l[s..s + window].iter().any(|&v| v != 0))
+            let l = &l[used];
+            (0..count)
+                .map(|i| l[i * stride..i * stride + window].iter().any(|&v| v != 0))
                 .collect()
         });
         Ok(Windows {
             window,
             channels: c,
-            starts,
-            data,
+            stride,
+            stream,
+            count,
             labels,
         })
     }
@@ -579,36 +871,95 @@ impl Windows {
 
     /// Number of windows.
     pub fn len(&self) -> usize {
-        self.starts.len()
+        self.count
     }
 
     /// Whether there are no windows.
     pub fn is_empty(&self) -> bool {
-        self.starts.is_empty()
+        self.count == 0
+    }
+
+    /// Start row of window `i` (`i * stride`).
+    pub fn start(&self, i: usize) -> usize {
+        i * self.stride
     }
 
     /// Window `i` as a slice.
     pub fn get(&self, i: usize) -> &[f32] {
-        let d = self.dim();
-        &self.data[i * d..(i + 1) * d]
+        self.view().get(i)
     }
 
     /// Iterates over the windows.
-    pub fn iter(&self) -> std::slice::ChunksExact<'_, f32> {
-        self.data.chunks_exact(self.dim())
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = &[f32]> + Clone + '_ {
+        self.view().iter()
+    }
+
+    /// The windows as a [`WindowView`] (what training takes).
+    pub fn view(&self) -> WindowView<'_> {
+        WindowView {
+            data: &self.stream,
+            dim: self.dim(),
+            step: self.stride * self.channels,
+            len: self.count,
+        }
     }
 }
 
-/// Splits a training stream by time: the first rows for training, the last `fraction` of the
-/// rows (at least one window) for validation. Returns `(train, validation)`.
+/// `len` windows of `dim` values in `data`, window `i` at offset `i * step`: flattened windows
+/// one after the other (`step == dim`), or the overlapping windows of a stream
+/// (`step = stride * channels`). `Copy`, borrows the data.
+#[derive(Clone, Copy, Debug)]
+pub struct WindowView<'a> {
+    data: &'a [f32],
+    dim: usize,
+    step: usize,
+    len: usize,
+}
+
+impl<'a> WindowView<'a> {
+    /// Windows stored one after the other; `None` unless `dim > 0` divides `data.len()`.
+    pub fn contiguous(data: &'a [f32], dim: usize) -> Option<Self> {
+        (dim > 0 && data.len().is_multiple_of(dim)).then(|| WindowView {
+            data,
+            dim,
+            step: dim,
+            len: data.len() / dim,
+        })
+    }
+
+    /// Values per window.
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    /// Number of windows.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether there are no windows.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Window `i` (`i < len()`).
+    pub fn get(&self, i: usize) -> &'a [f32] {
+        let from = i * self.step;
+        &self.data[from..from + self.dim]
+    }
+
+    /// Iterates over the windows.
+    pub fn iter(self) -> impl ExactSizeIterator<Item = &'a [f32]> + Clone {
+        (0..self.len).map(move |i| self.get(i))
+    }
+}
+
+/// The row where [`split_tail`] splits `series`: training rows `..split`, validation rows
+/// `split..`.
 ///
 /// # Errors
-/// A message if either part would be shorter than one window.
-pub fn split_tail(
-    series: &Series,
-    fraction: f64,
-    window: usize,
-) -> Result<(Series, Series), InputError> {
+/// As [`split_tail`].
+pub fn split_row(series: &Series, fraction: f64, window: usize) -> Result<usize, InputError> {
     let rows = series.rows();
     if !(0.0..1.0).contains(&fraction) || fraction <= 0.0 {
         return Err(InputError::new(
@@ -630,8 +981,24 @@ pub fn split_tail(
             ),
         ));
     }
-    let split = rows - val_rows;
-    Ok((series.slice_rows(0, split), series.slice_rows(split, rows)))
+    Ok(rows - val_rows)
+}
+
+/// Splits a training stream by time: the first rows for training, the last `fraction` of the
+/// rows (at least one window) for validation. Returns `(train, validation)`.
+///
+/// # Errors
+/// A message if either part would be shorter than one window.
+pub fn split_tail(
+    series: &Series,
+    fraction: f64,
+    window: usize,
+) -> Result<(Series, Series), InputError> {
+    let split = split_row(series, fraction, window)?;
+    Ok((
+        series.slice_rows(0, split),
+        series.slice_rows(split, series.rows()),
+    ))
 }
 
 /// Writes `bytes` to `path` atomically: into a temporary file in the same directory, then a
@@ -642,30 +1009,77 @@ pub fn split_tail(
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     use anyhow::Context;
     use std::io::Write;
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    std::fs::create_dir_all(&dir)
-        .with_context(|| format!("{}: cannot create directory", dir.display()))?;
-    let mut builder = tempfile::Builder::new();
-    builder.prefix(".tinyvae-").suffix(".tmp");
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        // an ordinary file (rw-r--r--, less the umask), not tempfile's private 0600
-        builder.permissions(std::fs::Permissions::from_mode(0o644));
+    let mut w = AtomicWriter::create(path)?;
+    w.write_all(bytes)
+        .with_context(|| format!("{}: cannot write", path.display()))?;
+    w.commit()
+}
+
+/// An output file written as a stream, atomically: the bytes go through a buffer into a
+/// temporary file in the target's directory, which [`AtomicWriter::commit`] renames over
+/// `path`; dropped without a commit (an error on the way), the temporary file is removed and
+/// `path` is untouched. What [`write_atomic`] does, for output too long to hold in memory.
+pub struct AtomicWriter {
+    path: PathBuf,
+    tmp: std::io::BufWriter<tempfile::NamedTempFile>,
+}
+
+impl AtomicWriter {
+    /// Creates the temporary file beside `path` (and missing parent directories).
+    ///
+    /// # Errors
+    /// Any I/O error, with the path in the message.
+    pub fn create(path: &Path) -> anyhow::Result<Self> {
+        use anyhow::Context;
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("{}: cannot create directory", dir.display()))?;
+        let mut builder = tempfile::Builder::new();
+        builder.prefix(".tinyvae-").suffix(".tmp");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            // an ordinary file (rw-r--r--, less the umask), not tempfile's private 0600
+            builder.permissions(std::fs::Permissions::from_mode(0o644));
+        }
+        let tmp = builder
+            .tempfile_in(&dir)
+            .with_context(|| format!("{}: cannot create a temporary file", dir.display()))?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            tmp: std::io::BufWriter::with_capacity(1 << 16, tmp),
+        })
     }
-    let mut tmp = builder
-        .tempfile_in(&dir)
-        .with_context(|| format!("{}: cannot create a temporary file", dir.display()))?;
-    tmp.write_all(bytes)
-        .and_then(|()| tmp.flush())
-        .with_context(|| format!("{}: cannot write", path.display()))?;
-    tmp.persist(path)
-        .map_err(|e| e.error)
-        .with_context(|| format!("{}: cannot write", path.display()))?;
-    Ok(())
+
+    /// Flushes and renames the temporary file over the target.
+    ///
+    /// # Errors
+    /// Any I/O error, with the path in the message.
+    pub fn commit(self) -> anyhow::Result<()> {
+        use anyhow::Context;
+        let path = self.path;
+        let tmp = self
+            .tmp
+            .into_inner()
+            .map_err(|e| e.into_error())
+            .with_context(|| format!("{}: cannot write", path.display()))?;
+        tmp.persist(&path)
+            .map_err(|e| e.error)
+            .with_context(|| format!("{}: cannot write", path.display()))?;
+        Ok(())
+    }
+}
+
+impl std::io::Write for AtomicWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.tmp.write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.tmp.flush()
+    }
 }
 
 #[cfg(test)]
@@ -733,7 +1147,10 @@ mod tests {
             std: vec![1.0, 2.0],
         };
         let w = Windows::cut(&s, 2, 2, &norm).unwrap();
-        assert_eq!(w.starts, [0, 2, 4]);
+        assert_eq!(
+            (0..w.len()).map(|i| w.start(i)).collect::<Vec<_>>(),
+            [0, 2, 4]
+        );
         assert_eq!(w.get(1), [2.0, 1.0, 3.0, 1.5]); // (x - m) * (1 / s)
         assert_eq!(w.labels, Some(vec![false, true, false]));
         let norm3 = Norm {

@@ -8,6 +8,7 @@
 //! Errors are one line on stderr (`error: file:line:column: message` for bad input), with exit
 //! status 1; nothing is written on failure (outputs go to a temporary file, then a rename).
 
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
@@ -575,6 +576,17 @@ fn resolve(o: &ModelOpts) -> Result<Resolved> {
         bail!("--val-fraction must be in (0, 1), found {}", r.val_fraction);
     }
     r.train.validate()?;
+    train::limits::check_request(
+        r.window,
+        [r.stride, r.train_stride],
+        &r.encoder_hidden,
+        r.decoder_hidden.as_deref(),
+        match r.latent {
+            LatentSpec::Fixed(z) => Some(z),
+            LatentSpec::Auto => None,
+        },
+        &r.train,
+    )?;
     Ok(r)
 }
 
@@ -695,10 +707,10 @@ fn split_windows(
     val_fraction: f64,
     norm: &Norm,
 ) -> Result<TrainSplit> {
-    let (tr, va) = data::split_tail(series, val_fraction, window)?;
+    let split = data::split_row(series, val_fraction, window)?;
     Ok(TrainSplit {
-        train: Windows::cut(&tr, window, stride, norm)?,
-        val: Windows::cut(&va, window, stride, norm)?,
+        train: Windows::cut_rows(series, 0..split, window, stride, norm)?,
+        val: Windows::cut_rows(series, split..series.rows(), window, stride, norm)?,
         stride,
     })
 }
@@ -849,8 +861,10 @@ pub struct Trained {
 fn train_model(data_path: &Path, o: &ModelOpts, c: &CalibOpts) -> Result<Trained> {
     let r = resolve(o)?;
     let series = data::load_csv(data_path)?;
-    let (tr, _) = data::split_tail(&series, r.val_fraction, r.window)?;
-    let norm = Norm::fit(&tr);
+    let norm = Norm::fit_rows(
+        &series,
+        0..data::split_row(&series, r.val_fraction, r.window)?,
+    );
     let split = split_windows(&series, r.window, r.train_stride, r.val_fraction, &norm)?;
     let ch = series.num_channels();
     let decoder_hidden = r
@@ -870,7 +884,7 @@ fn train_model(data_path: &Path, o: &ModelOpts, c: &CalibOpts) -> Result<Trained
     if candidates.len() > 1 && select_cfg.patience == 0 {
         select_cfg.patience = SELECTION_PATIENCE;
     }
-    for &z in &candidates {
+    let arch_of = |z: usize| -> Result<Arch> {
         let arch = Arch {
             input: r.window * ch,
             encoder_hidden: r.encoder_hidden.clone(),
@@ -880,8 +894,17 @@ fn train_model(data_path: &Path, o: &ModelOpts, c: &CalibOpts) -> Result<Trained
             channels: ch,
         };
         arch.validate()?;
+        train::limits::check_arch(&arch)?;
+        Ok(arch)
+    };
+    // Every candidate's size is checked before the first one trains.
+    for &z in &candidates {
+        arch_of(z)?;
+    }
+    for &z in &candidates {
+        let arch = arch_of(z)?;
         let (params, report) =
-            train::train(&arch, &select_cfg, &split.train.data, &split.val.data)?;
+            train::train_views(&arch, &select_cfg, split.train.view(), split.val.view())?;
         let val = report
             .history
             .iter()
@@ -896,7 +919,8 @@ fn train_model(data_path: &Path, o: &ModelOpts, c: &CalibOpts) -> Result<Trained
     let (_, arch, mut params, mut report) = best.context("no latent size to train")?;
     if report.stopped_early && select_cfg.patience != r.train.patience {
         // The same seed and data: the selection run's first epochs again, then to the end.
-        (params, report) = train::train(&arch, &r.train, &split.train.data, &split.val.data)?;
+        (params, report) =
+            train::train_views(&arch, &r.train, split.train.view(), split.val.view())?;
     }
     let seconds = t0.elapsed().as_secs_f64();
     let config = CheckpointConfig::new(
@@ -1134,8 +1158,8 @@ fn detect(
     if rows.len() != w.len()
         || rows
             .iter()
-            .zip(&w.starts)
-            .any(|(r, &s)| r.report.start != s as u64)
+            .enumerate()
+            .any(|(i, r)| r.report.start != w.start(i) as u64)
     {
         bail!(
             "the detector formed {} windows, the windowing {} (internal error)",
@@ -1423,21 +1447,28 @@ fn cmd_score(a: ScoreArgs) -> Result<()> {
         tinyvae::AdaptConfig::new(stats, windows, fpr)
     });
     cfg.attribution = true;
-    let series = data::load_csv_with(&a.data, data::NonFinite::Keep)?
-        .select_channels(&m.ck.config.channels)?;
-    data::window_starts(series.rows(), m.ck.config.window, cfg.stride)
-        .map_err(|e| anyhow!("{}: {e}", a.data.display()))?;
-    let hm = if a.f32 { &m.f32 } else { &m.int8 };
-    let rows = stream::run(hm, &m.ck.config, &series, &cfg)?;
-    let channels = &m.ck.config.channels;
-    let mut out = String::from("window,start,end,score,alarm");
-    if series.labels.is_some() {
-        out.push_str(",label");
+    if cfg.stride == 0 {
+        bail!("{}: --stride must be at least 1", a.data.display());
     }
-    out.push_str(",level,event,faults,top_channel\n");
-    let (mut alarmed, mut events, mut skipped, mut flagged) = (0, 0, 0, 0);
-    for row in &rows {
+    // Streamed: one CSV row in, each window's line out as the detector reports it.
+    let csv = data::CsvRows::open(&a.data, data::NonFinite::Keep)?;
+    let mut src = stream::CsvSource::new(csv, &m.ck.config.channels, m.ck.config.window)?;
+    let hm = if a.f32 { &m.f32 } else { &m.int8 };
+    let channels = &m.ck.config.channels;
+    let has_labels = src.has_labels();
+    let mut out = data::AtomicWriter::create(&a.out)?;
+    let write_err = || format!("{}: cannot write", a.out.display());
+    let mut line = String::from("window,start,end,score,alarm");
+    if has_labels {
+        line.push_str(",label");
+    }
+    line.push_str(",level,event,faults,top_channel\n");
+    out.write_all(line.as_bytes()).with_context(write_err)?;
+    let (mut windows, mut alarmed, mut events, mut skipped, mut flagged) = (0, 0, 0, 0, 0);
+    stream::run_rows(hm, &m.ck.config, &mut src, &cfg, |src, row| {
+        use std::fmt::Write as _;
         let r = &row.report;
+        windows += 1;
         alarmed += usize::from(r.alarm);
         events += usize::from(matches!(
             r.event,
@@ -1446,18 +1477,17 @@ fn cmd_score(a: ScoreArgs) -> Result<()> {
         skipped += usize::from(r.faults.skips_window());
         flagged += usize::from(r.faults.flags_window() && !r.faults.skips_window());
         let score = r.score.map_or(String::new(), |s| format!("{:?}", s.score));
-        out.push_str(&format!(
+        line.clear();
+        write!(
+            line,
             "{},{},{},{score},{}",
             r.window,
             r.start,
             r.end,
             u8::from(r.alarm)
-        ));
-        if let Some(l) = &series.labels {
-            let any = l
-                .get(r.start as usize..r.end as usize)
-                .is_some_and(|w| w.contains(&1));
-            out.push_str(&format!(",{}", u8::from(any)));
+        )?;
+        if has_labels {
+            write!(line, ",{}", u8::from(src.any_label(r.start, r.end)))?;
         }
         let level = r.level.map_or(String::new(), |l| format!("{l:?}"));
         let event = match r.event {
@@ -1469,15 +1499,15 @@ fn cmd_score(a: ScoreArgs) -> Result<()> {
             .top_channel
             .and_then(|c| channels.get(c))
             .map_or("", String::as_str);
-        out.push_str(&format!(
-            ",{level},{event},{},{top}\n",
-            row.faults_text(channels)
-        ));
-    }
-    data::write_atomic(&a.out, out.as_bytes())?;
+        writeln!(line, ",{level},{event},{},{top}", row.faults_text(channels))?;
+        out.write_all(line.as_bytes()).with_context(write_err)
+    })?;
+    data::window_count(src.rows_read(), m.ck.config.window, cfg.stride)
+        .map_err(|e| anyhow!("{}: {e}", a.data.display()))?;
+    out.commit()?;
     eprintln!(
         "{} windows, {} with the alarm on, {} alarms raised ({} {}, threshold {:.4}); {} skipped (non-finite samples or gaps), {} flagged (saturated or stuck); wrote {}",
-        rows.len(),
+        windows,
         alarmed,
         events,
         if a.f32 { "f32" } else { "int8" },

@@ -21,7 +21,11 @@ use tinyvae::{
 };
 
 use crate::checkpoint::CheckpointConfig;
-use crate::data::Series;
+use std::collections::VecDeque;
+use std::io::Read;
+use std::path::Path;
+
+use crate::data::{column_map, CsvRows, Series};
 use crate::model::HostModel;
 
 /// How to run the detector (everything but the model and the standardization, which come from
@@ -105,11 +109,156 @@ pub fn run(
     series: &Series,
     cfg: &StreamConfig,
 ) -> Result<Vec<WindowRow>> {
-    let c = series.num_channels();
+    let mut out = Vec::with_capacity(series.rows() / cfg.stride.max(1) + 1);
+    let mut rows = SeriesRows {
+        series,
+        next: 0,
+        gaps: 0,
+    };
+    run_rows(model, ck, &mut rows, cfg, |_, r| {
+        out.push(r);
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// Where the detector's samples come from, one row at a time.
+pub trait RowSource {
+    /// The file the rows are read from (for messages).
+    fn path(&self) -> &Path;
+    /// Channels per row.
+    fn channels(&self) -> usize;
+    /// Writes the next row into `sample` (`channels()` values) and returns `Some(false)`, or
+    /// returns `Some(true)` for a dropped sample (a gap), or `None` at the end.
+    ///
+    /// # Errors
+    /// An input error of the row.
+    fn next_row(&mut self, sample: &mut [f32]) -> Result<Option<bool>>;
+}
+
+/// The rows of a loaded [`Series`].
+struct SeriesRows<'a> {
+    series: &'a Series,
+    next: usize,
+    gaps: usize,
+}
+
+impl RowSource for SeriesRows<'_> {
+    fn path(&self) -> &Path {
+        &self.series.path
+    }
+    fn channels(&self) -> usize {
+        self.series.num_channels()
+    }
+    fn next_row(&mut self, sample: &mut [f32]) -> Result<Option<bool>> {
+        let c = self.series.num_channels();
+        let i = self.next;
+        let Some(row) = self.series.values.get(i * c..(i + 1) * c) else {
+            return Ok(None);
+        };
+        self.next += 1;
+        if self.series.gaps.get(self.gaps) == Some(&i) {
+            self.gaps += 1;
+            return Ok(Some(true));
+        }
+        sample.copy_from_slice(row);
+        Ok(Some(false))
+    }
+}
+
+/// The rows of a CSV file read one at a time ([`CsvRows`]), with the model's channels picked
+/// out by [`column_map`]: memory stays one line and one window, however long the file.
+pub struct CsvSource<R> {
+    rows: CsvRows<R>,
+    columns: Vec<usize>,
+    /// Rows (0-based) labeled 1 among the last ones read (at most two windows back).
+    ones: VecDeque<usize>,
+    keep: usize,
+    read: usize,
+}
+
+impl<R: Read> CsvSource<R> {
+    /// Reads `rows`, feeding the detector the columns `names` (the model's channels, matched
+    /// as [`Series::select_channels`] matches them); `window` is the model's window length.
+    ///
+    /// # Errors
+    /// A header that does not provide the model's channels.
+    pub fn new(rows: CsvRows<R>, names: &[String], window: usize) -> Result<Self> {
+        let columns = column_map(rows.path(), rows.channels(), names)?;
+        Ok(Self {
+            rows,
+            columns,
+            ones: VecDeque::new(),
+            keep: window.saturating_mul(2),
+            read: 0,
+        })
+    }
+
+    /// Whether the file has a `label` column.
+    pub fn has_labels(&self) -> bool {
+        self.rows.has_labels()
+    }
+
+    /// Rows read so far.
+    pub fn rows_read(&self) -> usize {
+        self.read
+    }
+
+    /// Whether a row in `start..end` is labeled 1 (for the window just reported).
+    pub fn any_label(&self, start: u64, end: u64) -> bool {
+        self.ones
+            .iter()
+            .any(|&r| (start..end).contains(&(r as u64)))
+    }
+}
+
+impl<R: Read> RowSource for CsvSource<R> {
+    fn path(&self) -> &Path {
+        self.rows.path()
+    }
+    fn channels(&self) -> usize {
+        self.columns.len()
+    }
+    fn next_row(&mut self, sample: &mut [f32]) -> Result<Option<bool>> {
+        let Some(row) = self.rows.next_row()? else {
+            return Ok(None);
+        };
+        let i = self.read;
+        self.read += 1;
+        if row.label == Some(1) {
+            self.ones.push_back(i);
+        }
+        while self.ones.front().is_some_and(|&r| r + self.keep <= i) {
+            self.ones.pop_front();
+        }
+        if row.gap {
+            return Ok(Some(true));
+        }
+        for (s, &c) in sample.iter_mut().zip(&self.columns) {
+            *s = row.values.get(c).copied().unwrap_or(f32::NAN);
+        }
+        Ok(Some(false))
+    }
+}
+
+/// Runs the detector of `model` over every row of `rows` (its channels in the checkpoint's
+/// order), handing each window to `sink` (with the source, e.g. for its labels) as soon as the
+/// detector reports it.
+///
+/// # Errors
+/// As [`run`], the first error of `rows`, or of `sink`.
+pub fn run_rows<S: RowSource>(
+    model: &HostModel,
+    ck: &CheckpointConfig,
+    rows: &mut S,
+    cfg: &StreamConfig,
+    mut sink: impl FnMut(&S, WindowRow) -> Result<()>,
+) -> Result<()> {
+    let c = rows.channels();
     if c != ck.channels.len() {
         bail!(
             "{}: {} channels, the model expects {}",
-            series.path.display(),
+            rows.path().display(),
             c,
             ck.channels.len()
         );
@@ -125,7 +274,7 @@ pub fn run(
     macro_rules! dispatch {
         ($($n:literal)*) => {
             match c {
-                $($n => run_c::<$n>(model, ck, series, cfg),)*
+                $($n => run_c::<$n, S>(model, ck, rows, cfg, &mut sink),)*
                 _ => bail!("{c} channels: the detector supports 1 to 32"),
             }
         };
@@ -137,12 +286,13 @@ fn lib_err(what: &str) -> impl Fn(tinyvae::Error) -> anyhow::Error + '_ {
     move |e| anyhow!("{what}: {e}")
 }
 
-fn run_c<const C: usize>(
+fn run_c<const C: usize, S: RowSource>(
     model: &HostModel,
     ck: &CheckpointConfig,
-    series: &Series,
+    rows: &mut S,
     cfg: &StreamConfig,
-) -> Result<Vec<WindowRow>> {
+    sink: &mut impl FnMut(&S, WindowRow) -> Result<()>,
+) -> Result<()> {
     let arr = |v: &[f32], what: &str| -> Result<[f32; C]> {
         v.try_into()
             .map_err(|_| anyhow!("checkpoint: {what} has {} values, not {C}", v.len()))
@@ -152,6 +302,13 @@ fn run_c<const C: usize>(
         arr(&ck.norm_std, "norm_std")?,
     )
     .map_err(lib_err("checkpoint standardization"))?;
+    let max = crate::train::limits::MAX_STRIDE;
+    if !(1..=max).contains(&cfg.stride) {
+        bail!(
+            "--stride {} is out of range: valid values are 1 to {max}",
+            cfg.stride
+        );
+    }
     let stride = u32::try_from(cfg.stride).context("stride too large")?;
     let mut dc = DetectorConfig::new(cfg.kind, stride, norm, cfg.alarm)
         .with_seed(cfg.seed)
@@ -184,15 +341,15 @@ fn run_c<const C: usize>(
     let mut det = SliceDetector::<HostModel, _, C>::with_buffers(dc, ws, &mut ring, &mut input)
         .map_err(lib_err("detector buffers"))?;
     let mut steps = vec![0.0f32; ck.window];
-    let mut out = Vec::with_capacity(series.rows() / cfg.stride.max(1) + 1);
-    let mut gaps = series.gaps.iter().peekable();
-    for (i, row) in series.values.chunks_exact(C).enumerate() {
-        let r = if gaps.next_if_eq(&&i).is_some() {
+    let mut sample = [0.0f32; C];
+    let mut i = 0usize;
+    while let Some(gap) = rows.next_row(&mut sample)? {
+        i += 1;
+        let r = if gap {
             det.mark_gap()
         } else {
-            let sample: [f32; C] = row.try_into()?;
             det.push(model, &sample)
-                .map_err(|e| anyhow!("{}: row {}: {e}", series.path.display(), i + 1))?
+                .map_err(|e| anyhow!("{}: row {i}: {e}", rows.path().display()))?
         };
         let Some(r) = r else { continue };
         let top_channel = if cfg.attribution && r.score.is_some() {
@@ -204,12 +361,15 @@ fn run_c<const C: usize>(
         } else {
             None
         };
-        out.push(WindowRow {
-            report: r,
-            top_channel,
-        });
+        sink(
+            rows,
+            WindowRow {
+                report: r,
+                top_channel,
+            },
+        )?;
     }
-    Ok(out)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -285,7 +445,8 @@ mod tests {
                 cfg.attribution = true;
                 let rows = run(model, &ck, &series, &cfg).unwrap();
                 assert_eq!(rows.len(), w.len());
-                for ((r, s), &start) in rows.iter().zip(&want).zip(&w.starts) {
+                for (i, (r, s)) in rows.iter().zip(&want).enumerate() {
+                    let start = w.start(i);
                     assert_eq!(r.report.start, start as u64);
                     assert_eq!(r.report.end, (start + W) as u64);
                     assert_eq!(

@@ -30,25 +30,36 @@ impl Params {
         let mut eps = vec![0.0f32; n * arch.latent];
         rng::fill_normal(&mut XorShiftRng::seed_from_u64(seed), &mut eps);
         let mut model = Model::<f32>::new(arch, 256.min(n))?;
-        eval_sum(&mut model, &theta, windows, &eps)
+        let view = crate::data::WindowView::contiguous(windows, arch.input).ok_or_else(|| {
+            anyhow::anyhow!("windows: window size {} is not positive", arch.input)
+        })?;
+        eval_sum(&mut model, &theta, view, &eps, &mut Vec::new())
     }
 }
 
 /// Mean loss terms (beta = 1) of `windows` with the given noise, in chunks of the model's
-/// capacity.
+/// capacity (each chunk copied into `batch`).
 pub(crate) fn eval_sum(
     model: &mut Model<f32>,
     theta: &[f32],
-    windows: &[f32],
+    windows: crate::data::WindowView<'_>,
     eps: &[f32],
+    batch: &mut Vec<f32>,
 ) -> anyhow::Result<LossParts> {
     let (x, z) = (model.layout().arch.input, model.layout().arch.latent);
-    let cap = model.capacity();
-    let n = windows.len() / x;
+    let cap = model.capacity().max(1);
+    let n = windows.len();
     let mut acc = LossParts::default();
-    for (xs, es) in windows.chunks(cap * x).zip(eps.chunks(cap * z)) {
-        let k = (xs.len() / x) as f64;
-        let p = model.loss(theta, xs, es, 1.0)?;
+    let mut first = 0;
+    for es in eps.chunks(cap * z).take(n.div_ceil(cap)) {
+        let k = cap.min(n - first);
+        batch.clear();
+        for i in first..first + k {
+            batch.extend_from_slice(windows.get(i));
+        }
+        first += k;
+        let p = model.loss(theta, &batch[..k * x], es, 1.0)?;
+        let k = k as f64;
         acc.loss += p.loss * k;
         acc.recon += p.recon * k;
         acc.kl += p.kl * k;

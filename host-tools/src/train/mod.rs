@@ -40,6 +40,7 @@ pub mod adam;
 pub mod arch;
 pub mod eval;
 pub mod gradcheck;
+pub mod limits;
 pub mod model;
 pub mod params;
 pub mod real;
@@ -54,4 +55,4 @@ pub use arch::{
 pub use model::{Layout, LossParts, Model};
 pub use params::{Linear, Params};
 pub use real::Real;
-pub use trainer::{train, EpochStats, TrainConfig, TrainReport};
+pub use trainer::{train, train_views, EpochStats, TrainConfig, TrainReport};

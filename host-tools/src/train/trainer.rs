@@ -25,6 +25,7 @@ use super::eval::eval_sum;
 use super::model::{Layout, LossParts, Model};
 use super::params::Params;
 use super::rng;
+use crate::data::WindowView;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rand_core::SeedableRng;
 use rand_xorshift::XorShiftRng;
@@ -160,22 +161,37 @@ pub struct TrainReport {
     pub seconds: f64,
 }
 
-fn check_windows(what: &str, data: &[f32], x: usize, allow_empty: bool) -> anyhow::Result<usize> {
+fn check_windows<'a>(what: &str, data: &'a [f32], x: usize) -> anyhow::Result<WindowView<'a>> {
     anyhow::ensure!(
         data.len().is_multiple_of(x),
         "{what} data: {} values is not a multiple of the window size {x}",
         data.len()
     );
-    anyhow::ensure!(allow_empty || !data.is_empty(), "{what} data: no windows");
-    if let Some(i) = data.iter().position(|v| !v.is_finite()) {
-        anyhow::bail!(
-            "{what} data: window {} value {} is {} (not finite)",
-            i / x,
-            i % x,
-            data[i]
-        );
+    WindowView::contiguous(data, x)
+        .ok_or_else(|| anyhow::anyhow!("{what} data: window size {x} is not positive"))
+}
+
+fn check_view(
+    what: &str,
+    w: &WindowView<'_>,
+    x: usize,
+    allow_empty: bool,
+) -> anyhow::Result<usize> {
+    anyhow::ensure!(
+        w.dim() == x,
+        "{what} data: windows of {} values, the model takes {x}",
+        w.dim()
+    );
+    anyhow::ensure!(allow_empty || !w.is_empty(), "{what} data: no windows");
+    for (i, win) in w.iter().enumerate() {
+        if let Some(j) = win.iter().position(|v| !v.is_finite()) {
+            anyhow::bail!(
+                "{what} data: window {i} value {j} is {} (not finite)",
+                win[j]
+            );
+        }
     }
-    Ok(data.len() / x)
+    Ok(w.len())
 }
 
 /// Trains a model of shape `arch` on `train` (`n x X` row-major, standardized windows) with
@@ -190,12 +206,31 @@ pub fn train(
     train: &[f32],
     val: &[f32],
 ) -> anyhow::Result<(Params, TrainReport)> {
+    arch.validate()?;
+    let t = check_windows("training", train, arch.input)?;
+    let v = check_windows("validation", val, arch.input)?;
+    train_views(arch, cfg, t, v)
+}
+
+/// [`train`] on windows given as views (e.g. the overlapping windows of a stream,
+/// [`crate::data::Windows::view`]): no window is copied except into the current minibatch, so
+/// the memory is the stream's plus the model's. The same windows give the same bits as [`train`].
+///
+/// # Errors
+/// As [`train`].
+pub fn train_views(
+    arch: &Arch,
+    cfg: &TrainConfig,
+    train: WindowView<'_>,
+    val: WindowView<'_>,
+) -> anyhow::Result<(Params, TrainReport)> {
     let start = Instant::now();
     arch.validate()?;
     cfg.validate()?;
+    super::limits::check_arch(arch)?;
     let (xd, zd) = (arch.input, arch.latent);
-    let n = check_windows("training", train, xd, false)?;
-    let nv = check_windows("validation", val, xd, true)?;
+    let n = check_view("training", &train, xd, false)?;
+    let nv = check_view("validation", &val, xd, true)?;
     let b = cfg.batch.min(n);
     let layout = Layout::new(arch)?;
     let mut model = Model::<f32>::new(arch, b)?;
@@ -212,9 +247,11 @@ pub fn train(
     let mut order: Vec<u32> = (0..u32::try_from(n)?).collect();
     let mut xb = vec![0.0f32; b * xd];
     let mut eps = vec![0.0f32; b * zd];
+    let mut val_batch = Vec::new();
 
     let pb = progress_bar(cfg);
-    let mut history = Vec::with_capacity(cfg.epochs);
+    // Grows with the epochs actually run (early stopping may end long before `epochs`).
+    let mut history = Vec::new();
     let mut best_epoch = 0usize; // index into history
     let mut best_val = f64::NEG_INFINITY;
     let mut stopped_early = false;
@@ -226,8 +263,7 @@ pub fn train(
         for idx in order.chunks(b) {
             let k = idx.len();
             for (dst, &i) in xb.chunks_exact_mut(xd).zip(idx) {
-                let i = i as usize;
-                dst.copy_from_slice(&train[i * xd..(i + 1) * xd]);
+                dst.copy_from_slice(train.get(i as usize));
             }
             let (xs, es) = (&xb[..k * xd], &mut eps[..k * zd]);
             rng::fill_normal(&mut rng, es);
@@ -246,7 +282,7 @@ pub fn train(
             e + 1
         );
         let v = if nv > 0 {
-            Some(eval_sum(&mut model, &theta, val, &val_eps)?)
+            Some(eval_sum(&mut model, &theta, val, &val_eps, &mut val_batch)?)
         } else {
             None
         };
