@@ -29,10 +29,13 @@
 //! training windows lie entirely before the split row, the validation windows entirely after
 //! it, so no sample is shared (no leakage through overlapping windows).
 
+use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+
+use crate::columns::{self, Matching};
 
 /// An input problem with the position where it was found: `file:line:column: message`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -122,44 +125,50 @@ impl Series {
         }
     }
 
-    /// The stream with the model's channels in the model's order: columns are matched by name
-    /// when the header has every one of `names` (extra columns are dropped, order may differ);
-    /// otherwise by position, which needs the same count (a warning is printed on stderr when
-    /// the names differ).
+    /// The stream with the model's channels `names` in the model's order, matched by name
+    /// ([`Series::select_channels_with`] and [`Matching::ByName`]).
     ///
     /// # Errors
-    /// A different channel count without matching names (see [`Series::check_channels`]).
+    /// A model channel missing from the header (see [`crate::columns::match_channels`]).
     pub fn select_channels(&self, names: &[String]) -> Result<Series, InputError> {
-        if self.channels == names {
-            return Ok(self.clone());
+        self.select_channels_with(names, Matching::ByName)
+    }
+
+    /// The stream with the model's channels `names` in the model's order, its columns matched
+    /// as `matching` says ([`crate::columns::match_channels`]). Columns that feed no model
+    /// channel are dropped, with a note on stderr naming them.
+    ///
+    /// # Errors
+    /// By name, a model channel missing from the header; by position, a different number of
+    /// channel columns. Both name the header's channels and the model's.
+    pub fn select_channels_with(
+        &self,
+        names: &[String],
+        matching: Matching,
+    ) -> Result<Series, InputError> {
+        let map = columns::match_channels(&self.path, &self.channels, names, matching)?;
+        if let Some(note) = map.note(&self.path, names) {
+            eprintln!("{note}");
         }
-        let idx: Option<Vec<usize>> = names
-            .iter()
-            .map(|n| self.channels.iter().position(|c| c == n))
-            .collect();
-        if let Some(idx) = idx {
-            let c = self.num_channels();
-            let values = self
-                .values
-                .chunks_exact(c)
-                .flat_map(|row| idx.iter().map(move |&i| row[i]))
-                .collect();
+        if map.is_identity(self.num_channels()) {
             return Ok(Series {
-                path: self.path.clone(),
                 channels: names.to_vec(),
-                values,
-                labels: self.labels.clone(),
-                gaps: self.gaps.clone(),
+                ..self.clone()
             });
         }
-        self.check_channels(names.len())?;
-        eprintln!(
-            "warning: {}: channels {} do not match the model's {}; using them by position",
-            self.path.display(),
-            self.channels.join(","),
-            names.join(",")
-        );
-        Ok(self.clone())
+        let c = self.num_channels();
+        let values = self
+            .values
+            .chunks_exact(c)
+            .flat_map(|row| map.indices.iter().map(move |&i| row[i]))
+            .collect();
+        Ok(Series {
+            path: self.path.clone(),
+            channels: names.to_vec(),
+            values,
+            labels: self.labels.clone(),
+            gaps: self.gaps.clone(),
+        })
     }
 
     /// Checks that the stream has `expected` channels.
@@ -177,7 +186,7 @@ impl Series {
                 format!(
                     "{} channels ({}) but the model expects {}",
                     self.num_channels(),
-                    self.channels.join(","),
+                    columns::name_list(&self.channels),
                     expected
                 ),
             ))
@@ -207,10 +216,31 @@ fn parse_channel(
             return Ok(f32::NAN);
         }
         if let Ok(v) = t.parse::<f32>() {
-            return Ok(v);
+            if !overflows_f32(t, v) {
+                return Ok(v);
+            }
         }
     }
     parse_field(path, line, col, field)
+}
+
+/// Whether `t` is a finite number too large for f32 (it parsed as the infinity `v` but is not
+/// spelled `inf` or `infinity`), e.g. `1e39`.
+pub fn overflows_f32(t: &str, v: f32) -> bool {
+    v.is_infinite()
+        && !t
+            .trim_start_matches(['+', '-'])
+            .get(..3)
+            .is_some_and(|p| p.eq_ignore_ascii_case("inf"))
+}
+
+/// The message for a number beyond the f32 range: `1e39 is out of the f32 range (|x| <=
+/// 3.4028235e38)`.
+pub fn f32_range_message(t: &str) -> String {
+    format!(
+        "{t:?} is out of the f32 range (finite values have |x| <= {:e})",
+        f32::MAX
+    )
 }
 
 fn parse_field(path: &Path, line: u64, col: usize, field: &str) -> Result<f32, InputError> {
@@ -231,6 +261,14 @@ fn parse_field(path: &Path, line: u64, col: usize, field: &str) -> Result<f32, I
             format!("field {t:?} is not a number"),
         )
     })?;
+    if overflows_f32(t, v) {
+        return Err(InputError::new(
+            path,
+            Some(line),
+            Some(col),
+            format!("field {}", f32_range_message(t)),
+        ));
+    }
     if !v.is_finite() {
         return Err(InputError::new(
             path,
@@ -331,6 +369,8 @@ pub fn parse_csv_with(path: &Path, bytes: &[u8], mode: NonFinite) -> Result<Seri
             "more than one `label` column".to_string(),
         ));
     }
+    // First column of each name: O(n), so a header of millions of columns is checked at once.
+    let mut first_at: HashMap<&str, usize> = HashMap::with_capacity(names.len());
     for (i, n) in names.iter().enumerate() {
         if n.is_empty() {
             return Err(InputError::new(
@@ -348,14 +388,18 @@ pub fn parse_csv_with(path: &Path, bytes: &[u8], mode: NonFinite) -> Result<Seri
                 format!("header expected (channel names), found the number {n:?}"),
             ));
         }
-        if names[..i].contains(n) {
+        if let Some(&first) = first_at.get(n.as_str()) {
             return Err(InputError::new(
                 path,
                 Some(header_line),
                 Some(i + 1),
-                format!("duplicate column name {n:?}"),
+                format!(
+                    "duplicate column name {n:?} (also column {}); column names must be unique",
+                    first + 1
+                ),
             ));
         }
+        first_at.insert(n.as_str(), i);
     }
     let channels: Vec<String> = names
         .iter()
@@ -414,7 +458,10 @@ pub fn parse_csv_with(path: &Path, bytes: &[u8], mode: NonFinite) -> Result<Seri
                         path,
                         Some(line),
                         Some(i + 1),
-                        format!("label {field:?} is not 0 or 1"),
+                        format!(
+                            "label {field:?} is not 0 or 1 (the `label` column marks normal \
+                             samples 0 and anomalous ones 1)"
+                        ),
                     ));
                 };
                 if let Some(ls) = labels.as_mut() {
@@ -619,16 +666,29 @@ pub fn split_tail(
         ));
     }
     let val_rows = ((rows as f64 * fraction).round() as usize).max(window);
-    if val_rows + window > rows {
-        return Err(InputError::new(
-            &series.path,
-            None,
-            None,
+    if val_rows.saturating_add(window) > rows {
+        let message = if window > rows {
             format!(
                 "window of {window} samples is longer than the data: {rows} rows cannot hold a \
                  training and a validation window"
-            ),
-        ));
+            )
+        } else if window.saturating_mul(2) > rows {
+            format!(
+                "{rows} rows cannot hold a training and a validation window of {window} samples \
+                 each (at least {} rows are needed)",
+                window.saturating_mul(2)
+            )
+        } else {
+            // The largest fraction that leaves one training window, rounded down.
+            let max = ((rows - window) as f64 / rows as f64 * 1e4).floor() / 1e4;
+            format!(
+                "validation fraction (--val-fraction) {fraction} holds out {val_rows} of the \
+                 {rows} rows and leaves {} for training, fewer than one window of {window} \
+                 samples; with this data and window it must be in (0, {max}]",
+                rows - val_rows.min(rows)
+            )
+        };
+        return Err(InputError::new(&series.path, None, None, message));
     }
     let split = rows - val_rows;
     Ok((series.slice_rows(0, split), series.slice_rows(split, rows)))
