@@ -777,7 +777,26 @@ mod tests {
         assert!(parse("a,b\n").unwrap_err().message.contains("no data rows"));
         assert!(parse("1,2\n3,4\n").unwrap_err().message.contains("header"));
         let e = parse("a,label\n1,2\n").unwrap_err();
-        assert_eq!(e.to_string(), "d.csv:2:2: label \"2\" is not 0 or 1");
+        assert_eq!(
+            e.to_string(),
+            "d.csv:2:2: label \"2\" is not 0 or 1 (the `label` column marks normal samples 0 \
+             and anomalous ones 1)"
+        );
+        let e = parse("a,b,c,b\n1,2,3,4\n").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "d.csv:1:4: duplicate column name \"b\" (also column 2); column names must be unique"
+        );
+        for mode in [NonFinite::Reject, NonFinite::Keep] {
+            let e = parse_csv_with(Path::new("d.csv"), b"a,b\n1,-1e39\n", mode).unwrap_err();
+            assert_eq!(
+                e.to_string(),
+                "d.csv:2:2: field \"-1e39\" is out of the f32 range (finite values have |x| <= \
+                 3.4028235e38)"
+            );
+        }
+        let kept = parse_csv_with(Path::new("d.csv"), b"a,b\n1,-inf\n", NonFinite::Keep).unwrap();
+        assert_eq!(kept.values[1], f32::NEG_INFINITY);
         let e = load_csv(Path::new("/nonexistent/x.csv")).unwrap_err();
         assert_eq!(e.to_string(), "/nonexistent/x.csv: no such file");
     }
@@ -830,19 +849,32 @@ mod tests {
     }
 
     #[test]
-    fn channels_by_name_then_position() {
+    fn channels_by_name_or_by_position() {
         let s = parse("b,x,a,label\n1,2,3,0\n4,5,6,1\n").unwrap();
         let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         let t = s.select_channels(&names(&["a", "b"])).unwrap();
         assert_eq!(t.channels, ["a", "b"]);
         assert_eq!(t.values, [3.0, 1.0, 6.0, 4.0]);
         assert_eq!(t.labels, Some(vec![0, 1]));
-        let t = s.select_channels(&names(&["p", "q", "r"])).unwrap();
+        // other names: refused by name, used in file order by position
+        let e = s.select_channels(&names(&["p", "q", "r"])).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("d.csv:1: the model's channels p,q,r are not in the header"),
+            "{e}"
+        );
+        let t = s
+            .select_channels_with(&names(&["p", "q", "r"]), Matching::ByPosition)
+            .unwrap();
         assert_eq!(t.values, s.values);
-        let e = s.select_channels(&names(&["p", "q"])).unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "d.csv:1: 3 channels (b,x,a) but the model expects 2"
+        assert_eq!(t.channels, ["p", "q", "r"]);
+        let e = s
+            .select_channels_with(&names(&["p", "q"]), Matching::ByPosition)
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("d.csv:1: 3 channels (b,x,a) but the model expects 2 (p,q)"),
+            "{e}"
         );
     }
 
@@ -864,5 +896,13 @@ mod tests {
         assert_eq!(va.rows(), 20);
         assert_eq!(va.values[0], 80.0);
         assert!(split_tail(&s, 0.2, 60).is_err());
+        let e = split_tail(&s, 0.95, 8).unwrap_err();
+        assert_eq!(
+            e.message,
+            "validation fraction (--val-fraction) 0.95 holds out 95 of the 100 rows and leaves 5 \
+             for training, fewer than one window of 8 samples; with this data and window it must \
+             be in (0, 0.92]"
+        );
+        assert!(split_tail(&s, 0.92, 8).is_ok());
     }
 }
