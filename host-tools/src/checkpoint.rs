@@ -130,6 +130,23 @@ impl CheckpointConfig {
         self.arch.validate()?;
         let c = self.channels.len();
         anyhow::ensure!(c > 0, "channels is empty");
+        // Each name feeds one model input: a duplicate would make matching a CSV by name feed
+        // one column to two inputs. O(n) with a hash map.
+        let mut first_at: HashMap<&str, usize> = HashMap::with_capacity(c);
+        for (i, n) in self.channels.iter().enumerate() {
+            anyhow::ensure!(!n.is_empty(), "channels[{i}] is an empty name");
+            anyhow::ensure!(
+                !n.eq_ignore_ascii_case("label"),
+                "channels[{i}] is {n:?}, the name a CSV reserves for its label column"
+            );
+            if let Some(&j) = first_at.get(n.as_str()) {
+                anyhow::bail!(
+                    "channels has the name {n:?} twice (channels[{j}] and channels[{i}]); \
+                     channel names must be unique"
+                );
+            }
+            first_at.insert(n.as_str(), i);
+        }
         anyhow::ensure!(
             c == self.arch.channels,
             "channels lists {c} names but arch.channels is {}",

@@ -29,12 +29,15 @@
 //! training windows lie entirely before the split row, the validation windows entirely after
 //! it, so no sample is shared (no leakage through overlapping windows).
 
+use std::collections::HashMap;
 use std::fmt;
 use std::io::Read;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+
+use crate::columns::{self, Matching};
 
 /// An input problem with the position where it was found: `file:line:column: message`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -124,27 +127,42 @@ impl Series {
         }
     }
 
-    /// The stream with the model's channels in the model's order: columns are matched by name
-    /// when the header has every one of `names` (extra columns are dropped, order may differ);
-    /// otherwise by position, which needs the same count (a warning is printed on stderr when
-    /// the names differ).
+    /// The stream with the model's channels `names` in the model's order, matched by name
+    /// ([`Series::select_channels_with`] and [`Matching::ByName`]).
     ///
     /// # Errors
-    /// A different channel count without matching names (see [`Series::check_channels`]).
+    /// A model channel missing from the header (see [`crate::columns::match_channels`]).
     pub fn select_channels(&self, names: &[String]) -> Result<Series, InputError> {
-        if self.channels == names {
-            return Ok(self.clone());
+        self.select_channels_with(names, Matching::ByName)
+    }
+
+    /// The stream with the model's channels `names` in the model's order, its columns matched
+    /// as `matching` says ([`crate::columns::match_channels`]). Columns that feed no model
+    /// channel are dropped, with a note on stderr naming them.
+    ///
+    /// # Errors
+    /// By name, a model channel missing from the header; by position, a different number of
+    /// channel columns. Both name the header's channels and the model's.
+    pub fn select_channels_with(
+        &self,
+        names: &[String],
+        matching: Matching,
+    ) -> Result<Series, InputError> {
+        let map = columns::match_channels(&self.path, &self.channels, names, matching)?;
+        if let Some(note) = map.note(&self.path, names) {
+            eprintln!("{note}");
         }
-        let idx = column_map(&self.path, &self.channels, names)?;
+        if map.is_identity(self.num_channels()) {
+            return Ok(Series {
+                channels: names.to_vec(),
+                ..self.clone()
+            });
+        }
         let c = self.num_channels();
-        if idx.len() == c && idx.iter().enumerate().all(|(i, &j)| i == j) {
-            // by position: the stream as it is
-            return Ok(self.clone());
-        }
         let values = self
             .values
             .chunks_exact(c)
-            .flat_map(|row| idx.iter().map(move |&i| row[i]))
+            .flat_map(|row| map.indices.iter().map(move |&i| row[i]))
             .collect();
         Ok(Series {
             path: self.path.clone(),
@@ -170,7 +188,7 @@ impl Series {
                 format!(
                     "{} channels ({}) but the model expects {}",
                     self.num_channels(),
-                    self.channels.join(","),
+                    columns::name_list(&self.channels),
                     expected
                 ),
             ))
@@ -178,48 +196,24 @@ impl Series {
     }
 }
 
-/// For each of the model's channels `names`, the column of `channels` (a stream's header, as
-/// read from `path`) that feeds it: by name when the header has every one of `names` (extra
-/// columns are dropped, order may differ); otherwise by position, which needs the same count (a
-/// warning is printed on stderr when the names differ).
+/// For each of the model's channels `names`, the index of the stream's channel column that
+/// feeds it, matched as `matching` says ([`crate::columns::match_channels`]); columns that feed
+/// no model channel are named in a note on stderr.
 ///
 /// # Errors
-/// A different channel count without matching names (as [`Series::check_channels`]).
+/// By name, a model channel missing from the header; by position, a different number of
+/// channel columns.
 pub fn column_map(
     path: &Path,
     channels: &[String],
     names: &[String],
+    matching: Matching,
 ) -> Result<Vec<usize>, InputError> {
-    if channels == names {
-        return Ok((0..names.len()).collect());
+    let map = columns::match_channels(path, channels, names, matching)?;
+    if let Some(note) = map.note(path, names) {
+        eprintln!("{note}");
     }
-    let idx: Option<Vec<usize>> = names
-        .iter()
-        .map(|n| channels.iter().position(|c| c == n))
-        .collect();
-    if let Some(idx) = idx {
-        return Ok(idx);
-    }
-    if channels.len() != names.len() {
-        return Err(InputError::new(
-            path,
-            Some(1),
-            None,
-            format!(
-                "{} channels ({}) but the model expects {}",
-                channels.len(),
-                channels.join(","),
-                names.len()
-            ),
-        ));
-    }
-    eprintln!(
-        "warning: {}: channels {} do not match the model's {}; using them by position",
-        path.display(),
-        channels.join(","),
-        names.join(",")
-    );
-    Ok((0..names.len()).collect())
+    Ok(map.indices)
 }
 
 /// What a non-finite or empty channel field is.
@@ -244,10 +238,31 @@ fn parse_channel(
             return Ok(f32::NAN);
         }
         if let Ok(v) = t.parse::<f32>() {
-            return Ok(v);
+            if !overflows_f32(t, v) {
+                return Ok(v);
+            }
         }
     }
     parse_field(path, line, col, field)
+}
+
+/// Whether `t` is a finite number too large for f32 (it parsed as the infinity `v` but is not
+/// spelled `inf` or `infinity`), e.g. `1e39`.
+pub fn overflows_f32(t: &str, v: f32) -> bool {
+    v.is_infinite()
+        && !t
+            .trim_start_matches(['+', '-'])
+            .get(..3)
+            .is_some_and(|p| p.eq_ignore_ascii_case("inf"))
+}
+
+/// The message for a number beyond the f32 range: `1e39 is out of the f32 range (|x| <=
+/// 3.4028235e38)`.
+pub fn f32_range_message(t: &str) -> String {
+    format!(
+        "{t:?} is out of the f32 range (finite values have |x| <= {:e})",
+        f32::MAX
+    )
 }
 
 fn parse_field(path: &Path, line: u64, col: usize, field: &str) -> Result<f32, InputError> {
@@ -268,6 +283,14 @@ fn parse_field(path: &Path, line: u64, col: usize, field: &str) -> Result<f32, I
             format!("field {t:?} is not a number"),
         )
     })?;
+    if overflows_f32(t, v) {
+        return Err(InputError::new(
+            path,
+            Some(line),
+            Some(col),
+            format!("field {}", f32_range_message(t)),
+        ));
+    }
     if !v.is_finite() {
         return Err(InputError::new(
             path,
@@ -581,6 +604,8 @@ impl<R: Read> CsvRows<R> {
                 "more than one `label` column".to_string(),
             ));
         }
+        // First column of each name: O(n), so a header of millions of columns is checked at once.
+        let mut first_at: HashMap<&str, usize> = HashMap::with_capacity(names.len());
         for (i, n) in names.iter().enumerate() {
             if n.is_empty() {
                 return Err(InputError::new(
@@ -598,14 +623,18 @@ impl<R: Read> CsvRows<R> {
                     format!("header expected (channel names), found the number {n:?}"),
                 ));
             }
-            if names[..i].contains(n) {
+            if let Some(&first) = first_at.get(n.as_str()) {
                 return Err(InputError::new(
                     path,
                     Some(header_line),
                     Some(i + 1),
-                    format!("duplicate column name {n:?}"),
+                    format!(
+                        "duplicate column name {n:?} (also column {}); column names must be unique",
+                        first + 1
+                    ),
                 ));
             }
+            first_at.insert(n.as_str(), i);
         }
         let channels: Vec<String> = names
             .iter()
@@ -685,7 +714,10 @@ impl<R: Read> CsvRows<R> {
                         path,
                         Some(line),
                         Some(i + 1),
-                        format!("label {field:?} is not 0 or 1"),
+                        format!(
+                            "label {field:?} is not 0 or 1 (the `label` column marks normal \
+                             samples 0 and anomalous ones 1)"
+                        ),
                     ));
                 });
             } else {
@@ -970,16 +1002,29 @@ pub fn split_row(series: &Series, fraction: f64, window: usize) -> Result<usize,
         ));
     }
     let val_rows = ((rows as f64 * fraction).round() as usize).max(window);
-    if val_rows + window > rows {
-        return Err(InputError::new(
-            &series.path,
-            None,
-            None,
+    if val_rows.saturating_add(window) > rows {
+        let message = if window > rows {
             format!(
                 "window of {window} samples is longer than the data: {rows} rows cannot hold a \
                  training and a validation window"
-            ),
-        ));
+            )
+        } else if window.saturating_mul(2) > rows {
+            format!(
+                "{rows} rows cannot hold a training and a validation window of {window} samples \
+                 each (at least {} rows are needed)",
+                window.saturating_mul(2)
+            )
+        } else {
+            // The largest fraction that leaves one training window, rounded down.
+            let max = ((rows - window) as f64 / rows as f64 * 1e4).floor() / 1e4;
+            format!(
+                "validation fraction (--val-fraction) {fraction} holds out {val_rows} of the \
+                 {rows} rows and leaves {} for training, fewer than one window of {window} \
+                 samples; with this data and window it must be in (0, {max}]",
+                rows - val_rows.min(rows)
+            )
+        };
+        return Err(InputError::new(&series.path, None, None, message));
     }
     Ok(rows - val_rows)
 }
@@ -1131,7 +1176,26 @@ mod tests {
         assert!(parse("a,b\n").unwrap_err().message.contains("no data rows"));
         assert!(parse("1,2\n3,4\n").unwrap_err().message.contains("header"));
         let e = parse("a,label\n1,2\n").unwrap_err();
-        assert_eq!(e.to_string(), "d.csv:2:2: label \"2\" is not 0 or 1");
+        assert_eq!(
+            e.to_string(),
+            "d.csv:2:2: label \"2\" is not 0 or 1 (the `label` column marks normal samples 0 \
+             and anomalous ones 1)"
+        );
+        let e = parse("a,b,c,b\n1,2,3,4\n").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "d.csv:1:4: duplicate column name \"b\" (also column 2); column names must be unique"
+        );
+        for mode in [NonFinite::Reject, NonFinite::Keep] {
+            let e = parse_csv_with(Path::new("d.csv"), b"a,b\n1,-1e39\n", mode).unwrap_err();
+            assert_eq!(
+                e.to_string(),
+                "d.csv:2:2: field \"-1e39\" is out of the f32 range (finite values have |x| <= \
+                 3.4028235e38)"
+            );
+        }
+        let kept = parse_csv_with(Path::new("d.csv"), b"a,b\n1,-inf\n", NonFinite::Keep).unwrap();
+        assert_eq!(kept.values[1], f32::NEG_INFINITY);
         let e = load_csv(Path::new("/nonexistent/x.csv")).unwrap_err();
         assert_eq!(e.to_string(), "/nonexistent/x.csv: no such file");
     }
@@ -1187,19 +1251,32 @@ mod tests {
     }
 
     #[test]
-    fn channels_by_name_then_position() {
+    fn channels_by_name_or_by_position() {
         let s = parse("b,x,a,label\n1,2,3,0\n4,5,6,1\n").unwrap();
         let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         let t = s.select_channels(&names(&["a", "b"])).unwrap();
         assert_eq!(t.channels, ["a", "b"]);
         assert_eq!(t.values, [3.0, 1.0, 6.0, 4.0]);
         assert_eq!(t.labels, Some(vec![0, 1]));
-        let t = s.select_channels(&names(&["p", "q", "r"])).unwrap();
+        // other names: refused by name, used in file order by position
+        let e = s.select_channels(&names(&["p", "q", "r"])).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("d.csv:1: the model's channels p,q,r are not in the header"),
+            "{e}"
+        );
+        let t = s
+            .select_channels_with(&names(&["p", "q", "r"]), Matching::ByPosition)
+            .unwrap();
         assert_eq!(t.values, s.values);
-        let e = s.select_channels(&names(&["p", "q"])).unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "d.csv:1: 3 channels (b,x,a) but the model expects 2"
+        assert_eq!(t.channels, ["p", "q", "r"]);
+        let e = s
+            .select_channels_with(&names(&["p", "q"]), Matching::ByPosition)
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("d.csv:1: 3 channels (b,x,a) but the model expects 2 (p,q)"),
+            "{e}"
         );
     }
 
@@ -1221,5 +1298,13 @@ mod tests {
         assert_eq!(va.rows(), 20);
         assert_eq!(va.values[0], 80.0);
         assert!(split_tail(&s, 0.2, 60).is_err());
+        let e = split_tail(&s, 0.95, 8).unwrap_err();
+        assert_eq!(
+            e.message,
+            "validation fraction (--val-fraction) 0.95 holds out 95 of the 100 rows and leaves 5 \
+             for training, fewer than one window of 8 samples; with this data and window it must \
+             be in (0, 0.92]"
+        );
+        assert!(split_tail(&s, 0.92, 8).is_ok());
     }
 }

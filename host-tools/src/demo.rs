@@ -426,8 +426,11 @@ pub fn chip_vs_host(
     threshold: f32,
 ) -> Result<Vec<tinyvae_host_tools::firmware::CoreParity>> {
     tinyvae_host_tools::firmware::parity_with_host_scores(cores, Some(model_rs), |pass| {
-        let series = data::load_csv_with(&pass.csv, data::NonFinite::Keep)?
-            .select_channels(&cfg.channels)?;
+        // The chip streams the columns in file order.
+        let series = data::load_csv_with(&pass.csv, data::NonFinite::Keep)?.select_channels_with(
+            &cfg.channels,
+            tinyvae_host_tools::columns::Matching::ByPosition,
+        )?;
         let kind = pass.kind.unwrap_or(tinyvae::ScoreKind::Elbo);
         let mut sc = stream::StreamConfig::new(kind, cfg.stride, 0, threshold);
         sc.limits = pass.limits;

@@ -1,12 +1,15 @@
 //! `tinyvae-host-tools` as a library: the modules the `tinyvae` and `xtask` binaries share.
 
 pub mod checkpoint;
+pub mod columns;
 pub mod data;
 pub mod export;
 pub mod firmware;
 pub mod metrics;
 pub mod model;
+pub mod options;
 pub mod plots;
+pub mod scale;
 pub mod stream;
 pub mod tflite;
 pub mod train;

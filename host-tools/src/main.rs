@@ -20,10 +20,13 @@ use serde_json::json;
 use tinyvae::ScoreKind;
 
 use tinyvae_host_tools::checkpoint::{self, Checkpoint, CheckpointConfig};
+use tinyvae_host_tools::columns::Matching;
 use tinyvae_host_tools::data::{self, Norm, Series, Windows};
 use tinyvae_host_tools::export;
 use tinyvae_host_tools::metrics;
 use tinyvae_host_tools::model::{self, HostModel, Ranges};
+use tinyvae_host_tools::options::{self, parse_f32};
+use tinyvae_host_tools::scale;
 use tinyvae_host_tools::stream;
 use tinyvae_host_tools::train::{self, Arch, NoiseKind, TrainConfig, TrainReport};
 
@@ -156,7 +159,8 @@ pub struct CalibOpts {
 
 #[derive(Args, Debug)]
 struct TrainArgs {
-    /// Training stream (CSV: header, one row per time step; a `label` column is ignored)
+    /// Training stream (CSV: header, one row per time step, one column per channel; an optional
+    /// `label` column must hold 0 or 1 on every row and is not used for training)
     /// [default: the bundled data/watch_shoulder_pen/train.csv].
     #[arg(long)]
     data: Option<PathBuf>,
@@ -182,6 +186,10 @@ struct QuantizeArgs {
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
+    /// Use the stream's channel columns in file order instead of matching them to the model's
+    /// channels by name (the default; extra columns are then ignored with a note).
+    #[arg(long)]
+    by_position: bool,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -213,6 +221,10 @@ struct EvalArgs {
     /// Seed of the sampled scores.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Use the stream's channel columns in file order instead of matching them to the model's
+    /// channels by name (the default; extra columns are then ignored with a note).
+    #[arg(long)]
+    by_position: bool,
 }
 
 #[derive(Args, Debug)]
@@ -242,19 +254,21 @@ struct ScoreArgs {
     /// Seed of the sampled scores.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Alarm threshold [default: the checkpoint's calibrated one for the score].
-    #[arg(long)]
+    /// Alarm threshold, any number but NaN [default: the checkpoint's calibrated one for the
+    /// score].
+    #[arg(long, allow_hyphen_values = true, value_parser = parse_f32)]
     threshold: Option<f32>,
     /// Exponential moving average of the scores, weight ALPHA of the newest (0 < ALPHA <= 1)
     /// [default: 1, no smoothing].
-    #[arg(long, value_name = "ALPHA")]
+    #[arg(long, value_name = "ALPHA", value_parser = parse_f32)]
     ema: Option<f32>,
     /// Hysteresis: once raised, the alarm clears only when the level drops to this value or
-    /// below [default: the threshold].
-    #[arg(long, value_name = "LEVEL")]
+    /// below (at most the threshold) [default: the threshold].
+    #[arg(long, value_name = "LEVEL", allow_hyphen_values = true, value_parser = parse_f32)]
     clear_threshold: Option<f32>,
     /// k-of-n debounce `K,N[,CLEAR]`: raise when K of the last N levels exceed the threshold,
-    /// clear when fewer than CLEAR (default 1) of them are above the clear threshold.
+    /// clear when fewer than CLEAR (default 1) of them are above the clear threshold
+    /// (1 <= CLEAR <= K <= N <= 32).
     #[arg(long, value_name = "K,N[,CLEAR]", value_parser = parse_debounce)]
     debounce: Option<(u8, u8, u8)>,
     /// Saturation limits `LO,HI` in physical units (every channel): a value at or beyond them
@@ -268,9 +282,14 @@ struct ScoreArgs {
     /// windows, then the threshold over THRESHOLD windows at --adapt-fpr (as the chip would).
     #[arg(long, value_name = "STATS,THRESHOLD", value_parser = parse_adapt)]
     adapt: Option<(u32, u32)>,
-    /// Target false-positive rate of the adapted threshold [default: the checkpoint's].
-    #[arg(long, value_name = "FPR")]
+    /// Target false-positive rate of the adapted threshold, 0 < FPR < 1 [default: the
+    /// checkpoint's].
+    #[arg(long, value_name = "FPR", value_parser = parse_f32)]
     adapt_fpr: Option<f32>,
+    /// Use the stream's channel columns in file order instead of matching them to the model's
+    /// channels by name (the default; extra columns are then ignored with a note).
+    #[arg(long)]
+    by_position: bool,
 }
 
 #[derive(Args, Debug)]
@@ -865,6 +884,9 @@ fn train_model(data_path: &Path, o: &ModelOpts, c: &CalibOpts) -> Result<Trained
         &series,
         0..data::split_row(&series, r.val_fraction, r.window)?,
     );
+    for w in scale::norm_warnings(&norm, &series.channels) {
+        eprintln!("warning: {}: {w}", data_path.display());
+    }
     let split = split_windows(&series, r.window, r.train_stride, r.val_fraction, &norm)?;
     let ch = series.num_channels();
     let decoder_hidden = r
@@ -1044,7 +1066,8 @@ fn cmd_quantize(a: QuantizeArgs) -> Result<()> {
         .or_else(|| recorded.as_ref().map(|c| PathBuf::from(&c.train_data)))
         .unwrap_or_else(|| default_data("train.csv"));
     let val_fraction = recorded.as_ref().map_or(0.2, |c| c.val_fraction);
-    let series = data::load_csv(&data_path)?.select_channels(&ck.config.channels)?;
+    let series = data::load_csv(&data_path)?
+        .select_channels_with(&ck.config.channels, Matching::from_flag(a.by_position))?;
     let norm = Norm {
         mean: ck.config.norm_mean.clone(),
         std: ck.config.norm_std.clone(),
@@ -1130,8 +1153,14 @@ fn labels_of(w: &Windows, path: &Path) -> Result<Vec<bool>> {
     })
 }
 
-fn load_stream(m: &Loaded, path: &Path, stride: Option<usize>) -> Result<(Series, Windows)> {
-    let series = data::load_csv(path)?.select_channels(&m.ck.config.channels)?;
+fn load_stream(
+    m: &Loaded,
+    path: &Path,
+    stride: Option<usize>,
+    matching: Matching,
+) -> Result<(Series, Windows)> {
+    let series = data::load_csv(path)?.select_channels_with(&m.ck.config.channels, matching)?;
+    warn_clamped(m, &series);
     let norm = Norm {
         mean: m.ck.config.norm_mean.clone(),
         std: m.ck.config.norm_std.clone(),
@@ -1183,8 +1212,9 @@ fn evaluate(
     stride: Option<usize>,
     seed: u64,
     samples: u16,
+    matching: Matching,
 ) -> Result<EvalResult> {
-    let (series, w) = load_stream(m, path, stride)?;
+    let (series, w) = load_stream(m, path, stride, matching)?;
     let labels = labels_of(&w, path)?;
     let stride = stride.unwrap_or(m.ck.config.stride);
     let mut rows = Vec::new();
@@ -1287,7 +1317,8 @@ fn cmd_eval(a: EvalArgs) -> Result<()> {
     let m = load_model(&a.model)?;
     let path = a.data.clone().unwrap_or_else(|| default_data("test.csv"));
     let samples = samples_of(&m.th);
-    let mut r = evaluate(&m, &path, a.stride, a.seed, samples)?;
+    let matching = Matching::from_flag(a.by_position);
+    let mut r = evaluate(&m, &path, a.stride, a.seed, samples, matching)?;
     let baseline = match a.baseline {
         Some(Baseline::Gaussian) => {
             let train_path = a
@@ -1349,10 +1380,9 @@ fn samples_of(th: &Thresholds) -> u16 {
 
 /// `LO,HI` with `LO < HI`.
 fn parse_limits(s: &str) -> Result<(f32, f32), String> {
-    let parse = |t: &str| {
-        t.trim()
-            .parse::<f32>()
-            .map_err(|_| format!("{t:?} is not a number"))
+    let parse = |t: &str| match parse_f32(t) {
+        Ok(v) if v.is_nan() => Err(format!("{:?} is not a number", t.trim())),
+        r => r,
     };
     match s.split_once(',') {
         Some((lo, hi)) => {
@@ -1396,6 +1426,19 @@ fn parse_adapt(s: &str) -> Result<(u32, u32), String> {
     Ok((v[0], v[1]))
 }
 
+/// Warns on stderr, per channel, about values the model's standardization clamps
+/// ([`scale::ClampCheck`]): their windows score as extreme anomalies.
+fn warn_clamped(m: &Loaded, series: &Series) {
+    let mut check = scale::ClampCheck::new(&Norm {
+        mean: m.ck.config.norm_mean.clone(),
+        std: m.ck.config.norm_std.clone(),
+    });
+    check.push_rows(&series.values);
+    for w in check.warnings(&series.channels) {
+        eprintln!("warning: {}: {w}", series.path.display());
+    }
+}
+
 fn cmd_score(a: ScoreArgs) -> Result<()> {
     let m = load_model(&a.model)?;
     let kind = match &a.score {
@@ -1403,6 +1446,11 @@ fn cmd_score(a: ScoreArgs) -> Result<()> {
         None => model::parse_score_kind(m.th.score.split('-').next().unwrap_or("elbo"), a.samples)?,
     };
     let name = model::score_name(kind);
+    let source = if a.threshold.is_some() {
+        options::ThresholdSource::Flag
+    } else {
+        options::ThresholdSource::Checkpoint
+    };
     let threshold = match a.threshold {
         Some(t) => t,
         None => m
@@ -1420,19 +1468,14 @@ fn cmd_score(a: ScoreArgs) -> Result<()> {
                 )
             })?,
     };
-    let mut alarm = tinyvae::AlarmConfig::threshold(threshold);
-    if let Some(alpha) = a.ema {
-        alarm = alarm.with_ema(alpha);
+    let alarm = options::AlarmOptions {
+        threshold,
+        source,
+        ema: a.ema,
+        clear_threshold: a.clear_threshold,
+        debounce: a.debounce,
     }
-    if let Some(c) = a.clear_threshold {
-        alarm = alarm.with_hysteresis(c);
-    }
-    if let Some((k, n, clear)) = a.debounce {
-        alarm = alarm.with_debounce(k, n, clear);
-    }
-    alarm
-        .validate()
-        .map_err(|e| anyhow!("alarm options (--ema, --clear-threshold, --debounce): {e}"))?;
+    .config()?;
     let mut cfg = stream::StreamConfig::new(
         kind,
         a.stride.unwrap_or(m.ck.config.stride),
@@ -1442,17 +1485,29 @@ fn cmd_score(a: ScoreArgs) -> Result<()> {
     cfg.alarm = alarm;
     cfg.limits = a.limits;
     cfg.alarm_on_flagged = a.alarm_on_flagged;
-    cfg.adapt = a.adapt.map(|(stats, windows)| {
-        let fpr = a.adapt_fpr.unwrap_or(m.th.fpr as f32);
-        tinyvae::AdaptConfig::new(stats, windows, fpr)
-    });
+    cfg.adapt = a
+        .adapt
+        .map(|(stats, windows)| {
+            let fpr = a.adapt_fpr.unwrap_or(m.th.fpr as f32);
+            options::adapt_config(stats, windows, fpr, a.adapt_fpr.is_some())
+        })
+        .transpose()?;
     cfg.attribution = true;
     if cfg.stride == 0 {
         bail!("{}: --stride must be at least 1", a.data.display());
     }
     // Streamed: one CSV row in, each window's line out as the detector reports it.
     let csv = data::CsvRows::open(&a.data, data::NonFinite::Keep)?;
-    let mut src = stream::CsvSource::new(csv, &m.ck.config.channels, m.ck.config.window)?;
+    let mut src = stream::CsvSource::new(
+        csv,
+        &m.ck.config.channels,
+        m.ck.config.window,
+        Matching::from_flag(a.by_position),
+    )?
+    .check_clamped(&Norm {
+        mean: m.ck.config.norm_mean.clone(),
+        std: m.ck.config.norm_std.clone(),
+    });
     let hm = if a.f32 { &m.f32 } else { &m.int8 };
     let channels = &m.ck.config.channels;
     let has_labels = src.has_labels();
@@ -1505,6 +1560,9 @@ fn cmd_score(a: ScoreArgs) -> Result<()> {
     data::window_count(src.rows_read(), m.ck.config.window, cfg.stride)
         .map_err(|e| anyhow!("{}: {e}", a.data.display()))?;
     out.commit()?;
+    for w in src.clamp_warnings(channels) {
+        eprintln!("warning: {}: {w}", a.data.display());
+    }
     eprintln!(
         "{} windows, {} with the alarm on, {} alarms raised ({} {}, threshold {:.4}); {} skipped (non-finite samples or gaps), {} flagged (saturated or stuck); wrote {}",
         windows,
@@ -1566,7 +1624,7 @@ fn cmd_demo(a: DemoArgs) -> Result<()> {
     checkpoint::save(&model_dir, &t.ck)?;
     let m = load_model(&model_dir)?;
     let samples = samples_of(&m.th);
-    let mut r = evaluate(&m, &test_path, None, 0, samples)?;
+    let mut r = evaluate(&m, &test_path, None, 0, samples, Matching::ByName)?;
     let src = export::export_int8(&m.ck, &m.int8, m.th.int8)?;
     data::write_atomic(&dir.join("model.rs"), src.as_bytes())?;
     let baseline = demo::gaussian_baseline(

@@ -117,7 +117,7 @@ impl QLayer {
         let mut bias = Vec::with_capacity(n_out);
         let mut requant = Vec::with_capacity(n_out);
         let mut weight_scales = Vec::with_capacity(n_out);
-        for (row, &b) in l.weight.chunks_exact(n_in).zip(&l.bias) {
+        for (o, (row, &b)) in l.weight.chunks_exact(n_in).zip(&l.bias).enumerate() {
             let maxabs = row.iter().fold(0.0f32, |m, &w| m.max(w.abs()));
             let s_w = if maxabs > 0.0 { maxabs / 127.0 } else { 1.0 };
             let start = weights.len();
@@ -134,10 +134,15 @@ impl QLayer {
                 input_q.zero_point,
             ));
             let m = tinyvae::per_channel_multiplier(input_q.scale, s_w, output_q.scale);
-            requant.push(
-                tinyvae::quantize_multiplier(m)
-                    .map_err(|e| anyhow::anyhow!("requantization multiplier {m}: {e}"))?,
-            );
+            requant.push(tinyvae::quantize_multiplier(m).map_err(|e| {
+                anyhow::anyhow!(
+                    "output {o}: requantization multiplier s_in * s_w / s_out = {} * {s_w} / {} \
+                     = {m} is outside the valid range [0, 2^30) ({e}; the activation range \
+                     calibrated for this layer's output is too narrow for its weights)",
+                    input_q.scale,
+                    output_q.scale
+                )
+            })?);
             weight_scales.push(s_w);
         }
         let (act_min, act_max) = tinyvae::quantized_activation_range(activation, output_q)
@@ -408,6 +413,10 @@ impl HostModel {
             QParams::from_range(lo, hi)
                 .map_err(|e| anyhow::anyhow!("quantization range of {what} [{lo}, {hi}]: {e}"))
         };
+        // Quantizes one layer; an error names it (`layer encoder.0: output 3: ...`).
+        let layer = |name: &str, l: &Linear, i: QParams, o: QParams, act: Activation| {
+            QLayer::quantize(l, i, o, act).with_context(|| format!("layer {name}"))
+        };
         if ranges.encoder.len() != p.encoder.len() || ranges.decoder.len() != p.decoder.len() {
             bail!("calibration ranges do not match the model's layers");
         }
@@ -416,11 +425,24 @@ impl HostModel {
         let mut encoder = Vec::new();
         for (i, (l, &r)) in p.encoder.iter().zip(&ranges.encoder).enumerate() {
             let out_q = qp(&format!("encoder.{i}"), r)?;
-            encoder.push(QLayer::quantize(l, prev, out_q, Activation::Relu)?);
+            encoder.push(layer(
+                &format!("encoder.{i}"),
+                l,
+                prev,
+                out_q,
+                Activation::Relu,
+            )?);
             prev = out_q;
         }
-        let mu = QLayer::quantize(&p.mu, prev, qp("mu", ranges.mu)?, Activation::Identity)?;
-        let logvar = QLayer::quantize(
+        let mu = layer(
+            "mu",
+            &p.mu,
+            prev,
+            qp("mu", ranges.mu)?,
+            Activation::Identity,
+        )?;
+        let logvar = layer(
+            "logvar",
             &p.logvar,
             prev,
             qp("logvar", ranges.logvar)?,
@@ -431,10 +453,17 @@ impl HostModel {
         let mut decoder = Vec::new();
         for (i, (l, &r)) in p.decoder.iter().zip(&ranges.decoder).enumerate() {
             let out_q = qp(&format!("decoder.{i}"), r)?;
-            decoder.push(QLayer::quantize(l, prev, out_q, Activation::Relu)?);
+            decoder.push(layer(
+                &format!("decoder.{i}"),
+                l,
+                prev,
+                out_q,
+                Activation::Relu,
+            )?);
             prev = out_q;
         }
-        let output = QLayer::quantize(
+        let output = layer(
+            "decoder.out",
             &p.decoder_out,
             prev,
             qp("decoder.out", ranges.output)?,

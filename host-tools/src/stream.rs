@@ -175,23 +175,46 @@ pub struct CsvSource<R> {
     ones: VecDeque<usize>,
     keep: usize,
     read: usize,
+    clamp: Option<crate::scale::ClampCheck>,
 }
 
 impl<R: Read> CsvSource<R> {
     /// Reads `rows`, feeding the detector the columns `names` (the model's channels, matched
-    /// as [`Series::select_channels`] matches them); `window` is the model's window length.
+    /// as `matching` says, like [`Series::select_channels_with`]); `window` is the model's
+    /// window length.
     ///
     /// # Errors
     /// A header that does not provide the model's channels.
-    pub fn new(rows: CsvRows<R>, names: &[String], window: usize) -> Result<Self> {
-        let columns = column_map(rows.path(), rows.channels(), names)?;
+    pub fn new(
+        rows: CsvRows<R>,
+        names: &[String],
+        window: usize,
+        matching: crate::columns::Matching,
+    ) -> Result<Self> {
+        let columns = column_map(rows.path(), rows.channels(), names, matching)?;
         Ok(Self {
             rows,
             columns,
             ones: VecDeque::new(),
             keep: window.saturating_mul(2),
             read: 0,
+            clamp: None,
         })
+    }
+
+    /// Also checks every row against the model's standardization `norm`, for values it clamps
+    /// ([`crate::scale::ClampCheck`]; read the result with [`CsvSource::clamp_warnings`]).
+    pub fn check_clamped(mut self, norm: &crate::data::Norm) -> Self {
+        self.clamp = Some(crate::scale::ClampCheck::new(norm));
+        self
+    }
+
+    /// The warnings of the clamp check (empty without [`CsvSource::check_clamped`]).
+    pub fn clamp_warnings(&self, channels: &[String]) -> Vec<String> {
+        self.clamp
+            .as_ref()
+            .map(|c| c.warnings(channels))
+            .unwrap_or_default()
     }
 
     /// Whether the file has a `label` column.
@@ -236,6 +259,9 @@ impl<R: Read> RowSource for CsvSource<R> {
         }
         for (s, &c) in sample.iter_mut().zip(&self.columns) {
             *s = row.values.get(c).copied().unwrap_or(f32::NAN);
+        }
+        if let Some(check) = self.clamp.as_mut() {
+            check.push(sample);
         }
         Ok(Some(false))
     }

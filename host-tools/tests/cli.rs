@@ -383,7 +383,9 @@ fn bad_streams_for_a_model() {
         (
             vec!["eval", "--model", m, "--data", three.to_str().unwrap()],
             format!(
-                "error: {}:1: 3 channels (a,b,c) but the model expects 6",
+                "error: {}:1: the model's channels ax,ay,az,wx,wy,wz are not in the header: the \
+                 header has 3 (a,b,c), the model expects 6 (ax,ay,az,wx,wy,wz); columns are \
+                 matched by name (--by-position uses them in file order)",
                 three.display()
             ),
         ),
@@ -398,7 +400,9 @@ fn bad_streams_for_a_model() {
                 o,
             ],
             format!(
-                "error: {}:1: 3 channels (a,b,c) but the model expects 6",
+                "error: {}:1: the model's channels ax,ay,az,wx,wy,wz are not in the header: the \
+                 header has 3 (a,b,c), the model expects 6 (ax,ay,az,wx,wy,wz); columns are \
+                 matched by name (--by-position uses them in file order)",
                 three.display()
             ),
         ),
