@@ -634,38 +634,13 @@ pub fn split_tail(
     Ok((series.slice_rows(0, split), series.slice_rows(split, rows)))
 }
 
-/// Writes `bytes` to `path` atomically: into a temporary file in the same directory, then a
-/// rename, so a failure never leaves a partial file. Creates missing parent directories.
+/// Writes `bytes` as the output file `path`: [`crate::output::write_file`] (atomic
+/// replacement of regular files, links followed, devices, FIFOs and `-` written through).
 ///
 /// # Errors
 /// Any I/O error, with the path in the message.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    use anyhow::Context;
-    use std::io::Write;
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    std::fs::create_dir_all(&dir)
-        .with_context(|| format!("{}: cannot create directory", dir.display()))?;
-    let mut builder = tempfile::Builder::new();
-    builder.prefix(".tinyvae-").suffix(".tmp");
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        // an ordinary file (rw-r--r--, less the umask), not tempfile's private 0600
-        builder.permissions(std::fs::Permissions::from_mode(0o644));
-    }
-    let mut tmp = builder
-        .tempfile_in(&dir)
-        .with_context(|| format!("{}: cannot create a temporary file", dir.display()))?;
-    tmp.write_all(bytes)
-        .and_then(|()| tmp.flush())
-        .with_context(|| format!("{}: cannot write", path.display()))?;
-    tmp.persist(path)
-        .map_err(|e| e.error)
-        .with_context(|| format!("{}: cannot write", path.display()))?;
-    Ok(())
+    crate::output::write_file(path, bytes)
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ pub mod export;
 pub mod firmware;
 pub mod metrics;
 pub mod model;
+pub mod output;
 pub mod plots;
 pub mod stream;
 pub mod tflite;
