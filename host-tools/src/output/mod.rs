@@ -41,6 +41,11 @@ pub enum Input<'a> {
     Dir(&'a Path),
 }
 
+/// Not found, or a component of the path is a file (checked further up).
+fn missing(e: &std::io::Error) -> bool {
+    matches!(e.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory)
+}
+
 /// `-`: standard output.
 pub fn is_stdout(path: &Path) -> bool {
     path.as_os_str() == "-"
@@ -96,6 +101,12 @@ fn resolve(path: &Path) -> Result<Target> {
     if is_stdout(path) {
         return Ok(Target::Stdout);
     }
+    if path.as_os_str().as_encoded_bytes().ends_with(b"/") {
+        bail!(
+            "{}: names a directory; the output is a file (give a file name)",
+            path.display()
+        );
+    }
     match std::fs::metadata(path) {
         Ok(m) if m.is_dir() => bail!(
             "{}: is a directory; the output is a file (give a file name)",
@@ -118,9 +129,7 @@ fn resolve(path: &Path) -> Result<Target> {
             let _ = m;
             Ok(Target::Through(path.to_path_buf()))
         }
-        Err(e) if e.kind() == ErrorKind::NotFound => {
-            Ok(Target::Replace(follow_links(path)?, None))
-        }
+        Err(e) if missing(&e) => Ok(Target::Replace(follow_links(path)?, None)),
         Err(e) => Err(e).with_context(|| format!("{}: cannot write", path.display())),
     }
 }
@@ -368,12 +377,16 @@ fn check_writable_dir(dir: &Path) -> Result<()> {
                     format!("{}: cannot write in this directory", d.display())
                 });
             }
+            Ok(_) if d == dir => bail!(
+                "{}: is not a directory (the output goes inside it)",
+                d.display()
+            ),
             Ok(_) => bail!(
                 "{}: is not a directory (it would have to hold {})",
                 d.display(),
                 dir.display()
             ),
-            Err(e) if e.kind() == ErrorKind::NotFound => {
+            Err(e) if missing(&e) => {
                 let parent = parent_of(&d);
                 if parent == d || d.components().all(|c| matches!(c, Component::CurDir)) {
                     return Err(e).with_context(|| format!("{}: not found", d.display()));
