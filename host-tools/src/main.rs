@@ -1622,7 +1622,11 @@ fn cmd_demo(a: DemoArgs) -> Result<()> {
 // import, firmware
 
 fn cmd_import(a: ImportArgs) -> Result<()> {
-    output::check_dir(&a.out, &["model.rs", "model.json"], &[Input::File(&a.tflite)])?;
+    output::check_dir(
+        &a.out,
+        &["model.rs", "model.json"],
+        &[Input::File(&a.tflite)],
+    )?;
     let m = tinyvae_host_tools::tflite::import_to_dir(&a.tflite, &a.out)?;
     let layers: Vec<String> = m
         .layers

@@ -471,10 +471,7 @@ fn outputs_are_checked_before_training() {
         ],
     );
     assert!(err.contains("not a directory"), "{err}");
-    let err = fails_within(
-        10,
-        &["import", "--tflite", s(&f.train), "--out", s(&file)],
-    );
+    let err = fails_within(10, &["import", "--tflite", s(&f.train), "--out", s(&file)]);
     assert!(err.contains("not a directory"), "{err}");
 }
 
@@ -506,7 +503,10 @@ fn killed_demo_leaves_nothing(signal: &str, code: i32) {
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(code), "{status:?}");
     assert!(leftovers(&f.dir).is_empty(), "{:?}", leftovers(&f.dir));
-    assert!(!f.dir.join("new").exists(), "the directories it made are removed");
+    assert!(
+        !f.dir.join("new").exists(),
+        "the directories it made are removed"
+    );
 }
 
 #[test]

@@ -349,9 +349,8 @@ fn refuse_inputs(shown: &Path, real: &Path, inputs: &[Input]) -> Result<()> {
             }
             Input::Dir(d) => {
                 let inside = real_c.starts_with(canonical(d));
-                let linked = std::fs::read_dir(d).is_ok_and(|entries| {
-                    entries.flatten().any(|e| same(&e.path()))
-                });
+                let linked = std::fs::read_dir(d)
+                    .is_ok_and(|entries| entries.flatten().any(|e| same(&e.path())));
                 if inside || linked {
                     bail!(
                         "{}: is inside the directory {} that this command reads; refusing to \
@@ -373,9 +372,9 @@ fn check_writable_dir(dir: &Path) -> Result<()> {
     loop {
         match std::fs::metadata(&d) {
             Ok(m) if m.is_dir() => {
-                return create_temp(&d).map(drop).with_context(|| {
-                    format!("{}: cannot write in this directory", d.display())
-                });
+                return create_temp(&d)
+                    .map(drop)
+                    .with_context(|| format!("{}: cannot write in this directory", d.display()));
             }
             Ok(_) if d == dir => bail!(
                 "{}: is not a directory (the output goes inside it)",

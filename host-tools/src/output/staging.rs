@@ -42,7 +42,8 @@ fn read_manifest(dir: &Path, command: &str) -> Result<Option<Vec<PathBuf>>> {
             .map(PathBuf::from)
             // only plain relative paths below `dir`
             .filter(|p| {
-                !p.as_os_str().is_empty() && p.components().all(|c| matches!(c, Component::Normal(_)))
+                !p.as_os_str().is_empty()
+                    && p.components().all(|c| matches!(c, Component::Normal(_)))
             })
             .collect(),
     ))
