@@ -54,7 +54,6 @@ use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::Path;
 
 /// The `format` value of this version.
@@ -366,49 +365,7 @@ pub fn save(dir: &Path, ck: &Checkpoint) -> anyhow::Result<()> {
         (WEIGHTS_FILE, weights.as_slice()),
         (CONFIG_FILE, json.as_bytes()),
     ];
-    if dir.exists() {
-        anyhow::ensure!(
-            dir.is_dir(),
-            "{}: exists and is not a directory",
-            dir.display()
-        );
-        for (name, bytes) in files {
-            let mut f = tempfile::Builder::new()
-                .prefix(&format!(".{name}."))
-                .tempfile_in(dir)
-                .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
-            f.write_all(bytes)
-                .and_then(|()| f.as_file().sync_all())
-                .with_context(|| format!("writing {}", f.path().display()))?;
-            let target = dir.join(name);
-            f.persist(&target)
-                .map_err(|e| anyhow::anyhow!("{}: {}", target.display(), e.error))?;
-        }
-    } else {
-        let parent = match dir.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        };
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("creating {}", parent.display()))?;
-        let tmp = tempfile::Builder::new()
-            .prefix(".tinyvae-checkpoint.")
-            .tempdir_in(parent)
-            .with_context(|| format!("creating a temporary directory in {}", parent.display()))?;
-        for (name, bytes) in files {
-            let p = tmp.path().join(name);
-            let mut f =
-                std::fs::File::create(&p).with_context(|| format!("creating {}", p.display()))?;
-            f.write_all(bytes)
-                .and_then(|()| f.sync_all())
-                .with_context(|| format!("writing {}", p.display()))?;
-        }
-        std::fs::rename(tmp.path(), dir)
-            .with_context(|| format!("renaming the checkpoint into {}", dir.display()))?;
-        // The TempDir's path no longer exists; dropping it is a no-op.
-        drop(tmp);
-    }
-    Ok(())
+    crate::output::write_dir_files(dir, &files)
 }
 
 /// Reads and validates the checkpoint directory `dir`.

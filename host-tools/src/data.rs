@@ -1046,86 +1046,17 @@ pub fn split_tail(
     ))
 }
 
-/// Writes `bytes` to `path` atomically: into a temporary file in the same directory, then a
-/// rename, so a failure never leaves a partial file. Creates missing parent directories.
+/// Writes `bytes` as the output file `path`: [`crate::output::write_file`] (atomic
+/// replacement of regular files, links followed, devices, FIFOs and `-` written through).
 ///
 /// # Errors
 /// Any I/O error, with the path in the message.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    use anyhow::Context;
-    use std::io::Write;
-    let mut w = AtomicWriter::create(path)?;
-    w.write_all(bytes)
-        .with_context(|| format!("{}: cannot write", path.display()))?;
-    w.commit()
+    crate::output::write_file(path, bytes)
 }
 
-/// An output file written as a stream, atomically: the bytes go through a buffer into a
-/// temporary file in the target's directory, which [`AtomicWriter::commit`] renames over
-/// `path`; dropped without a commit (an error on the way), the temporary file is removed and
-/// `path` is untouched. What [`write_atomic`] does, for output too long to hold in memory.
-pub struct AtomicWriter {
-    path: PathBuf,
-    tmp: std::io::BufWriter<tempfile::NamedTempFile>,
-}
-
-impl AtomicWriter {
-    /// Creates the temporary file beside `path` (and missing parent directories).
-    ///
-    /// # Errors
-    /// Any I/O error, with the path in the message.
-    pub fn create(path: &Path) -> anyhow::Result<Self> {
-        use anyhow::Context;
-        let dir = match path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        std::fs::create_dir_all(&dir)
-            .with_context(|| format!("{}: cannot create directory", dir.display()))?;
-        let mut builder = tempfile::Builder::new();
-        builder.prefix(".tinyvae-").suffix(".tmp");
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            // an ordinary file (rw-r--r--, less the umask), not tempfile's private 0600
-            builder.permissions(std::fs::Permissions::from_mode(0o644));
-        }
-        let tmp = builder
-            .tempfile_in(&dir)
-            .with_context(|| format!("{}: cannot create a temporary file", dir.display()))?;
-        Ok(Self {
-            path: path.to_path_buf(),
-            tmp: std::io::BufWriter::with_capacity(1 << 16, tmp),
-        })
-    }
-
-    /// Flushes and renames the temporary file over the target.
-    ///
-    /// # Errors
-    /// Any I/O error, with the path in the message.
-    pub fn commit(self) -> anyhow::Result<()> {
-        use anyhow::Context;
-        let path = self.path;
-        let tmp = self
-            .tmp
-            .into_inner()
-            .map_err(|e| e.into_error())
-            .with_context(|| format!("{}: cannot write", path.display()))?;
-        tmp.persist(&path)
-            .map_err(|e| e.error)
-            .with_context(|| format!("{}: cannot write", path.display()))?;
-        Ok(())
-    }
-}
-
-impl std::io::Write for AtomicWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.tmp.write(buf)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.tmp.flush()
-    }
-}
+/// An output file written as a stream: [`crate::output::FileWriter`].
+pub type AtomicWriter = crate::output::FileWriter;
 
 #[cfg(test)]
 mod tests {

@@ -21,7 +21,7 @@
 //! substitution costs `D(D+1)/2` MACs (plus D for the squares); the VAE one encode and one
 //! decode. These are estimates: `tinyvae firmware bench` measures the real counts under QEMU.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
@@ -343,71 +343,6 @@ pub fn plots(
     }
     plots::roc_curves(&dir.join("roc.svg"), &format!("ROC, -{score}"), &lines)?;
     Ok(())
-}
-
-/// A report directory assembled under a temporary name and renamed into place at the end, so a
-/// failed demo leaves no partial report (and an earlier report stays until the new one is done).
-pub struct Staging {
-    tmp: Option<tempfile::TempDir>,
-    target: PathBuf,
-}
-
-impl Staging {
-    /// Creates the staging directory next to `target`.
-    ///
-    /// # Errors
-    /// I/O errors.
-    pub fn new(target: &Path) -> Result<Self> {
-        let parent = match target.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        std::fs::create_dir_all(&parent)
-            .with_context(|| format!("{}: cannot create directory", parent.display()))?;
-        if target.exists() && !target.is_dir() {
-            bail!("{}: exists and is not a directory", target.display());
-        }
-        let tmp = tempfile::Builder::new()
-            .prefix(".tinyvae-demo.")
-            .tempdir_in(&parent)
-            .with_context(|| format!("{}: cannot create a directory", parent.display()))?;
-        Ok(Self {
-            tmp: Some(tmp),
-            target: target.to_path_buf(),
-        })
-    }
-
-    /// The directory to write into.
-    pub fn path(&self) -> &Path {
-        self.tmp.as_ref().map_or(&self.target, |t| t.path())
-    }
-
-    /// Moves the staged directory to the target (replacing an earlier report).
-    ///
-    /// # Errors
-    /// I/O errors.
-    pub fn commit(mut self) -> Result<PathBuf> {
-        let tmp = self.tmp.take().context("already committed")?;
-        let staged = tmp.keep();
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let _ = std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(0o755));
-        }
-        if self.target.exists() {
-            let old = staged.with_extension("old");
-            std::fs::rename(&self.target, &old)
-                .with_context(|| format!("{}: cannot replace", self.target.display()))?;
-            std::fs::rename(&staged, &self.target)
-                .with_context(|| format!("{}: cannot write", self.target.display()))?;
-            std::fs::remove_dir_all(&old)
-                .with_context(|| format!("{}: cannot remove", old.display()))?;
-        } else {
-            std::fs::rename(&staged, &self.target)
-                .with_context(|| format!("{}: cannot write", self.target.display()))?;
-        }
-        Ok(self.target.clone())
-    }
 }
 
 /// Runs the exported model `model_rs` on `cores` in QEMU (the firmware's `score` program, which

@@ -8,6 +8,7 @@ pub mod firmware;
 pub mod metrics;
 pub mod model;
 pub mod options;
+pub mod output;
 pub mod plots;
 pub mod scale;
 pub mod stream;

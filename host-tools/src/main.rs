@@ -26,6 +26,7 @@ use tinyvae_host_tools::export;
 use tinyvae_host_tools::metrics;
 use tinyvae_host_tools::model::{self, HostModel, Ranges};
 use tinyvae_host_tools::options::{self, parse_f32};
+use tinyvae_host_tools::output::{self, Input};
 use tinyvae_host_tools::scale;
 use tinyvae_host_tools::stream;
 use tinyvae_host_tools::train::{self, Arch, NoiseKind, TrainConfig, TrainReport};
@@ -1010,8 +1011,12 @@ fn arch_string(a: &Arch) -> String {
     )
 }
 
+/// The files a checkpoint directory holds (what `train` and `quantize` write).
+const CHECKPOINT_FILES: [&str; 2] = [checkpoint::WEIGHTS_FILE, checkpoint::CONFIG_FILE];
+
 fn cmd_train(a: TrainArgs) -> Result<()> {
     let data_path = a.data.unwrap_or_else(|| default_data("train.csv"));
+    output::check_dir(&a.out, &CHECKPOINT_FILES, &[Input::File(&data_path)])?;
     let t = train_model(&data_path, &a.model, &a.calib)?;
     checkpoint::save(&a.out, &t.ck)?;
     let (th, cal) = calibration_of(&t.ck.config)?;
@@ -1065,6 +1070,7 @@ fn cmd_quantize(a: QuantizeArgs) -> Result<()> {
         .data
         .or_else(|| recorded.as_ref().map(|c| PathBuf::from(&c.train_data)))
         .unwrap_or_else(|| default_data("train.csv"));
+    output::check_dir(&a.model, &CHECKPOINT_FILES, &[Input::File(&data_path)])?;
     let val_fraction = recorded.as_ref().map_or(0.2, |c| c.val_fraction);
     let series = data::load_csv(&data_path)?
         .select_channels_with(&ck.config.channels, Matching::from_flag(a.by_position))?;
@@ -1440,6 +1446,7 @@ fn warn_clamped(m: &Loaded, series: &Series) {
 }
 
 fn cmd_score(a: ScoreArgs) -> Result<()> {
+    output::check_file(&a.out, &[Input::Dir(&a.model), Input::File(&a.data)])?;
     let m = load_model(&a.model)?;
     let kind = match &a.score {
         Some(name) => model::parse_score_kind(name, a.samples)?,
@@ -1582,6 +1589,7 @@ fn cmd_score(a: ScoreArgs) -> Result<()> {
 // export
 
 fn cmd_export(a: ExportArgs) -> Result<()> {
+    output::check_file(&a.out, &[Input::Dir(&a.model)])?;
     let m = load_model(&a.model)?;
     let src = if a.f32 {
         export::export_f32(&m.ck, &m.f32, m.th.f32)?
@@ -1616,7 +1624,8 @@ fn cmd_demo(a: DemoArgs) -> Result<()> {
         .test_data
         .clone()
         .unwrap_or_else(|| default_data("test.csv"));
-    let staging = demo::Staging::new(&a.out)?;
+    let inputs = [Input::File(&train_path), Input::File(&test_path)];
+    let staging = output::Staging::new(&a.out, "demo", &inputs)?;
     let dir = staging.path().to_path_buf();
     let t = train_model(&train_path, &a.model, &a.calib)?;
     let train_seconds = t.seconds;
@@ -1701,6 +1710,11 @@ fn cmd_demo(a: DemoArgs) -> Result<()> {
 // import, firmware
 
 fn cmd_import(a: ImportArgs) -> Result<()> {
+    output::check_dir(
+        &a.out,
+        &["model.rs", "model.json"],
+        &[Input::File(&a.tflite)],
+    )?;
     let m = tinyvae_host_tools::tflite::import_to_dir(&a.tflite, &a.out)?;
     let layers: Vec<String> = m
         .layers

@@ -67,7 +67,6 @@ mod import;
 mod rust_source;
 
 use std::fmt;
-use std::io::Write;
 use std::path::Path;
 
 use anyhow::Context;
@@ -453,12 +452,5 @@ pub fn import_to_dir(tflite_path: &Path, out_dir: &Path) -> anyhow::Result<Impor
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)
-        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
-    tmp.write_all(bytes)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path)
-        .with_context(|| format!("renaming into {}", path.display()))?;
-    Ok(())
+    crate::output::write_file(path, bytes)
 }
