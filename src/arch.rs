@@ -511,6 +511,72 @@ mod imp {
 
 pub(crate) use imp::{dot4, rows4, smlad, sxtb16, sxtb16_ror8};
 
+/// Whether [`rows`] is an `asm!` kernel (Armv6-M: `armv6m.rs`, Armv7-M without DSP:
+/// `armv7m.rs`); `false` means the portable emulation below.
+pub(crate) const MULTIROW: bool = cfg!(any(tinyvae_armv6m, tinyvae_armv7m));
+
+#[cfg(tinyvae_armv6m)]
+mod armv6m;
+#[cfg(tinyvae_armv6m)]
+use armv6m as multirow;
+
+#[cfg(tinyvae_armv7m)]
+mod armv7m;
+#[cfg(tinyvae_armv7m)]
+use armv7m as multirow;
+
+/// The multi-row kernel's interface on every other target: the sums of the `asm!` kernels,
+/// with the Armv6-M kernel's shape (five rows per block, one word of scratch per input, at
+/// least four inputs), so that the host tests run the same blocking and fallbacks.
+#[cfg(not(any(tinyvae_armv6m, tinyvae_armv7m)))]
+mod multirow {
+    /// Rows per block.
+    pub(crate) const MAX_ROWS: usize = 5;
+
+    /// 32-bit words of scratch per input.
+    pub(crate) const SCRATCH_PER_INPUT: usize = 1;
+
+    /// The prepared input: widened to words.
+    pub(crate) struct Input<'a> {
+        xw: &'a [i32],
+    }
+
+    /// Widens `x` into `scratch`; `None` unless `x.len() >= 4` and `scratch` holds it.
+    pub(crate) fn prepare<'a>(x: &[i8], scratch: &'a mut [i32]) -> Option<Input<'a>> {
+        if x.len() < 4 {
+            return None;
+        }
+        let xw = scratch.get_mut(..x.len())?;
+        for (o, &v) in xw.iter_mut().zip(x) {
+            *o = i32::from(v);
+        }
+        Some(Input { xw })
+    }
+
+    /// `bias[k] + Σ_i block[k n + i] x[i]` (mod 2^32) for `k < r`, the other entries 0;
+    /// `None` if `r` is not in `1..=MAX_ROWS` or `block`/`bias` are too short.
+    pub(crate) fn rows(
+        inp: &Input<'_>,
+        block: &[i8],
+        bias: &[i32],
+        r: usize,
+    ) -> Option<[i32; MAX_ROWS]> {
+        let n = inp.xw.len();
+        if r == 0 || r > MAX_ROWS || bias.len() < r || block.len() < r.checked_mul(n)? {
+            return None;
+        }
+        let mut acc = [0; MAX_ROWS];
+        for ((a, &b), row) in acc.iter_mut().zip(bias).zip(block.chunks_exact(n)).take(r) {
+            *a = row.iter().zip(inp.xw).fold(b, |s, (&w, &x)| {
+                s.wrapping_add(i32::from(w).wrapping_mul(x))
+            });
+        }
+        Some(acc)
+    }
+}
+
+pub(crate) use multirow::{prepare, rows, MAX_ROWS, SCRATCH_PER_INPUT};
+
 /// One layer for [`rows4`]: `n` inputs (a multiple of 4), row-major `weights`, the widened
 /// input `xe` (at least `n` values), and the output stage's constants with `zp2 = 2 zp + 1`
 /// (`|zp| <= 2^20`); the output clamp is `[-128, 127]` and there is no table.

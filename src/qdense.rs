@@ -169,8 +169,17 @@ impl<const IN: usize, const OUT: usize> QDense<IN, OUT> {
     /// [`Layer::forward`], which uses [`QKernel::FAST`]); for tests and benchmarks.
     /// [`QKernel::Dsp`] uses `2 * IN` bytes of stack.
     pub fn forward_with(&self, kernel: QKernel, x: &[i8; IN], y: &mut [i8; OUT]) {
-        let mut xe = Widened::<IN>::ZERO;
-        self.kern().run(kernel, x, &mut xe.0, y);
+        match kernel {
+            QKernel::Dsp => {
+                let mut xe = Widened::<IN>::ZERO;
+                self.kern().run(kernel, x, &mut xe.0, &mut [], y);
+            }
+            QKernel::Multirow => {
+                let mut xw = RowScratch::<IN>::ZERO;
+                self.kern().run(kernel, x, &mut [], &mut xw.0, y);
+            }
+            _ => self.kern().run(kernel, x, &mut [], &mut [], y),
+        }
     }
 
     fn kern(&self) -> Kern<'static> {
@@ -215,15 +224,18 @@ impl<const IN: usize, const OUT: usize> Layer<IN, OUT> for QDense<IN, OUT> {
         if arch::DSP {
             // The widened input: 2 * IN bytes of stack while the layer runs.
             let mut xe = Widened::<IN>::ZERO;
-            self.kern().run(QKernel::Dsp, x, &mut xe.0, y);
+            self.kern().run(QKernel::Dsp, x, &mut xe.0, &mut [], y);
+        } else if arch::MULTIROW {
+            multirow_forward(&self.kern(), x, y);
         } else {
-            self.kern().run(QKernel::Portable, x, &mut [], y);
+            self.kern().run(QKernel::Portable, x, &mut [], &mut [], y);
         }
     }
 }
 
 /// The most inputs [`QDenseView`] runs with [`QKernel::Dsp`] (its widened input lives in a
-/// stack buffer of this many 16-bit values); wider views run [`QKernel::Portable`].
+/// stack buffer of this many 16-bit values) and, where it widens its input (Armv6-M, the host),
+/// with [`QKernel::Multirow`] (this many 32-bit words); wider views run [`QKernel::Portable`].
 pub const VIEW_DSP_MAX_IN: usize = 256;
 
 /// An int8 fully connected layer whose sizes are known only at run time (for the host tool).
@@ -293,8 +305,9 @@ impl<'a> QDenseView<'a> {
     }
 
     /// [`QDenseView::forward`] with the chosen implementation (same bits). [`QKernel::Dsp`]
-    /// widens the input into a stack buffer of [`VIEW_DSP_MAX_IN`] 16-bit values; with more
-    /// inputs it runs [`QKernel::Portable`] instead.
+    /// widens the input into a stack buffer of [`VIEW_DSP_MAX_IN`] 16-bit values, and
+    /// [`QKernel::Multirow`] (where it widens) into one of as many 32-bit words; with more
+    /// inputs they run [`QKernel::Portable`] instead.
     ///
     /// # Errors
     /// As [`QDenseView::forward`].
@@ -314,10 +327,16 @@ impl<'a> QDenseView<'a> {
         match kernel {
             QKernel::Dsp if self.in_dim <= VIEW_DSP_MAX_IN => {
                 let mut xe = Widened::<VIEW_DSP_MAX_IN>::ZERO;
-                k.run(kernel, x, &mut xe.0, y);
+                k.run(kernel, x, &mut xe.0, &mut [], y);
             }
-            QKernel::Dsp => k.run(QKernel::Portable, x, &mut [], y),
-            _ => k.run(kernel, x, &mut [], y),
+            QKernel::Multirow
+                if arch::SCRATCH_PER_INPUT == 0 || self.in_dim <= VIEW_DSP_MAX_IN =>
+            {
+                let mut xw = RowScratch::<VIEW_DSP_MAX_IN>::ZERO;
+                k.run(kernel, x, &mut [], &mut xw.0, y);
+            }
+            QKernel::Dsp | QKernel::Multirow => k.run(QKernel::Portable, x, &mut [], &mut [], y),
+            _ => k.run(kernel, x, &mut [], &mut [], y),
         }
         Ok(())
     }
@@ -394,21 +413,33 @@ fn validate_values(
 pub enum QKernel {
     /// The formula as written: one output at a time, inputs in index order, [`requantize`].
     Reference,
-    /// Four output rows per pass over the inputs, byte loads: the fast path on cores without
-    /// DSP instructions (Cortex-M0/M0+/M3).
+    /// Four output rows per pass over the inputs, byte loads (one row per pass on Armv6-M):
+    /// the fast path of the host, and the reference the `asm!` kernels are checked against.
     Portable,
     /// Four output rows per pass with SXTB16/SMLAD on the input widened once per layer to
     /// 16-bit pairs. Where they are not compiled in (anything but `thumbv7em-*` and
     /// `thumbv8m.main-*eabihf`) the same code runs on portable emulations of the instructions
     /// (slow, for testing).
     Dsp,
+    /// Several output rows per pass over the inputs in one `asm!` block, on the stored
+    /// row-major weights: five rows on Armv6-M (Cortex-M0/M0+/M1, M23; the input widened once
+    /// per layer to words in pass order, `LDM`/`LDRSB`/`MULS`/`ADD`, 3.2 instructions per MAC)
+    /// and seven on Armv7-M and Armv8-M Mainline without DSP (Cortex-M3; `LDRSB` with
+    /// post-increment and scaled register offsets, `MLA`, 2.14 per MAC). Elsewhere the same
+    /// blocking runs on a portable emulation of the sums (for testing). Layers it does not take
+    /// (fewer than 4 inputs on Armv6-M, none on Armv7-M) run [`QKernel::Portable`].
+    Multirow,
 }
 
 impl QKernel {
     /// The kernel of [`QDense::forward`] on this target: [`QKernel::Dsp`] where the DSP
-    /// instructions are compiled in (Cortex-M4/M7/M33 targets), else [`QKernel::Portable`].
+    /// instructions are compiled in (Cortex-M4/M7/M33 targets), [`QKernel::Multirow`] on the
+    /// other Cortex-M targets (M0/M0+/M1/M23, M3, Armv8-M Mainline without DSP), else
+    /// [`QKernel::Portable`].
     pub const FAST: QKernel = if arch::DSP {
         QKernel::Dsp
+    } else if arch::MULTIROW {
+        QKernel::Multirow
     } else {
         QKernel::Portable
     };
@@ -520,13 +551,16 @@ impl Kern<'_> {
     }
 
     /// Runs `kernel`; `xe` is the scratch of [`QKernel::Dsp`], at least `in_dim` rounded down
-    /// to a multiple of 4 long (else that kernel leaves `y` untouched).
+    /// to a multiple of 4 long (else that kernel leaves `y` untouched); `xw` that of
+    /// [`QKernel::Multirow`] (`in_dim * arch::SCRATCH_PER_INPUT` words, else it runs
+    /// [`QKernel::Portable`]).
     #[inline(always)]
-    fn run(&self, kernel: QKernel, x: &[i8], xe: &mut [i16], y: &mut [i8]) {
+    fn run(&self, kernel: QKernel, x: &[i8], xe: &mut [i16], xw: &mut [i32], y: &mut [i8]) {
         match kernel {
             QKernel::Reference => reference_kernel(self, x, y),
             QKernel::Portable => portable_kernel(self, x, y),
             QKernel::Dsp => dsp_kernel(self, x, xe, y),
+            QKernel::Multirow => multirow_kernel(self, x, xw, y),
         }
     }
 }
@@ -653,6 +687,78 @@ fn dot1_bytes(acc: i32, row: &[i8], x: &[i8]) -> i32 {
     row.iter().zip(x).fold(acc, |acc, (&w, &xi)| {
         acc.wrapping_add(i32::from(w) * i32::from(xi))
     })
+}
+
+/// The scratch of [`QKernel::Multirow`]: one 32-bit word per input where the kernel widens its
+/// input (Armv6-M, and the portable emulation), none on Armv7-M.
+#[cfg(not(tinyvae_armv7m))]
+struct RowScratch<const N: usize>([i32; N]);
+
+/// The scratch of [`QKernel::Multirow`]: none on Armv7-M (the input is read as it is).
+#[cfg(tinyvae_armv7m)]
+struct RowScratch<const N: usize>([i32; 0]);
+
+impl<const N: usize> RowScratch<N> {
+    #[cfg(not(tinyvae_armv7m))]
+    const ZERO: Self = Self([0; N]);
+    #[cfg(tinyvae_armv7m)]
+    const ZERO: Self = Self([]);
+}
+
+/// [`QKernel::Multirow`] with its scratch (Armv6-M: the input widened to words, `4 * IN` bytes;
+/// Armv7-M: none) in a frame of its own, so that the scratch of a layer does not stay on the
+/// stack of the caller (which may inline several layers) while the next layer runs.
+#[inline(never)]
+fn multirow_forward<const IN: usize>(k: &Kern<'_>, x: &[i8; IN], y: &mut [i8]) {
+    let mut xw = RowScratch::<IN>::ZERO;
+    multirow_kernel(k, x, &mut xw.0, y);
+}
+
+/// [`QKernel::Multirow`]: blocks of `arch::MAX_ROWS` rows (the last one shorter) through
+/// `arch::rows` (one `asm!` block per block of rows on Armv6-M/Armv7-M), then the output stage
+/// of each row. Layers the `asm!` does not take (see `arch::prepare`) run [`portable_kernel`].
+/// Shared by every layer (out of line): the `asm!` gains nothing from a constant `in_dim`.
+#[inline(never)]
+fn multirow_kernel(k: &Kern<'_>, x: &[i8], xw: &mut [i32], y: &mut [i8]) {
+    let n = k.in_dim;
+    let prepared = if x.len() == n {
+        arch::prepare(x, xw)
+    } else {
+        None
+    };
+    let Some(inp) = prepared else {
+        return portable_kernel(k, x, y);
+    };
+    let rows_total = y
+        .len()
+        .min(k.bias.len())
+        .min(k.requant.len())
+        .min(k.weights.len() / n);
+    let mut done = 0;
+    while done < rows_total {
+        let r = (rows_total - done).min(arch::MAX_ROWS);
+        let block = k.weights.get(done * n..).unwrap_or_default();
+        let bias = k.bias.get(done..).unwrap_or_default();
+        let Some(acc) = arch::rows(&inp, block, bias, r) else {
+            break; // not reached: the arguments fit (the rows below finish the layer)
+        };
+        let ys = y.get_mut(done..done + r).unwrap_or_default();
+        let rqs = k.requant.get(done..done + r).unwrap_or_default();
+        for ((yo, &a), &rq) in ys.iter_mut().zip(&acc).zip(rqs) {
+            *yo = k.out(a, rq);
+        }
+        done += r;
+    }
+    let outs = y
+        .get_mut(done..)
+        .unwrap_or_default()
+        .iter_mut()
+        .zip(k.bias.get(done..).unwrap_or_default())
+        .zip(k.requant.get(done..).unwrap_or_default())
+        .zip(k.weights.get(done * n..).unwrap_or_default().chunks_exact(n));
+    for (((yo, &b), &rq), row) in outs {
+        *yo = k.out(dot1_bytes(b, row, x), rq);
+    }
 }
 
 /// The widened input of [`QKernel::Dsp`]: 16-bit values, 4-byte aligned (SMLAD reads them in

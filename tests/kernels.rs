@@ -19,7 +19,12 @@ use rand_core::{Rng, SeedableRng};
 use rand_xorshift::XorShiftRng;
 use tinyvae::{requantize, Layer, QDense, QDenseView, QKernel, Requant};
 
-const KERNELS: [QKernel; 3] = [QKernel::Reference, QKernel::Portable, QKernel::Dsp];
+const KERNELS: [QKernel; 4] = [
+    QKernel::Reference,
+    QKernel::Portable,
+    QKernel::Dsp,
+    QKernel::Multirow,
+];
 
 fn leak<T>(v: T) -> &'static T {
     Box::leak(Box::new(v))

@@ -1,0 +1,336 @@
+//! The multi-row int8 kernel for Armv6-M (Cortex-M0/M0+/M1) and Armv8-M Baseline (M23): up to
+//! five rows of `acc[k] + Σ_i w[k][i] x[i]` per call, in one `asm!` block, on the row-major
+//! signed weights as they are stored.
+//!
+//! # Arithmetic
+//!
+//! Wrapping i32 sums of exact products, as the portable kernel: `MULS` keeps the low 32 bits of
+//! the product (exact: `|w x| <= 2^14`) and `ADD` wraps. Only the order of the additions differs,
+//! which wrapping addition does not see.
+//!
+//! # Where the instructions go (QEMU counts instructions)
+//!
+//! Armv6-M has no post-increment and no multiply-accumulate, and `LDRSB` only takes a register
+//! offset; its eight low registers are all an `LDRSB` or `MULS` can name. The input is widened
+//! once per layer to 32-bit words in *pass order* (`x[0], x[4], x[8], .., x[1], x[5], .., x[2],
+//! .., x[3], ..`), so that one `LDM J!, {x}` both loads an input and advances the index `J` by 4;
+//! the weights of row `k` for that input are then at `J + D[k]` (a fixed per-row offset, wrapping
+//! address arithmetic), and each row costs `LDRSB`, `MULS`, `ADD acc_hi` (accumulators in
+//! `r8`..`r12`): 16 instructions per input for five rows, 3.2 per MAC. Four passes (inputs
+//! `i ≡ q mod 4`) cover a row; between passes every `D[k]` moves by `1 - 4 Q_q` (`Q_q` inputs
+//! in pass `q`). The body is unrolled 32 times (16 for three rows or fewer) and entered by a
+//! computed `ADD PC` for the inputs left over, so the loop test costs 3 instructions per 32
+//! inputs.
+//!
+//! Registers: `J = r0`, `x = r1`, `t = r2`, `D[0..5] = r3..r7` (`r6`, `r7` saved and restored
+//! by the block: `asm!` may not name them), accumulators `r8..r12`, the pass end in `lr`.
+
+use core::arch::asm;
+use core::mem::offset_of;
+
+/// Rows per block (one accumulator per high register `r8`..`r12`).
+pub(crate) const MAX_ROWS: usize = 5;
+
+/// 32-bit words of scratch per input (the widened input).
+pub(crate) const SCRATCH_PER_INPUT: usize = 1;
+
+/// One pass of the block: the computed-jump offset into the unrolled body, the pass length in
+/// bytes of widened input (`4 Q_q`), and the adjustment of every `D[k]` after it (`1 - 4 Q_q`).
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct Pass {
+    entry: u32,
+    len: u32,
+    adj: u32,
+}
+
+/// The prepared input of a layer: the widened input in pass order, the number of inputs of
+/// each pass and the pass table of a five-row block.
+pub(crate) struct Input<'a> {
+    xw: &'a [i32],
+    n: usize,
+    quads: [u32; 4],
+    full: [Pass; 4],
+}
+
+/// The pass table of an `r`-row block for passes of `quads` inputs.
+fn table(quads: &[u32; 4], r: usize) -> [Pass; 4] {
+    let (u, bb) = (unroll(r), body_bytes(r));
+    let mut table = [Pass::default(); 4];
+    for (p, &qn) in table.iter_mut().zip(quads) {
+        // `u` is a power of two.
+        let rem = qn & (u - 1);
+        p.entry = if rem == 0 { 0 } else { (u - rem) * bb };
+        p.len = qn.wrapping_mul(4);
+        p.adj = 1u32.wrapping_sub(p.len);
+    }
+    table
+}
+
+/// Unrolled copies of the body for `r` rows, a power of two (the loop fits `B`'s `±2 KB`).
+const fn unroll(r: usize) -> u32 {
+    if r >= 4 {
+        32
+    } else {
+        16
+    }
+}
+
+/// Bytes of the body for `r` rows: `LDM` plus three 16-bit instructions per row.
+const fn body_bytes(r: usize) -> u32 {
+    2 * (1 + 3 * r as u32)
+}
+
+/// Widens `x` into `scratch` in pass order. `None` (use another kernel) unless `n >= 4`
+/// (every pass has an input) and `scratch` holds `n` words.
+pub(crate) fn prepare<'a>(x: &[i8], scratch: &'a mut [i32]) -> Option<Input<'a>> {
+    let n = x.len();
+    if n < 4 || u32::try_from(n).is_err() {
+        return None;
+    }
+    let xw = scratch.get_mut(..n)?;
+    let (groups, tail) = x.as_chunks::<4>();
+    let g = groups.len();
+    // Pass q holds x[q], x[q + 4], ..: one input per group, and the tail's q-th if any.
+    let quads: [u32; 4] = core::array::from_fn(|q| (g + usize::from(q < tail.len())) as u32);
+    let [l0, l1, l2, _] = quads.map(|c| c as usize);
+    let (s0, rest) = xw.split_at_mut_checked(l0)?;
+    let (s1, rest) = rest.split_at_mut_checked(l1)?;
+    let (s2, s3) = rest.split_at_mut_checked(l2)?;
+    for ((((v, a), b), c), d) in groups
+        .iter()
+        .zip(s0.iter_mut())
+        .zip(s1.iter_mut())
+        .zip(s2.iter_mut())
+        .zip(s3.iter_mut())
+    {
+        let [v0, v1, v2, v3] = v.map(i32::from);
+        (*a, *b, *c, *d) = (v0, v1, v2, v3);
+    }
+    for (s, &v) in [s0, s1, s2, s3].into_iter().zip(tail) {
+        if let Some(o) = s.get_mut(g) {
+            *o = i32::from(v);
+        }
+    }
+    let full = table(&quads, MAX_ROWS);
+    Some(Input { xw, n, quads, full })
+}
+
+/// The state of one block in memory; the `asm!` reads it through `r0`.
+#[repr(C)]
+struct Ctx {
+    d0: usize,
+    n: usize,
+    xw: *const i32,
+    bias: *const i32,
+    table: *const Pass,
+    acc: [i32; MAX_ROWS],
+}
+
+/// `r` (1..=5) rows of `block` (row-major, `n` apart) against the input: `bias[k] + Σ_i
+/// block[k n + i] x[i]` (mod 2^32) for `k < r`; the other entries are 0. `None` if `r` is out of
+/// range or `block`/`bias` are too short.
+pub(crate) fn rows(inp: &Input<'_>, block: &[i8], bias: &[i32], r: usize) -> Option<[i32; MAX_ROWS]> {
+    let n = inp.n;
+    if r == 0 || r > MAX_ROWS || bias.len() < r || block.len() < r.checked_mul(n)? {
+        return None;
+    }
+    let short;
+    let table = if r == MAX_ROWS {
+        &inp.full
+    } else {
+        short = table(&inp.quads, r);
+        &short
+    };
+    let xw = inp.xw.as_ptr();
+    let mut c = Ctx {
+        // D[0] = row 0 - xw - 4: `LDM` has advanced J by 4 when the row is read.
+        d0: (block.as_ptr() as usize)
+            .wrapping_sub(xw as usize)
+            .wrapping_sub(4),
+        n,
+        xw,
+        bias: bias.as_ptr(),
+        table: table.as_ptr(),
+        acc: [0; MAX_ROWS],
+    };
+    let cp: *mut Ctx = &mut c;
+    macro_rules! block_asm {
+        ($r:literal) => {
+            // SAFETY: reads `r` biases (checked above), `4 n` bytes of widened input (`xw`,
+            // length `n`: pass q reads its `Q_q` words, the passes tile `xw`; `LDM` needs the
+            // 4-aligned words it gets), and the weights `row_k + i` for `k < r`, `i < n`, all
+            // inside `block` (checked above): in pass q at step m, `J + D[k]` is
+            // `row_k + q + 4m` (module doc). It writes `r` words of `c.acc` through `cp` (a live
+            // local) and nothing else. The computed jump lands on a body start: `entry` is a
+            // multiple of the body size below `u` bodies, and `ADD PC` reads PC as its own
+            // address + 4, where the first body starts (after one 16-bit NOP). The loop ends
+            // when J reaches the pass end exactly (J steps by 4, the pass is `4 Q_q` bytes).
+            // r6/r7 (base and frame pointer, not nameable) are pushed and popped; sp is
+            // restored. No instruction needs more than Armv6-M.
+            unsafe {
+                asm!(
+                    "push {{r6, r7}}",
+                    "sub sp, #12",
+                    "str r0, [sp, #4]",
+                    "ldr r1, [r0, #{o_table}]",
+                    "str r1, [sp, #0]",
+                    "adds r1, #48",
+                    "str r1, [sp, #8]",
+                    "ldr r1, [r0, #{o_bias}]",
+                    "ldr r2, [r1, #0]",
+                    "mov r8, r2",
+                    ".if {r} > 1",
+                    "ldr r2, [r1, #4]",
+                    "mov r9, r2",
+                    ".endif",
+                    ".if {r} > 2",
+                    "ldr r2, [r1, #8]",
+                    "mov r10, r2",
+                    ".endif",
+                    ".if {r} > 3",
+                    "ldr r2, [r1, #12]",
+                    "mov r11, r2",
+                    ".endif",
+                    ".if {r} > 4",
+                    "ldr r2, [r1, #16]",
+                    "mov r12, r2",
+                    ".endif",
+                    "ldr r3, [r0, #{o_d0}]",
+                    "ldr r1, [r0, #{o_n}]",
+                    ".if {r} > 1",
+                    "adds r4, r3, r1",
+                    ".endif",
+                    ".if {r} > 2",
+                    "adds r5, r4, r1",
+                    ".endif",
+                    ".if {r} > 3",
+                    "adds r6, r5, r1",
+                    ".endif",
+                    ".if {r} > 4",
+                    "adds r7, r6, r1",
+                    ".endif",
+                    "ldr r0, [r0, #{o_xw}]",
+                    // Pass start: END = J + len, jump to the body that leaves `len % u` inputs.
+                    "2:",
+                    "ldr r2, [sp, #0]",
+                    "ldr r1, [r2, #4]",
+                    "mov lr, r0",
+                    "add lr, r1",
+                    "ldr r1, [r2, #0]",
+                    "add pc, r1",
+                    "nop",
+                    "3:",
+                    ".rept {u}",
+                    "ldm r0!, {{r1}}",
+                    "ldrsb r2, [r0, r3]",
+                    "muls r2, r1, r2",
+                    "add r8, r2",
+                    ".if {r} > 1",
+                    "ldrsb r2, [r0, r4]",
+                    "muls r2, r1, r2",
+                    "add r9, r2",
+                    ".endif",
+                    ".if {r} > 2",
+                    "ldrsb r2, [r0, r5]",
+                    "muls r2, r1, r2",
+                    "add r10, r2",
+                    ".endif",
+                    ".if {r} > 3",
+                    "ldrsb r2, [r0, r6]",
+                    "muls r2, r1, r2",
+                    "add r11, r2",
+                    ".endif",
+                    ".if {r} > 4",
+                    "ldrsb r2, [r0, r7]",
+                    "muls r2, r1, r2",
+                    "add r12, r2",
+                    ".endif",
+                    ".endr",
+                    "cmp r0, lr",
+                    "beq 4f",
+                    "b 3b",
+                    // Pass end: move every D[k], next pass unless that was the fourth.
+                    "4:",
+                    "ldr r2, [sp, #0]",
+                    "ldr r1, [r2, #8]",
+                    "adds r2, #12",
+                    "str r2, [sp, #0]",
+                    "adds r3, r3, r1",
+                    ".if {r} > 1",
+                    "adds r4, r4, r1",
+                    ".endif",
+                    ".if {r} > 2",
+                    "adds r5, r5, r1",
+                    ".endif",
+                    ".if {r} > 3",
+                    "adds r6, r6, r1",
+                    ".endif",
+                    ".if {r} > 4",
+                    "adds r7, r7, r1",
+                    ".endif",
+                    "ldr r1, [sp, #8]",
+                    "cmp r2, r1",
+                    "beq 5f",
+                    "b 2b",
+                    "5:",
+                    "ldr r0, [sp, #4]",
+                    "mov r1, r8",
+                    "str r1, [r0, #{o_acc}]",
+                    ".if {r} > 1",
+                    "mov r1, r9",
+                    "str r1, [r0, #{o_acc} + 4]",
+                    ".endif",
+                    ".if {r} > 2",
+                    "mov r1, r10",
+                    "str r1, [r0, #{o_acc} + 8]",
+                    ".endif",
+                    ".if {r} > 3",
+                    "mov r1, r11",
+                    "str r1, [r0, #{o_acc} + 12]",
+                    ".endif",
+                    ".if {r} > 4",
+                    "mov r1, r12",
+                    "str r1, [r0, #{o_acc} + 16]",
+                    ".endif",
+                    "add sp, #12",
+                    "pop {{r6, r7}}",
+                    r = const $r,
+                    u = const unroll($r),
+                    o_d0 = const offset_of!(Ctx, d0),
+                    o_n = const offset_of!(Ctx, n),
+                    o_xw = const offset_of!(Ctx, xw),
+                    o_bias = const offset_of!(Ctx, bias),
+                    o_table = const offset_of!(Ctx, table),
+                    o_acc = const offset_of!(Ctx, acc),
+                    inout("r0") cp => _,
+                    out("r1") _,
+                    out("r2") _,
+                    out("r3") _,
+                    out("r4") _,
+                    out("r5") _,
+                    out("r8") _,
+                    out("r9") _,
+                    out("r10") _,
+                    out("r11") _,
+                    out("r12") _,
+                    out("lr") _,
+                )
+            }
+        };
+    }
+    match r {
+        1 => block_asm!(1),
+        2 => block_asm!(2),
+        3 => block_asm!(3),
+        4 => block_asm!(4),
+        _ => block_asm!(5),
+    }
+    Some(c.acc)
+}
+
+const _: () = {
+    assert!(core::mem::size_of::<Pass>() == 12);
+    // `LDR rt, [rn, #imm]` reaches 124 bytes.
+    assert!(offset_of!(Ctx, acc) + 16 <= 124);
+};
