@@ -526,13 +526,11 @@ mod armv7m;
 use armv7m as multirow;
 
 /// The multi-row kernel's interface on every other target: the sums of the `asm!` kernels,
-/// with the Armv6-M kernel's shape (five rows per block, one word of scratch per input, at
-/// least four inputs), so that the host tests run the same blocking and fallbacks.
+/// with the Armv6-M kernel's preconditions (one word of scratch per input, at least four
+/// inputs) and output stage (`finish`, else `slow`), so that the host tests run the same
+/// fallbacks.
 #[cfg(not(any(tinyvae_armv6m, tinyvae_armv7m)))]
 mod multirow {
-    /// Rows per block.
-    pub(crate) const MAX_ROWS: usize = 5;
-
     /// 32-bit words of scratch per input.
     pub(crate) const SCRATCH_PER_INPUT: usize = 1;
 
@@ -553,29 +551,44 @@ mod multirow {
         Some(Input { xw })
     }
 
-    /// `bias[k] + Σ_i block[k n + i] x[i]` (mod 2^32) for `k < r`, the other entries 0;
-    /// `None` if `r` is not in `1..=MAX_ROWS` or `block`/`bias` are too short.
-    pub(crate) fn rows(
+    /// `bias[o] + Σ_i w[o][i] x[i]` (mod 2^32) for every row, then [`finish`](super::finish)
+    /// with `l.zp2` and `slow` for the rows it does not take (all rows without); returns the
+    /// number of rows written.
+    pub(crate) fn layer(
         inp: &Input<'_>,
-        block: &[i8],
-        bias: &[i32],
-        r: usize,
-    ) -> Option<[i32; MAX_ROWS]> {
+        l: super::Layer<'_, '_>,
+        slow: impl Fn(i32, crate::Requant) -> i8,
+    ) -> usize {
         let n = inp.xw.len();
-        if r == 0 || r > MAX_ROWS || bias.len() < r || block.len() < r.checked_mul(n)? {
-            return None;
-        }
-        let mut acc = [0; MAX_ROWS];
-        for ((a, &b), row) in acc.iter_mut().zip(bias).zip(block.chunks_exact(n)).take(r) {
-            *a = row.iter().zip(inp.xw).fold(b, |s, (&w, &x)| {
+        let rows = (l.weights.len() / n)
+            .min(l.bias.len())
+            .min(l.requant.len())
+            .min(l.y.len());
+        let outs = l.y.iter_mut().zip(l.bias).zip(l.requant);
+        for (((yo, &b), &rq), row) in outs.zip(l.weights.chunks_exact(n)).take(rows) {
+            let acc = row.iter().zip(inp.xw).fold(b, |s, (&w, &x)| {
                 s.wrapping_add(i32::from(w).wrapping_mul(x))
             });
+            let fast = l.zp2.and_then(|zp2| super::finish(acc, rq, zp2));
+            *yo = fast.unwrap_or_else(|| slow(acc, rq));
         }
-        Some(acc)
+        rows
     }
 }
 
-pub(crate) use multirow::{prepare, rows, MAX_ROWS, SCRATCH_PER_INPUT};
+pub(crate) use multirow::{layer, prepare, SCRATCH_PER_INPUT};
+
+/// One layer for [`layer`]: row-major `weights` (`in_dim` apart), its biases, requantization
+/// constants and outputs, and `zp2 = 2 zp + 1` when the output stage is [`finish`]'s (clamp
+/// `[-128, 127]`, no table, `|zp| <= 2^20`), else `None`.
+pub(crate) struct Layer<'a, 'y> {
+    pub(crate) weights: &'a [i8],
+    pub(crate) bias: &'a [i32],
+    pub(crate) requant: &'a [Requant],
+    pub(crate) y: &'y mut [i8],
+    pub(crate) zp2: Option<i32>,
+}
+
 
 /// One layer for [`rows4`]: `n` inputs (a multiple of 4), row-major `weights`, the widened
 /// input `xe` (at least `n` values), and the output stage's constants with `zp2 = 2 zp + 1`
@@ -598,7 +611,11 @@ pub(crate) struct Rows4<'a> {
 /// `requantize + zp = floor((floor(H / 2^(e-2)) + zp2) / 2)`: one SSAT with `ASR #1`.
 /// `|H| <= 2^30 + 1` and `|zp2| <= 2^21 + 1`, so nothing overflows and the sum equals the
 /// saturating one of the reference.
-#[cfg_attr(tinyvae_dsp, allow(dead_code))] // there the `asm!` of `rows4` is this function
+// On the DSP targets the `asm!` of `rows4` is this function, on Armv6-M/Armv7-M that of `rows`.
+#[cfg_attr(
+    any(tinyvae_dsp, tinyvae_armv6m, tinyvae_armv7m),
+    allow(dead_code)
+)]
 #[inline(always)]
 pub(crate) fn finish(acc: i32, rq: Requant, zp2: i32) -> Option<i8> {
     // shift + 31 in 0..=29 <=> shift in -31..=-2; then e - 2 = 29 - t.

@@ -714,9 +714,8 @@ fn multirow_forward<const IN: usize>(k: &Kern<'_>, x: &[i8; IN], y: &mut [i8]) {
     multirow_kernel(k, x, &mut xw.0, y);
 }
 
-/// [`QKernel::Multirow`]: blocks of `arch::MAX_ROWS` rows (the last one shorter) through
-/// `arch::rows` (one `asm!` block per block of rows on Armv6-M/Armv7-M), then the output stage
-/// of each row. Layers the `asm!` does not take (see `arch::prepare`) run [`portable_kernel`].
+/// [`QKernel::Multirow`]: `arch::layer` (on Armv6-M/Armv7-M one `asm!` block per block of 5/7
+/// rows, with the output stage when it is `finish`'s; [`Kern::out`] for the other rows). Layers the `asm!` does not take (see `arch::prepare`) run [`portable_kernel`].
 /// Shared by every layer (out of line): the `asm!` gains nothing from a constant `in_dim`.
 #[inline(never)]
 fn multirow_kernel(k: &Kern<'_>, x: &[i8], xw: &mut [i32], y: &mut [i8]) {
@@ -729,36 +728,21 @@ fn multirow_kernel(k: &Kern<'_>, x: &[i8], xw: &mut [i32], y: &mut [i8]) {
     let Some(inp) = prepared else {
         return portable_kernel(k, x, y);
     };
-    let rows_total = y
-        .len()
-        .min(k.bias.len())
-        .min(k.requant.len())
-        .min(k.weights.len() / n);
-    let mut done = 0;
-    while done < rows_total {
-        let r = (rows_total - done).min(arch::MAX_ROWS);
-        let block = k.weights.get(done * n..).unwrap_or_default();
-        let bias = k.bias.get(done..).unwrap_or_default();
-        let Some(acc) = arch::rows(&inp, block, bias, r) else {
-            break; // not reached: the arguments fit (the rows below finish the layer)
-        };
-        let ys = y.get_mut(done..done + r).unwrap_or_default();
-        let rqs = k.requant.get(done..done + r).unwrap_or_default();
-        for ((yo, &a), &rq) in ys.iter_mut().zip(&acc).zip(rqs) {
-            *yo = k.out(a, rq);
-        }
-        done += r;
-    }
-    let outs = y
-        .get_mut(done..)
-        .unwrap_or_default()
-        .iter_mut()
-        .zip(k.bias.get(done..).unwrap_or_default())
-        .zip(k.requant.get(done..).unwrap_or_default())
-        .zip(k.weights.get(done * n..).unwrap_or_default().chunks_exact(n));
-    for (((yo, &b), &rq), row) in outs {
-        *yo = k.out(dot1_bytes(b, row, x), rq);
-    }
+    // The output stage runs in the `asm!` too when it is `finish`'s (as for `arch::rows4`).
+    let fused = k.lo == -128
+        && k.hi == 127
+        && k.lut.is_none()
+        && (-(1 << 20)..=1 << 20).contains(&k.zp);
+    let l = arch::Layer {
+        weights: k.weights,
+        bias: k.bias,
+        requant: k.requant,
+        y: &mut *y,
+        zp2: fused.then_some(2 * k.zp + 1),
+    };
+    let done = arch::layer(&inp, l, |acc, rq| k.out_outlined(acc, rq));
+    // Rows without a whole weight row, bias or constant are left alone, as by the others.
+    let _ = done;
 }
 
 /// The widened input of [`QKernel::Dsp`]: 16-bit values, 4-byte aligned (SMLAD reads them in

@@ -25,8 +25,9 @@
 //! Registers: `J = r0`, `x = r1`, `t = r2`, `D[0..5] = r3..r7` (`r6`, `r7` saved and restored
 //! by the block: `asm!` may not name them), accumulators `r8..r12`, the pass end in `lr`.
 
+use crate::Requant;
 use core::arch::asm;
-use core::mem::offset_of;
+use core::mem::{offset_of, size_of};
 
 /// Rows per block (one accumulator per high register `r8`..`r12`).
 pub(crate) const MAX_ROWS: usize = 5;
@@ -125,44 +126,39 @@ struct Ctx {
     bias: *const i32,
     table: *const Pass,
     acc: [i32; MAX_ROWS],
+    rq: *const Requant,
+    y: *mut i8,
+    zp2: i32,
+    done: usize,
 }
 
-/// `r` (1..=5) rows of `block` (row-major, `n` apart) against the input: `bias[k] + Σ_i
-/// block[k n + i] x[i]` (mod 2^32) for `k < r`; the other entries are 0. `None` if `r` is out of
-/// range or `block`/`bias` are too short.
-pub(crate) fn rows(inp: &Input<'_>, block: &[i8], bias: &[i32], r: usize) -> Option<[i32; MAX_ROWS]> {
+
+/// The rows of a layer (row-major `weights`, `n` apart) against the prepared input, in blocks
+/// of up to [`MAX_ROWS`] rows: `acc = bias[o] + Σ_i w[o][i] x[i]` (mod 2^32), then, with
+/// `l.zp2`, the output stage of [`finish`](super::finish) in the `asm!` block, and `slow(acc,
+/// requant[o])` for the rows it does not take (every row without `l.zp2`). Returns the number
+/// of rows written: all rows that `weights`, `bias`, `requant` and `y` hold.
+pub(crate) fn layer(
+    inp: &Input<'_>,
+    l: super::Layer<'_, '_>,
+    slow: impl Fn(i32, Requant) -> i8,
+) -> usize {
     let n = inp.n;
-    if r == 0 || r > MAX_ROWS || bias.len() < r || block.len() < r.checked_mul(n)? {
-        return None;
-    }
-    let short;
-    let table = if r == MAX_ROWS {
-        &inp.full
-    } else {
-        short = table(&inp.quads, r);
-        &short
-    };
-    let xw = inp.xw.as_ptr();
-    let mut c = Ctx {
-        // D[0] = row 0 - xw - 4: `LDM` has advanced J by 4 when the row is read.
-        d0: (block.as_ptr() as usize)
-            .wrapping_sub(xw as usize)
-            .wrapping_sub(4),
-        n,
-        xw,
-        bias: bias.as_ptr(),
-        table: table.as_ptr(),
-        acc: [0; MAX_ROWS],
-    };
-    let cp: *mut Ctx = &mut c;
+    let rows = (l.weights.len() / n)
+        .min(l.bias.len())
+        .min(l.requant.len())
+        .min(l.y.len());
+    let fused = l.zp2.is_some();
     macro_rules! block_asm {
-        ($r:literal) => {
+        ($r:literal, $cp:ident) => {
             // SAFETY: reads `r` biases (checked above), `4 n` bytes of widened input (`xw`,
             // length `n`: pass q reads its `Q_q` words, the passes tile `xw`; `LDM` needs the
             // 4-aligned words it gets), and the weights `row_k + i` for `k < r`, `i < n`, all
             // inside `block` (checked above): in pass q at step m, `J + D[k]` is
-            // `row_k + q + 4m` (module doc). It writes `r` words of `c.acc` through `cp` (a live
-            // local) and nothing else. The computed jump lands on a body start: `entry` is a
+            // `row_k + q + 4m` (module doc). It writes `r` words of `c.acc` and `c.done` through
+            // `cp` (a live local) and, when `y` is not null, reads `r` `Requant`s at `rq` and
+            // writes `r` bytes at `y` (both checked above to hold `r`; layout asserted below),
+            // nothing else. The computed jump lands on a body start: `entry` is a
             // multiple of the body size below `u` bodies, and `ADD PC` reads PC as its own
             // address + 4, where the first body starts (after one 16-bit NOP). The loop ends
             // when J reaches the pass end exactly (J steps by 4, the pass is `4 Q_q` bytes).
@@ -293,6 +289,74 @@ pub(crate) fn rows(inp: &Input<'_>, block: &[i8], bias: &[i32], r: usize) -> Opt
                     "mov r1, r12",
                     "str r1, [r0, #{o_acc} + 16]",
                     ".endif",
+                    // The output stage (if `y` is set): for each row, `finish` (super) with the
+                    // 64-bit product from 16-bit halves, as `qdense::mul_add_2_30_halves`.
+                    "ldr r2, [r0, #{o_y}]",
+                    "movs r1, #0",
+                    "cmp r2, #0",
+                    "bne 8f",
+                    "b 9f",
+                    "8:",
+                    ".set tvkk, 0",
+                    ".rept {r}",
+                    "ldr r2, [r0, #{o_rq}]",
+                    "ldr r3, [r2, #(8 * tvkk + 4)]",
+                    "rsbs r3, r3, #0",
+                    "subs r3, #2",
+                    "cmp r3, #29",
+                    "bls 6f",
+                    "movs r1, #tvkk",
+                    "b 9f",
+                    "6:",
+                    "ldr r2, [r2, #(8 * tvkk)]",
+                    "ldr r1, [r0, #({o_acc} + 4 * tvkk)]",
+                    "uxth r4, r1",
+                    "asrs r1, r1, #16",
+                    "uxth r5, r2",
+                    "asrs r2, r2, #16",
+                    "mov r6, r4",
+                    "muls r6, r5, r6",
+                    "mov r7, r1",
+                    "muls r7, r2, r7",
+                    "muls r4, r2, r4",
+                    "muls r1, r5, r1",
+                    "movs r5, #1",
+                    "lsls r5, r5, #30",
+                    "adds r6, r6, r5",
+                    "movs r5, #0",
+                    "adcs r7, r5",
+                    "lsls r2, r4, #16",
+                    "adds r6, r6, r2",
+                    "adcs r7, r5",
+                    "asrs r4, r4, #16",
+                    "adds r7, r7, r4",
+                    "lsls r2, r1, #16",
+                    "adds r6, r6, r2",
+                    "adcs r7, r5",
+                    "asrs r1, r1, #16",
+                    "adds r7, r7, r1",
+                    "mov r1, r7",
+                    "bics r1, r6",
+                    "lsrs r1, r1, #31",
+                    "subs r7, r7, r1",
+                    "asrs r7, r3",
+                    "ldr r1, [r0, #{o_zp2}]",
+                    "adds r7, r7, r1",
+                    "asrs r7, r7, #1",
+                    "sxtb r1, r7",
+                    "cmp r1, r7",
+                    "beq 7f",
+                    "asrs r1, r7, #31",
+                    "movs r2, #127",
+                    "eors r1, r2",
+                    "7:",
+                    "ldr r2, [r0, #{o_y}]",
+                    "strb r1, [r2, #tvkk]",
+                    ".set tvkk, tvkk + 1",
+                    ".endr",
+                    "movs r1, #{r}",
+                    "9:",
+                    "str r1, [r0, #{o_done}]",
                     "add sp, #12",
                     "pop {{r6, r7}}",
                     r = const $r,
@@ -303,7 +367,11 @@ pub(crate) fn rows(inp: &Input<'_>, block: &[i8], bias: &[i32], r: usize) -> Opt
                     o_bias = const offset_of!(Ctx, bias),
                     o_table = const offset_of!(Ctx, table),
                     o_acc = const offset_of!(Ctx, acc),
-                    inout("r0") cp => _,
+                    o_rq = const offset_of!(Ctx, rq),
+                    o_y = const offset_of!(Ctx, y),
+                    o_zp2 = const offset_of!(Ctx, zp2),
+                    o_done = const offset_of!(Ctx, done),
+                    inout("r0") $cp => _,
                     out("r1") _,
                     out("r2") _,
                     out("r3") _,
@@ -319,18 +387,62 @@ pub(crate) fn rows(inp: &Input<'_>, block: &[i8], bias: &[i32], r: usize) -> Opt
             }
         };
     }
-    match r {
-        1 => block_asm!(1),
-        2 => block_asm!(2),
-        3 => block_asm!(3),
-        4 => block_asm!(4),
-        _ => block_asm!(5),
+    let xw = inp.xw.as_ptr();
+    // D[0] = row 0 - xw - 4: `LDM` has advanced J by 4 when the row is read.
+    let d_base = (l.weights.as_ptr() as usize)
+        .wrapping_sub(xw as usize)
+        .wrapping_sub(4);
+    let mut short;
+    let mut c = Ctx {
+        d0: d_base,
+        n,
+        xw,
+        bias: l.bias.as_ptr(),
+        table: inp.full.as_ptr(),
+        acc: [0; MAX_ROWS],
+        rq: l.requant.as_ptr(),
+        y: core::ptr::null_mut(),
+        zp2: l.zp2.unwrap_or(0),
+        done: 0,
+    };
+    let mut i = 0;
+    while i < rows {
+        let r = (rows - i).min(MAX_ROWS);
+        c.d0 = d_base.wrapping_add(i * n);
+        if r < MAX_ROWS {
+            short = table(&inp.quads, r);
+            c.table = short.as_ptr();
+        }
+        c.bias = l.bias.as_ptr().wrapping_add(i);
+        c.rq = l.requant.as_ptr().wrapping_add(i);
+        c.y = if fused {
+            l.y.as_mut_ptr().wrapping_add(i)
+        } else {
+            core::ptr::null_mut()
+        };
+        let cp: *mut Ctx = &mut c;
+        match r {
+            1 => block_asm!(1, cp),
+            2 => block_asm!(2, cp),
+            3 => block_asm!(3, cp),
+            4 => block_asm!(4, cp),
+            _ => block_asm!(5, cp),
+        }
+        for (k, &a) in c.acc.iter().enumerate().take(r).skip(c.done) {
+            if let (Some(o), Some(&rq)) = (l.y.get_mut(i + k), l.requant.get(i + k)) {
+                *o = slow(a, rq);
+            }
+        }
+        i += r;
     }
-    Some(c.acc)
+    rows
 }
 
 const _: () = {
     assert!(core::mem::size_of::<Pass>() == 12);
     // `LDR rt, [rn, #imm]` reaches 124 bytes.
-    assert!(offset_of!(Ctx, acc) + 16 <= 124);
+    assert!(offset_of!(Ctx, done) <= 124);
+    assert!(offset_of!(Requant, multiplier) == 0);
+    assert!(offset_of!(Requant, shift) == 4);
+    assert!(size_of::<Requant>() == 8);
 };

@@ -21,8 +21,9 @@
 //! accumulators `r7`, `r8`..`r12`, `lr` (`r6`, `r7` saved and restored by the block: `asm!`
 //! may not name them); loop ends and the state pointer on the stack.
 
+use crate::Requant;
 use core::arch::asm;
-use core::mem::offset_of;
+use core::mem::{offset_of, size_of};
 
 /// Rows per block (accumulators `r7`..`r12`, `lr`).
 pub(crate) const MAX_ROWS: usize = 7;
@@ -50,35 +51,38 @@ struct Ctx {
     end8: *const i8,
     end: *const i8,
     acc: [i32; MAX_ROWS],
+    rq: *const Requant,
+    y: *mut i8,
+    zp2: i32,
+    done: usize,
 }
 
-/// `r` (1..=7) rows of `block` (row-major, `n` apart) against the input: `bias[k] + Σ_i
-/// block[k n + i] x[i]` (mod 2^32) for `k < r`; the other entries are 0. `None` if `r` is out of
-/// range or `block`/`bias` are too short.
-pub(crate) fn rows(inp: &Input<'_>, block: &[i8], bias: &[i32], r: usize) -> Option<[i32; MAX_ROWS]> {
+/// The rows of a layer (row-major `weights`, `n` apart) against the prepared input, in blocks
+/// of up to [`MAX_ROWS`] rows: `acc = bias[o] + Σ_i w[o][i] x[i]` (mod 2^32), then, with
+/// `l.zp2`, the output stage of [`finish`](super::finish) in the `asm!` block, and `slow(acc,
+/// requant[o])` for the rows it does not take (every row without `l.zp2`). Returns the number
+/// of rows written: all rows that `weights`, `bias`, `requant` and `y` hold.
+pub(crate) fn layer(
+    inp: &Input<'_>,
+    l: super::Layer<'_, '_>,
+    slow: impl Fn(i32, Requant) -> i8,
+) -> usize {
     let n = inp.x.len();
-    if r == 0 || r > MAX_ROWS || bias.len() < r || block.len() < r.checked_mul(n)? {
-        return None;
-    }
-    let w = block.as_ptr();
-    let mut c = Ctx {
-        w,
-        n,
-        x: inp.x.as_ptr(),
-        bias: bias.as_ptr(),
-        end8: w.wrapping_add(n & !7),
-        end: w.wrapping_add(n),
-        acc: [0; MAX_ROWS],
-    };
-    let cp: *mut Ctx = &mut c;
+    let rows = (l.weights.len() / n)
+        .min(l.bias.len())
+        .min(l.requant.len())
+        .min(l.y.len());
+    let fused = l.zp2.is_some();
     macro_rules! block_asm {
-        ($r:literal) => {
+        ($r:literal, $cp:ident) => {
             // SAFETY: reads `r` biases (checked above), the `n` input bytes at `x` (`xp` walks
             // them once, by post-increment), and the weights `p + k n` for `k < r` while `p`
             // walks row 0 from `block` to `block + n`: all inside `block` (`r n` bytes, checked
             // above; the offsets `N`, `2N`, `3N`, `4N`, `5N`, `6N` are `k n` for k = 1..6). Both
             // loops stop when `p` reaches their end exactly (`p` steps by 8, then by 1). It
-            // writes `r` words of `c.acc` through `cp` (a live local) and nothing else. r6/r7
+            // writes `r` words of `c.acc` and `c.done` through `cp` (a live local) and, when `y`
+            // is not null, reads `r` `Requant`s at `rq` and writes `r` bytes at `y` (both checked
+            // above to hold `r`; layout asserted below), nothing else. r6/r7
             // (base and frame pointer, not nameable) are pushed and popped with the three
             // stack words; sp is restored. Every instruction is Armv7-M (no DSP).
             unsafe {
@@ -207,6 +211,41 @@ pub(crate) fn rows(inp: &Input<'_>, block: &[i8], bias: &[i32], r: usize) -> Opt
                     ".if {r} > 6",
                     "str lr, [r0, #{o_acc} + 24]",
                     ".endif",
+                    // The output stage (if `y` is set): `finish` (super) for each row, as the
+                    // DSP kernel's (`SMLAL`, `SSAT` are Armv7-M).
+                    "ldr r1, [r0, #{o_y}]",
+                    "movs r4, #0",
+                    "cmp r1, #0",
+                    "beq 9f",
+                    "ldr r2, [r0, #{o_rq}]",
+                    "ldr r3, [r0, #{o_zp2}]",
+                    ".set tvkk, 0",
+                    ".irp acc, r7, r8, r9, r10, r11, r12, lr",
+                    ".if tvkk < {r}",
+                    "ldrd r4, r5, [r2, #(8 * tvkk)]",
+                    "add r5, r5, #31",
+                    "cmp r5, #29",
+                    "bls 6f",
+                    "movs r4, #tvkk",
+                    "b 9f",
+                    "6:",
+                    "rsb r5, r5, #29",
+                    "mov r6, #0x40000000",
+                    "mov r0, #0",
+                    "smlal r6, r0, \\acc, r4",
+                    "bic r6, r0, r6",
+                    "sub r0, r0, r6, lsr #31",
+                    "asr r0, r0, r5",
+                    "add r0, r0, r3",
+                    "ssat r0, #8, r0, asr #1",
+                    "strb r0, [r1, #tvkk]",
+                    ".endif",
+                    ".set tvkk, tvkk + 1",
+                    ".endr",
+                    "movs r4, #{r}",
+                    "9:",
+                    "ldr r0, [sp, #8]",
+                    "str r4, [r0, #{o_done}]",
                     "add sp, #12",
                     "pop {{r6, r7}}",
                     r = const $r,
@@ -217,7 +256,11 @@ pub(crate) fn rows(inp: &Input<'_>, block: &[i8], bias: &[i32], r: usize) -> Opt
                     o_end8 = const offset_of!(Ctx, end8),
                     o_end = const offset_of!(Ctx, end),
                     o_acc = const offset_of!(Ctx, acc),
-                    inout("r0") cp => _,
+                    o_rq = const offset_of!(Ctx, rq),
+                    o_y = const offset_of!(Ctx, y),
+                    o_zp2 = const offset_of!(Ctx, zp2),
+                    o_done = const offset_of!(Ctx, done),
+                    inout("r0") $cp => _,
                     out("r1") _,
                     out("r2") _,
                     out("r3") _,
@@ -233,14 +276,54 @@ pub(crate) fn rows(inp: &Input<'_>, block: &[i8], bias: &[i32], r: usize) -> Opt
             }
         };
     }
-    match r {
-        1 => block_asm!(1),
-        2 => block_asm!(2),
-        3 => block_asm!(3),
-        4 => block_asm!(4),
-        5 => block_asm!(5),
-        6 => block_asm!(6),
-        _ => block_asm!(7),
+    let mut c = Ctx {
+        w: l.weights.as_ptr(),
+        n,
+        x: inp.x.as_ptr(),
+        bias: l.bias.as_ptr(),
+        end8: core::ptr::null(),
+        end: core::ptr::null(),
+        acc: [0; MAX_ROWS],
+        rq: l.requant.as_ptr(),
+        y: core::ptr::null_mut(),
+        zp2: l.zp2.unwrap_or(0),
+        done: 0,
+    };
+    let mut i = 0;
+    while i < rows {
+        let r = (rows - i).min(MAX_ROWS);
+        c.w = l.weights.as_ptr().wrapping_add(i * n);
+        c.end8 = c.w.wrapping_add(n & !7);
+        c.end = c.w.wrapping_add(n);
+        c.bias = l.bias.as_ptr().wrapping_add(i);
+        c.rq = l.requant.as_ptr().wrapping_add(i);
+        c.y = if fused {
+            l.y.as_mut_ptr().wrapping_add(i)
+        } else {
+            core::ptr::null_mut()
+        };
+        let cp: *mut Ctx = &mut c;
+        match r {
+            1 => block_asm!(1, cp),
+            2 => block_asm!(2, cp),
+            3 => block_asm!(3, cp),
+            4 => block_asm!(4, cp),
+            5 => block_asm!(5, cp),
+            6 => block_asm!(6, cp),
+            _ => block_asm!(7, cp),
+        }
+        for (k, &a) in c.acc.iter().enumerate().take(r).skip(c.done) {
+            if let (Some(o), Some(&rq)) = (l.y.get_mut(i + k), l.requant.get(i + k)) {
+                *o = slow(a, rq);
+            }
+        }
+        i += r;
     }
-    Some(c.acc)
+    rows
 }
+
+const _: () = {
+    assert!(offset_of!(Requant, multiplier) == 0);
+    assert!(offset_of!(Requant, shift) == 4);
+    assert!(size_of::<Requant>() == 8);
+};
