@@ -1,8 +1,12 @@
 //! Cortex-M DSP instructions (Armv7E-M / Armv8-M Mainline DSP extension) for the int8 kernels,
-//! with portable emulations that compute the same bits everywhere else.
+//! with portable emulations that compute the same bits everywhere else; and the multi-row
+//! kernels of the cores without DSP (`arch/armv6m.rs`: Cortex-M0/M0+/M1/M23, `arch/armv7m.rs`:
+//! Cortex-M3 and Armv8-M Mainline without DSP), selected by `cfg(tinyvae_armv6m)` /
+//! `cfg(tinyvae_armv7m)` from `build.rs`, with a portable emulation of their interface
+//! ([`layer`], [`prepare`]) elsewhere.
 //!
-//! This is the only module with `unsafe` code: `core::arch::asm!` blocks, each with a
-//! `// SAFETY:` comment.
+//! This module and its two children are the only ones with `unsafe` code: `core::arch::asm!`
+//! blocks, each with a `// SAFETY:` comment.
 //!
 //! # Instructions
 //!
@@ -540,14 +544,20 @@ mod multirow {
     }
 
     /// Widens `x` into `scratch`; `None` unless `x.len() >= 4` and `scratch` holds it.
-    pub(crate) fn prepare<'a>(x: &[i8], scratch: &'a mut [i32]) -> Option<Input<'a>> {
+    pub(crate) fn prepare<'a>(
+        x: &[i8],
+        scratch: &'a mut [core::mem::MaybeUninit<i32>],
+    ) -> Option<Input<'a>> {
         if x.len() < 4 {
             return None;
         }
         let xw = scratch.get_mut(..x.len())?;
         for (o, &v) in xw.iter_mut().zip(x) {
-            *o = i32::from(v);
+            o.write(i32::from(v));
         }
+        // SAFETY: each of the `x.len()` elements of `xw` was written just above;
+        // `MaybeUninit<i32>` has the layout of `i32`.
+        let xw: &'a [i32] = unsafe { &*(core::ptr::from_mut(xw) as *const [i32]) };
         Some(Input { xw })
     }
 

@@ -41,14 +41,28 @@
 //!
 //! Wrapping i32 addition is associative and commutative, so the order of the MACs does not
 //! change `acc`; the requantization has one exact formula for all of them (below).
-//! `tests/kernels.rs` compares the three bit for bit on random layers (every shift, saturation,
-//! wrapping sums, unvalidated constants); the firmware's benchmark checksums and parity run
-//! compare them on each core.
+//! `tests/kernels.rs` compares the four bit for bit on random layers (every shift, saturation,
+//! wrapping sums, unvalidated constants); on each core the firmware's benchmark first runs all
+//! four on 400 random layers (`firmware/qemu/src/kernels.rs`: odd widths, 1..=24 rows, every
+//! activation, tables) and fails on any difference, and its checksums and the parity run
+//! compare the cores.
 //!
 //! - [`QKernel::Reference`]: the formula as written, one row at a time, with [`requantize`].
-//! - [`QKernel::Portable`] (M0, M3, host): four rows per pass (one on Armv6-M, which has only
-//!   eight low registers), each input loaded once per pass; inlined into each typed layer so the
-//!   compiler specializes it for the constant `IN`.
+//! - [`QKernel::Portable`] (host; the reference of the `asm!` kernels): four rows per pass (one
+//!   on Armv6-M, which has only eight low registers), each input loaded once per pass; inlined
+//!   into each typed layer so the compiler specializes it for the constant `IN`.
+//! - [`QKernel::Multirow`] (M0/M0+/M1/M23 and M3; see `arch/armv6m.rs`, `arch/armv7m.rs`): one
+//!   `asm!` block per block of rows on the stored weights. Armv6-M: five rows; the input is
+//!   widened once per layer to words in pass order (`4 * IN` bytes of stack), `LDM` loads an
+//!   input and advances the index, each row is `LDRSB` (register offset), `MULS`, `ADD` to a
+//!   high-register accumulator: 16 instructions per 5 MACs, plus about 80 per block for the four
+//!   passes. Armv7-M: seven rows from one pointer with scaled register offsets (`[p, N, LSL
+//!   #1]`, ...), `LDRSB` and `MLA` per MAC, the input by `LDRSB` post-increment: 15 per 7 MACs.
+//!   Where the output stage is `finish`'s (clamp `[-128, 127]`, no table), it runs in the same
+//!   `asm!` block: 14 instructions per row on Armv7-M (`SMLAL`, `SSAT`), 46 on Armv6-M (the
+//!   64-bit product from four 16 x 16 `MULS`). Code: about 5.7 KB of flash on Armv6-M (five
+//!   variants, 1..=5 rows, the body unrolled 32 or 16 times), 2.6 KB on Armv7-M (seven
+//!   variants, unrolled 8 times).
 //! - [`QKernel::Dsp`] (`thumbv7em`, `thumbv8m.main` hard-float: M4, M7, M33, ...; see
 //!   `arch`): the input is widened once per layer to 16-bit pairs in the order SXTB16 extracts
 //!   weight bytes (`[x0, x2, x1, x3]` per group of four, in a stack buffer of `2 * IN` bytes),
@@ -103,6 +117,7 @@
 //! the bound says; each LUT entry alone is within half a step of `tanh` of its input.
 
 use crate::arch;
+use core::mem::MaybeUninit;
 use crate::quant::{dequantize_into, quantize_into};
 use crate::{dequantize, quantize, requantize, Activation, Error, Layer, QParams, Requant};
 
@@ -555,7 +570,14 @@ impl Kern<'_> {
     /// [`QKernel::Multirow`] (`in_dim * arch::SCRATCH_PER_INPUT` words, else it runs
     /// [`QKernel::Portable`]).
     #[inline(always)]
-    fn run(&self, kernel: QKernel, x: &[i8], xe: &mut [i16], xw: &mut [i32], y: &mut [i8]) {
+    fn run(
+        &self,
+        kernel: QKernel,
+        x: &[i8],
+        xe: &mut [i16],
+        xw: &mut [MaybeUninit<i32>],
+        y: &mut [i8],
+    ) {
         match kernel {
             QKernel::Reference => reference_kernel(self, x, y),
             QKernel::Portable => portable_kernel(self, x, y),
@@ -690,17 +712,18 @@ fn dot1_bytes(acc: i32, row: &[i8], x: &[i8]) -> i32 {
 }
 
 /// The scratch of [`QKernel::Multirow`]: one 32-bit word per input where the kernel widens its
-/// input (Armv6-M, and the portable emulation), none on Armv7-M.
+/// input (Armv6-M, and the portable emulation), none on Armv7-M; left uninitialized (the
+/// widening writes every word it reads).
 #[cfg(not(tinyvae_armv7m))]
-struct RowScratch<const N: usize>([i32; N]);
+struct RowScratch<const N: usize>([MaybeUninit<i32>; N]);
 
 /// The scratch of [`QKernel::Multirow`]: none on Armv7-M (the input is read as it is).
 #[cfg(tinyvae_armv7m)]
-struct RowScratch<const N: usize>([i32; 0]);
+struct RowScratch<const N: usize>([MaybeUninit<i32>; 0]);
 
 impl<const N: usize> RowScratch<N> {
     #[cfg(not(tinyvae_armv7m))]
-    const ZERO: Self = Self([0; N]);
+    const ZERO: Self = Self([MaybeUninit::uninit(); N]);
     #[cfg(tinyvae_armv7m)]
     const ZERO: Self = Self([]);
 }
@@ -718,7 +741,7 @@ fn multirow_forward<const IN: usize>(k: &Kern<'_>, x: &[i8; IN], y: &mut [i8]) {
 /// rows, with the output stage when it is `finish`'s; [`Kern::out`] for the other rows). Layers the `asm!` does not take (see `arch::prepare`) run [`portable_kernel`].
 /// Shared by every layer (out of line): the `asm!` gains nothing from a constant `in_dim`.
 #[inline(never)]
-fn multirow_kernel(k: &Kern<'_>, x: &[i8], xw: &mut [i32], y: &mut [i8]) {
+fn multirow_kernel(k: &Kern<'_>, x: &[i8], xw: &mut [MaybeUninit<i32>], y: &mut [i8]) {
     let n = k.in_dim;
     let prepared = if x.len() == n {
         arch::prepare(x, xw)

@@ -27,7 +27,7 @@
 
 use crate::Requant;
 use core::arch::asm;
-use core::mem::{offset_of, size_of};
+use core::mem::{offset_of, size_of, MaybeUninit};
 
 /// Rows per block (one accumulator per high register `r8`..`r12`).
 pub(crate) const MAX_ROWS: usize = 5;
@@ -35,13 +35,14 @@ pub(crate) const MAX_ROWS: usize = 5;
 /// 32-bit words of scratch per input (the widened input).
 pub(crate) const SCRATCH_PER_INPUT: usize = 1;
 
-/// One pass of the block: the computed-jump offset into the unrolled body, the pass length in
-/// bytes of widened input (`4 Q_q`), and the adjustment of every `D[k]` after it (`1 - 4 Q_q`).
+/// One pass of the block: the computed-jump offset into the unrolled body, the address where
+/// the pass's widened input ends, and the adjustment of every `D[k]` after it (`1 - 4 Q_q`;
+/// 0 marks the last pass).
 #[repr(C)]
 #[derive(Clone, Copy, Default)]
 struct Pass {
     entry: u32,
-    len: u32,
+    end: usize,
     adj: u32,
 }
 
@@ -55,15 +56,21 @@ pub(crate) struct Input<'a> {
 }
 
 /// The pass table of an `r`-row block for passes of `quads` inputs.
-fn table(quads: &[u32; 4], r: usize) -> [Pass; 4] {
+fn table(xw: &[i32], quads: &[u32; 4], r: usize) -> [Pass; 4] {
     let (u, bb) = (unroll(r), body_bytes(r));
     let mut table = [Pass::default(); 4];
+    let mut end = xw.as_ptr() as usize;
     for (p, &qn) in table.iter_mut().zip(quads) {
         // `u` is a power of two.
         let rem = qn & (u - 1);
         p.entry = if rem == 0 { 0 } else { (u - rem) * bb };
-        p.len = qn.wrapping_mul(4);
-        p.adj = 1u32.wrapping_sub(p.len);
+        let len = qn.wrapping_mul(4);
+        end = end.wrapping_add(len as usize);
+        p.end = end;
+        p.adj = 1u32.wrapping_sub(len);
+    }
+    if let Some(last) = table.last_mut() {
+        last.adj = 0;
     }
     table
 }
@@ -83,8 +90,9 @@ const fn body_bytes(r: usize) -> u32 {
 }
 
 /// Widens `x` into `scratch` in pass order. `None` (use another kernel) unless `n >= 4`
-/// (every pass has an input) and `scratch` holds `n` words.
-pub(crate) fn prepare<'a>(x: &[i8], scratch: &'a mut [i32]) -> Option<Input<'a>> {
+/// (every pass has an input) and `scratch` holds `n` words (uninitialized: every one is
+/// written here, saving the clearing).
+pub(crate) fn prepare<'a>(x: &[i8], scratch: &'a mut [MaybeUninit<i32>]) -> Option<Input<'a>> {
     let n = x.len();
     if n < 4 || u32::try_from(n).is_err() {
         return None;
@@ -106,14 +114,22 @@ pub(crate) fn prepare<'a>(x: &[i8], scratch: &'a mut [i32]) -> Option<Input<'a>>
         .zip(s3.iter_mut())
     {
         let [v0, v1, v2, v3] = v.map(i32::from);
-        (*a, *b, *c, *d) = (v0, v1, v2, v3);
+        a.write(v0);
+        b.write(v1);
+        c.write(v2);
+        d.write(v3);
     }
     for (s, &v) in [s0, s1, s2, s3].into_iter().zip(tail) {
         if let Some(o) = s.get_mut(g) {
-            *o = i32::from(v);
+            o.write(i32::from(v));
         }
     }
-    let full = table(&quads, MAX_ROWS);
+    // SAFETY: every element of `xw` is written above: section q (length `g` plus one if
+    // `q < tail.len()`) gets `g` values from the groups and, if it is one longer, the tail's
+    // q-th; the sections tile `xw` (their lengths add up to `4 g + tail.len() = n`).
+    // `MaybeUninit<i32>` has the layout of `i32`.
+    let xw: &'a [i32] = unsafe { &*(core::ptr::from_mut(xw) as *const [i32]) };
+    let full = table(xw, &quads, MAX_ROWS);
     Some(Input { xw, n, quads, full })
 }
 
@@ -167,12 +183,10 @@ pub(crate) fn layer(
             unsafe {
                 asm!(
                     "push {{r6, r7}}",
-                    "sub sp, #12",
+                    "sub sp, #8",
                     "str r0, [sp, #4]",
                     "ldr r1, [r0, #{o_table}]",
                     "str r1, [sp, #0]",
-                    "adds r1, #48",
-                    "str r1, [sp, #8]",
                     "ldr r1, [r0, #{o_bias}]",
                     "ldr r2, [r1, #0]",
                     "mov r8, r2",
@@ -211,8 +225,7 @@ pub(crate) fn layer(
                     "2:",
                     "ldr r2, [sp, #0]",
                     "ldr r1, [r2, #4]",
-                    "mov lr, r0",
-                    "add lr, r1",
+                    "mov lr, r1",
                     "ldr r1, [r2, #0]",
                     "add pc, r1",
                     "nop",
@@ -250,6 +263,8 @@ pub(crate) fn layer(
                     "4:",
                     "ldr r2, [sp, #0]",
                     "ldr r1, [r2, #8]",
+                    "cmp r1, #0",
+                    "beq 5f",
                     "adds r2, #12",
                     "str r2, [sp, #0]",
                     "adds r3, r3, r1",
@@ -265,32 +280,12 @@ pub(crate) fn layer(
                     ".if {r} > 4",
                     "adds r7, r7, r1",
                     ".endif",
-                    "ldr r1, [sp, #8]",
-                    "cmp r2, r1",
-                    "beq 5f",
                     "b 2b",
                     "5:",
                     "ldr r0, [sp, #4]",
-                    "mov r1, r8",
-                    "str r1, [r0, #{o_acc}]",
-                    ".if {r} > 1",
-                    "mov r1, r9",
-                    "str r1, [r0, #{o_acc} + 4]",
-                    ".endif",
-                    ".if {r} > 2",
-                    "mov r1, r10",
-                    "str r1, [r0, #{o_acc} + 8]",
-                    ".endif",
-                    ".if {r} > 3",
-                    "mov r1, r11",
-                    "str r1, [r0, #{o_acc} + 12]",
-                    ".endif",
-                    ".if {r} > 4",
-                    "mov r1, r12",
-                    "str r1, [r0, #{o_acc} + 16]",
-                    ".endif",
                     // The output stage (if `y` is set): for each row, `finish` (super) with the
-                    // 64-bit product from 16-bit halves, as `qdense::mul_add_2_30_halves`.
+                    // 64-bit product from 16-bit halves, as `qdense::mul_add_2_30_halves`. The
+                    // sums are stored only for the rows it leaves to the caller.
                     "ldr r2, [r0, #{o_y}]",
                     "movs r1, #0",
                     "cmp r2, #0",
@@ -298,7 +293,8 @@ pub(crate) fn layer(
                     "b 9f",
                     "8:",
                     ".set tvkk, 0",
-                    ".rept {r}",
+                    ".irp acc, r8, r9, r10, r11, r12",
+                    ".if tvkk < {r}",
                     "ldr r2, [r0, #{o_rq}]",
                     "ldr r3, [r2, #(8 * tvkk + 4)]",
                     "rsbs r3, r3, #0",
@@ -309,7 +305,7 @@ pub(crate) fn layer(
                     "b 9f",
                     "6:",
                     "ldr r2, [r2, #(8 * tvkk)]",
-                    "ldr r1, [r0, #({o_acc} + 4 * tvkk)]",
+                    "mov r1, \\acc",
                     "uxth r4, r1",
                     "asrs r1, r1, #16",
                     "uxth r5, r2",
@@ -320,11 +316,11 @@ pub(crate) fn layer(
                     "muls r7, r2, r7",
                     "muls r4, r2, r4",
                     "muls r1, r5, r1",
+                    // + 2^30 as + 2^14 to `lh` (`|lh| < 2^31 - 2^15`): exact, no carry.
                     "movs r5, #1",
-                    "lsls r5, r5, #30",
-                    "adds r6, r6, r5",
+                    "lsls r5, r5, #14",
+                    "adds r4, r4, r5",
                     "movs r5, #0",
-                    "adcs r7, r5",
                     "lsls r2, r4, #16",
                     "adds r6, r6, r2",
                     "adcs r7, r5",
@@ -352,12 +348,35 @@ pub(crate) fn layer(
                     "7:",
                     "ldr r2, [r0, #{o_y}]",
                     "strb r1, [r2, #tvkk]",
+                    ".endif",
                     ".set tvkk, tvkk + 1",
                     ".endr",
                     "movs r1, #{r}",
+                    "str r1, [r0, #{o_done}]",
+                    "b 10f",
+                    // Not fused, or a row the stage does not take: `done` rows, and the sums.
                     "9:",
                     "str r1, [r0, #{o_done}]",
-                    "add sp, #12",
+                    "mov r2, r8",
+                    "str r2, [r0, #{o_acc}]",
+                    ".if {r} > 1",
+                    "mov r2, r9",
+                    "str r2, [r0, #{o_acc} + 4]",
+                    ".endif",
+                    ".if {r} > 2",
+                    "mov r2, r10",
+                    "str r2, [r0, #{o_acc} + 8]",
+                    ".endif",
+                    ".if {r} > 3",
+                    "mov r2, r11",
+                    "str r2, [r0, #{o_acc} + 12]",
+                    ".endif",
+                    ".if {r} > 4",
+                    "mov r2, r12",
+                    "str r2, [r0, #{o_acc} + 16]",
+                    ".endif",
+                    "10:",
+                    "add sp, #8",
                     "pop {{r6, r7}}",
                     r = const $r,
                     u = const unroll($r),
@@ -410,7 +429,7 @@ pub(crate) fn layer(
         let r = (rows - i).min(MAX_ROWS);
         c.d0 = d_base.wrapping_add(i * n);
         if r < MAX_ROWS {
-            short = table(&inp.quads, r);
+            short = table(inp.xw, &inp.quads, r);
             c.table = short.as_ptr();
         }
         c.bias = l.bias.as_ptr().wrapping_add(i);

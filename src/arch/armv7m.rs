@@ -37,7 +37,10 @@ pub(crate) struct Input<'a> {
 }
 
 /// The input as the kernel reads it. `None` (use another kernel) for a layer without inputs.
-pub(crate) fn prepare<'a>(x: &'a [i8], _scratch: &'a mut [i32]) -> Option<Input<'a>> {
+pub(crate) fn prepare<'a>(
+    x: &'a [i8],
+    _scratch: &'a mut [core::mem::MaybeUninit<i32>],
+) -> Option<Input<'a>> {
     (!x.is_empty()).then_some(Input { x })
 }
 
@@ -192,25 +195,6 @@ pub(crate) fn layer(
                     "bne 4b",
                     "5:",
                     "ldr r0, [sp, #8]",
-                    "str r7, [r0, #{o_acc}]",
-                    ".if {r} > 1",
-                    "str r8, [r0, #{o_acc} + 4]",
-                    ".endif",
-                    ".if {r} > 2",
-                    "str r9, [r0, #{o_acc} + 8]",
-                    ".endif",
-                    ".if {r} > 3",
-                    "str r10, [r0, #{o_acc} + 12]",
-                    ".endif",
-                    ".if {r} > 4",
-                    "str r11, [r0, #{o_acc} + 16]",
-                    ".endif",
-                    ".if {r} > 5",
-                    "str r12, [r0, #{o_acc} + 20]",
-                    ".endif",
-                    ".if {r} > 6",
-                    "str lr, [r0, #{o_acc} + 24]",
-                    ".endif",
                     // The output stage (if `y` is set): `finish` (super) for each row, as the
                     // DSP kernel's (`SMLAL`, `SSAT` are Armv7-M).
                     "ldr r1, [r0, #{o_y}]",
@@ -243,9 +227,33 @@ pub(crate) fn layer(
                     ".set tvkk, tvkk + 1",
                     ".endr",
                     "movs r4, #{r}",
+                    "ldr r0, [sp, #8]",
+                    "str r4, [r0, #{o_done}]",
+                    "b 10f",
+                    // Not fused, or a row the stage does not take: `done` rows, and the sums.
                     "9:",
                     "ldr r0, [sp, #8]",
                     "str r4, [r0, #{o_done}]",
+                    "str r7, [r0, #{o_acc}]",
+                    ".if {r} > 1",
+                    "str r8, [r0, #{o_acc} + 4]",
+                    ".endif",
+                    ".if {r} > 2",
+                    "str r9, [r0, #{o_acc} + 8]",
+                    ".endif",
+                    ".if {r} > 3",
+                    "str r10, [r0, #{o_acc} + 12]",
+                    ".endif",
+                    ".if {r} > 4",
+                    "str r11, [r0, #{o_acc} + 16]",
+                    ".endif",
+                    ".if {r} > 5",
+                    "str r12, [r0, #{o_acc} + 20]",
+                    ".endif",
+                    ".if {r} > 6",
+                    "str lr, [r0, #{o_acc} + 24]",
+                    ".endif",
+                    "10:",
                     "add sp, #12",
                     "pop {{r6, r7}}",
                     r = const $r,
