@@ -599,7 +599,6 @@ pub(crate) struct Layer<'a, 'y> {
     pub(crate) zp2: Option<i32>,
 }
 
-
 /// One layer for [`rows4`]: `n` inputs (a multiple of 4), row-major `weights`, the widened
 /// input `xe` (at least `n` values), and the output stage's constants with `zp2 = 2 zp + 1`
 /// (`|zp| <= 2^20`); the output clamp is `[-128, 127]` and there is no table.
@@ -622,10 +621,7 @@ pub(crate) struct Rows4<'a> {
 /// `|H| <= 2^30 + 1` and `|zp2| <= 2^21 + 1`, so nothing overflows and the sum equals the
 /// saturating one of the reference.
 // On the DSP targets the `asm!` of `rows4` is this function, on Armv6-M/Armv7-M that of `rows`.
-#[cfg_attr(
-    any(tinyvae_dsp, tinyvae_armv6m, tinyvae_armv7m),
-    allow(dead_code)
-)]
+#[cfg_attr(any(tinyvae_dsp, tinyvae_armv6m, tinyvae_armv7m), allow(dead_code))]
 #[inline(always)]
 pub(crate) fn finish(acc: i32, rq: Requant, zp2: i32) -> Option<i8> {
     // shift + 31 in 0..=29 <=> shift in -31..=-2; then e - 2 = 29 - t.

@@ -117,9 +117,9 @@
 //! the bound says; each LUT entry alone is within half a step of `tanh` of its input.
 
 use crate::arch;
-use core::mem::MaybeUninit;
 use crate::quant::{dequantize_into, quantize_into};
 use crate::{dequantize, quantize, requantize, Activation, Error, Layer, QParams, Requant};
+use core::mem::MaybeUninit;
 
 /// An int8 fully connected layer with `IN` inputs and `OUT` outputs; constants stay in flash.
 ///
@@ -344,9 +344,7 @@ impl<'a> QDenseView<'a> {
                 let mut xe = Widened::<VIEW_DSP_MAX_IN>::ZERO;
                 k.run(kernel, x, &mut xe.0, &mut [], y);
             }
-            QKernel::Multirow
-                if arch::SCRATCH_PER_INPUT == 0 || self.in_dim <= VIEW_DSP_MAX_IN =>
-            {
+            QKernel::Multirow if arch::SCRATCH_PER_INPUT == 0 || self.in_dim <= VIEW_DSP_MAX_IN => {
                 let mut xw = RowScratch::<VIEW_DSP_MAX_IN>::ZERO;
                 k.run(kernel, x, &mut [], &mut xw.0, y);
             }
@@ -752,10 +750,8 @@ fn multirow_kernel(k: &Kern<'_>, x: &[i8], xw: &mut [MaybeUninit<i32>], y: &mut 
         return portable_kernel(k, x, y);
     };
     // The output stage runs in the `asm!` too when it is `finish`'s (as for `arch::rows4`).
-    let fused = k.lo == -128
-        && k.hi == 127
-        && k.lut.is_none()
-        && (-(1 << 20)..=1 << 20).contains(&k.zp);
+    let fused =
+        k.lo == -128 && k.hi == 127 && k.lut.is_none() && (-(1 << 20)..=1 << 20).contains(&k.zp);
     let l = arch::Layer {
         weights: k.weights,
         bias: k.bias,

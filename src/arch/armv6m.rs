@@ -148,7 +148,6 @@ struct Ctx {
     done: usize,
 }
 
-
 /// The rows of a layer (row-major `weights`, `n` apart) against the prepared input, in blocks
 /// of up to [`MAX_ROWS`] rows: `acc = bias[o] + Σ_i w[o][i] x[i]` (mod 2^32), then, with
 /// `l.zp2`, the output stage of [`finish`](super::finish) in the `asm!` block, and `slow(acc,

@@ -90,7 +90,7 @@ pub fn check(cases: u32, seed: u32) -> Checked {
         for b in bias.iter_mut().take(out_dim) {
             *b = rng.range(-span - 1, span) as i32;
         }
-        let per_row = rng.next() % 2 == 0;
+        let per_row = rng.next().is_multiple_of(2);
         let shared = requant(&mut rng);
         for r in rq.iter_mut().take(out_dim) {
             *r = if per_row { requant(&mut rng) } else { shared };
@@ -105,7 +105,7 @@ pub fn check(cases: u32, seed: u32) -> Checked {
                 (a.min(b), a.max(b))
             }
         };
-        let table = if rng.next() % 4 == 0 {
+        let table = if rng.next().is_multiple_of(4) {
             for v in lut.iter_mut() {
                 *v = rng.next() as i8;
             }
