@@ -535,8 +535,6 @@ use armv7m as multirow;
 /// fallbacks.
 #[cfg(not(any(tinyvae_armv6m, tinyvae_armv7m)))]
 mod multirow {
-    /// 32-bit words of scratch per input.
-    pub(crate) const SCRATCH_PER_INPUT: usize = 1;
 
     /// The prepared input: widened to words.
     pub(crate) struct Input<'a> {
@@ -586,7 +584,7 @@ mod multirow {
     }
 }
 
-pub(crate) use multirow::{layer, prepare, SCRATCH_PER_INPUT};
+pub(crate) use multirow::{layer, prepare};
 
 /// One layer for [`layer`]: row-major `weights` (`in_dim` apart), its biases, requantization
 /// constants and outputs, and `zp2 = 2 zp + 1` when the output stage is [`finish`]'s (clamp

@@ -344,7 +344,7 @@ impl<'a> QDenseView<'a> {
                 let mut xe = Widened::<VIEW_DSP_MAX_IN>::ZERO;
                 k.run(kernel, x, &mut xe.0, &mut [], y);
             }
-            QKernel::Multirow if arch::SCRATCH_PER_INPUT == 0 || self.in_dim <= VIEW_DSP_MAX_IN => {
+            QKernel::Multirow if self.in_dim <= VIEW_DSP_MAX_IN => {
                 let mut xw = RowScratch::<VIEW_DSP_MAX_IN>::ZERO;
                 k.run(kernel, x, &mut [], &mut xw.0, y);
             }
@@ -565,7 +565,7 @@ impl Kern<'_> {
 
     /// Runs `kernel`; `xe` is the scratch of [`QKernel::Dsp`], at least `in_dim` rounded down
     /// to a multiple of 4 long (else that kernel leaves `y` untouched); `xw` that of
-    /// [`QKernel::Multirow`] (`in_dim * arch::SCRATCH_PER_INPUT` words, else it runs
+    /// [`QKernel::Multirow`] (`in_dim` words, else it runs
     /// [`QKernel::Portable`]).
     #[inline(always)]
     fn run(
@@ -709,25 +709,16 @@ fn dot1_bytes(acc: i32, row: &[i8], x: &[i8]) -> i32 {
     })
 }
 
-/// The scratch of [`QKernel::Multirow`]: one 32-bit word per input where the kernel widens its
-/// input (Armv6-M, and the portable emulation), none on Armv7-M; left uninitialized (the
-/// widening writes every word it reads).
-#[cfg(not(tinyvae_armv7m))]
+/// The scratch of [`QKernel::Multirow`]: the input widened to 32-bit words, left uninitialized
+/// (the widening writes every word it reads).
 struct RowScratch<const N: usize>([MaybeUninit<i32>; N]);
 
-/// The scratch of [`QKernel::Multirow`]: none on Armv7-M (the input is read as it is).
-#[cfg(tinyvae_armv7m)]
-struct RowScratch<const N: usize>([MaybeUninit<i32>; 0]);
-
 impl<const N: usize> RowScratch<N> {
-    #[cfg(not(tinyvae_armv7m))]
     const ZERO: Self = Self([MaybeUninit::uninit(); N]);
-    #[cfg(tinyvae_armv7m)]
-    const ZERO: Self = Self([]);
 }
 
-/// [`QKernel::Multirow`] with its scratch (Armv6-M: the input widened to words, `4 * IN` bytes;
-/// Armv7-M: none) in a frame of its own, so that the scratch of a layer does not stay on the
+/// [`QKernel::Multirow`] with its scratch (the input widened to words, `4 * IN` bytes) in a
+/// frame of its own, so that the scratch of a layer does not stay on the
 /// stack of the caller (which may inline several layers) while the next layer runs.
 #[inline(never)]
 fn multirow_forward<const IN: usize>(k: &Kern<'_>, x: &[i8; IN], y: &mut [i8]) {

@@ -32,9 +32,6 @@ use core::mem::{offset_of, size_of, MaybeUninit};
 /// Rows per block (one accumulator per high register `r8`..`r12`).
 pub(crate) const MAX_ROWS: usize = 5;
 
-/// 32-bit words of scratch per input (the widened input).
-pub(crate) const SCRATCH_PER_INPUT: usize = 1;
-
 /// One pass of the block: the computed-jump offset into the unrolled body, the address where
 /// the pass's widened input ends, and the adjustment of every `D[k]` after it (`1 - 4 Q_q`;
 /// 0 marks the last pass).

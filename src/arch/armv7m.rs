@@ -1,5 +1,5 @@
 //! The multi-row int8 kernel for Armv7-M (Cortex-M3) and Armv8-M Mainline without the DSP
-//! extension: up to seven rows of `acc[k] + Σ_i w[k][i] x[i]` per call, in one `asm!` block, on
+//! extension: up to five rows of `acc[k] + Σ_i w[k][i] x[i]` per call, in one `asm!` block, on
 //! the row-major signed weights as they are stored.
 //!
 //! # Arithmetic
@@ -9,39 +9,45 @@
 //!
 //! # Where the instructions go (QEMU counts instructions)
 //!
-//! One pointer `p` walks row 0; row `k` of the same input is at `p + k n`, reached by `LDRSB`
-//! with a scaled register offset from three registers `N = n`, `N3 = 3n`, `N5 = 5n`:
-//! `[p, N]`, `[p, N, LSL #1]`, `[p, N3]`, `[p, N, LSL #2]`, `[p, N5]`, `[p, N3, LSL #1]`; row 0
-//! is read last with post-increment (`LDRSB w, [p], #1`), which advances `p` for the next input.
-//! The input is read the same way (`LDRSB x, [xp], #1`), once for all rows. Each row then costs
-//! `LDRSB` and `MLA`: 15 instructions per input for seven rows, 2.14 per MAC. The body is
-//! unrolled 8 times (loop test: 3 instructions per 8 inputs), the last `n % 8` inputs one by one.
+//! The input is widened once per layer to 32-bit words, so that one `LDM` loads four inputs
+//! into registers (`r5`..`r8`). One pointer `p` walks row 0; row `k` of the same input is at
+//! `p + k n`, reached by `LDRSB` with a scaled register offset from two registers `N = n` and
+//! `N3 = 3n`: `[p, N]`, `[p, N, LSL #1]`, `[p, N3]`, `[p, N, LSL #2]`; row 0 is read last with
+//! post-increment (`LDRSB w, [p], #1`), which advances `p` for the next input. Each MAC is then
+//! `LDRSB` and `MLA`: 41 instructions per group of four inputs and five rows, 2.05 per MAC; four
+//! groups per loop iteration (loop test: 3 instructions per 80 MACs), the groups left one by
+//! one, the last `n % 4` inputs one by one.
 //!
-//! Registers: `p = r0`, `N = r1`, `N3 = r2`, `N5 = r3`, `x = r4`, `w = r5`, `xp = r6`,
-//! accumulators `r7`, `r8`..`r12`, `lr` (`r6`, `r7` saved and restored by the block: `asm!`
-//! may not name them); loop ends and the state pointer on the stack.
+//! Registers: `p = r0`, `N = r1`, `N3 = r2`, `xp = r3`, `w = r4`, inputs `r5`..`r8`,
+//! accumulators `r9`..`r12`, `lr` (`r6`, `r7` saved and restored by the block: `asm!` may not
+//! name them); loop ends and the state pointer on the stack.
 
 use crate::Requant;
 use core::arch::asm;
-use core::mem::{offset_of, size_of};
+use core::mem::{offset_of, size_of, MaybeUninit};
 
-/// Rows per block (accumulators `r7`..`r12`, `lr`).
-pub(crate) const MAX_ROWS: usize = 7;
+/// Rows per block (accumulators `r9`..`r12`, `lr`).
+pub(crate) const MAX_ROWS: usize = 5;
 
-/// 32-bit words of scratch per input: none (the input is read as it is).
-pub(crate) const SCRATCH_PER_INPUT: usize = 0;
-
-/// The input of a layer, read as it is.
+/// The input of a layer, widened to words.
 pub(crate) struct Input<'a> {
-    x: &'a [i8],
+    xw: &'a [i32],
 }
 
-/// The input as the kernel reads it. `None` (use another kernel) for a layer without inputs.
-pub(crate) fn prepare<'a>(
-    x: &'a [i8],
-    _scratch: &'a mut [core::mem::MaybeUninit<i32>],
-) -> Option<Input<'a>> {
-    (!x.is_empty()).then_some(Input { x })
+/// Widens `x` into `scratch`. `None` (use another kernel) for a layer without inputs or a
+/// `scratch` shorter than `x` (uninitialized: every word read is written here).
+pub(crate) fn prepare<'a>(x: &[i8], scratch: &'a mut [MaybeUninit<i32>]) -> Option<Input<'a>> {
+    if x.is_empty() {
+        return None;
+    }
+    let xw = scratch.get_mut(..x.len())?;
+    for (o, &v) in xw.iter_mut().zip(x) {
+        o.write(i32::from(v));
+    }
+    // SAFETY: each of the `x.len()` elements of `xw` was written just above;
+    // `MaybeUninit<i32>` has the layout of `i32`.
+    let xw: &'a [i32] = unsafe { &*(core::ptr::from_mut(xw) as *const [i32]) };
+    Some(Input { xw })
 }
 
 /// The state of one block in memory; the `asm!` reads it through `r0`.
@@ -49,9 +55,10 @@ pub(crate) fn prepare<'a>(
 struct Ctx {
     w: *const i8,
     n: usize,
-    x: *const i8,
+    x: *const i32,
     bias: *const i32,
-    end8: *const i8,
+    end16: *const i8,
+    end4: *const i8,
     end: *const i8,
     acc: [i32; MAX_ROWS],
     rq: *const Requant,
@@ -70,7 +77,7 @@ pub(crate) fn layer(
     l: super::Layer<'_, '_>,
     slow: impl Fn(i32, Requant) -> i8,
 ) -> usize {
-    let n = inp.x.len();
+    let n = inp.xw.len();
     let rows = (l.weights.len() / n)
         .min(l.bias.len())
         .min(l.requant.len())
@@ -78,125 +85,142 @@ pub(crate) fn layer(
     let fused = l.zp2.is_some();
     macro_rules! block_asm {
         ($r:literal, $cp:ident) => {
-            // SAFETY: reads `r` biases (checked above), the `n` input bytes at `x` (`xp` walks
-            // them once, by post-increment), and the weights `p + k n` for `k < r` while `p`
-            // walks row 0 from `block` to `block + n`: all inside `block` (`r n` bytes, checked
-            // above; the offsets `N`, `2N`, `3N`, `4N`, `5N`, `6N` are `k n` for k = 1..6). Both
-            // loops stop when `p` reaches their end exactly (`p` steps by 8, then by 1). It
-            // writes `r` words of `c.acc` and `c.done` through `cp` (a live local) and, when `y`
-            // is not null, reads `r` `Requant`s at `rq` and writes `r` bytes at `y` (both checked
-            // above to hold `r`; layout asserted below), nothing else. r6/r7
-            // (base and frame pointer, not nameable) are pushed and popped with the three
-            // stack words; sp is restored. Every instruction is Armv7-M (no DSP).
+            // SAFETY: reads `r` biases at `bias` (block `i..i + r` of `bias`, inside it as
+            // `i + r <= rows`), the `n` words of the widened input at `x` (`xp` walks them once:
+            // `LDM` of four per group, then one `LDR` per input left; `LDM` needs the 4-aligned
+            // words it gets), and the weights `p + k n` for `k < r` while `p` walks row 0 of the
+            // block from `w` to `w + n` (the offsets `N`, `2N`, `3N`, `4N` are `k n` for k = 1..4;
+            // rows `i..i + r` are inside `weights` as `(i + r) n <= weights.len()`). Each loop
+            // stops when `p` reaches its end exactly (`p` steps by 16, 4, then 1; the ends are
+            // `w + n` rounded down to multiples of 16 and 4). It writes `c.done` and (for the
+            // rows left to the caller) `c.acc` through `cp` (a live local) and, when `y` is not
+            // null, reads `r` `Requant`s at `rq` and writes `r` bytes at `y` (rows `i..i + r` of
+            // `requant` and `y`; layout asserted below), nothing else. r6/r7 (base and frame
+            // pointer, not nameable) are pushed and popped with the four stack words; sp is
+            // restored. Every instruction is Armv7-M (no DSP).
             unsafe {
                 asm!(
                     "push {{r6, r7}}",
-                    "sub sp, #12",
-                    "str r0, [sp, #8]",
-                    "ldr r1, [r0, #{o_end8}]",
+                    "sub sp, #16",
+                    "str r0, [sp, #12]",
+                    "ldr r1, [r0, #{o_end16}]",
                     "str r1, [sp, #0]",
-                    "ldr r1, [r0, #{o_end}]",
+                    "ldr r1, [r0, #{o_end4}]",
                     "str r1, [sp, #4]",
-                    "ldr r5, [r0, #{o_bias}]",
-                    "ldr r7, [r5, #0]",
+                    "ldr r1, [r0, #{o_end}]",
+                    "str r1, [sp, #8]",
+                    "ldr r4, [r0, #{o_bias}]",
+                    "ldr r9, [r4, #0]",
                     ".if {r} > 1",
-                    "ldr r8, [r5, #4]",
+                    "ldr r10, [r4, #4]",
                     ".endif",
                     ".if {r} > 2",
-                    "ldr r9, [r5, #8]",
+                    "ldr r11, [r4, #8]",
                     ".endif",
                     ".if {r} > 3",
-                    "ldr r10, [r5, #12]",
+                    "ldr r12, [r4, #12]",
                     ".endif",
                     ".if {r} > 4",
-                    "ldr r11, [r5, #16]",
-                    ".endif",
-                    ".if {r} > 5",
-                    "ldr r12, [r5, #20]",
-                    ".endif",
-                    ".if {r} > 6",
-                    "ldr lr, [r5, #24]",
+                    "ldr lr, [r4, #16]",
                     ".endif",
                     "ldr r1, [r0, #{o_n}]",
-                    "ldr r6, [r0, #{o_x}]",
+                    "ldr r3, [r0, #{o_x}]",
                     "ldr r0, [r0, #{o_w}]",
                     "add r2, r1, r1, lsl #1",
-                    "add r3, r1, r1, lsl #2",
-                    "ldr r5, [sp, #0]",
-                    "cmp r0, r5",
+                    // Four groups of four inputs per iteration.
+                    "ldr r4, [sp, #0]",
+                    "cmp r0, r4",
                     "beq 3f",
                     "2:",
-                    ".rept 8",
-                    "ldrsb r4, [r6], #1",
+                    ".rept 4",
+                    "ldm r3!, {{r5, r6, r7, r8}}",
+                    ".irp xr, r5, r6, r7, r8",
                     ".if {r} > 1",
-                    "ldrsb r5, [r0, r1]",
-                    "mla r8, r5, r4, r8",
+                    "ldrsb r4, [r0, r1]",
+                    "mla r10, r4, \\xr, r10",
                     ".endif",
                     ".if {r} > 2",
-                    "ldrsb r5, [r0, r1, lsl #1]",
-                    "mla r9, r5, r4, r9",
+                    "ldrsb r4, [r0, r1, lsl #1]",
+                    "mla r11, r4, \\xr, r11",
                     ".endif",
                     ".if {r} > 3",
-                    "ldrsb r5, [r0, r2]",
-                    "mla r10, r5, r4, r10",
+                    "ldrsb r4, [r0, r2]",
+                    "mla r12, r4, \\xr, r12",
                     ".endif",
                     ".if {r} > 4",
-                    "ldrsb r5, [r0, r1, lsl #2]",
-                    "mla r11, r5, r4, r11",
+                    "ldrsb r4, [r0, r1, lsl #2]",
+                    "mla lr, r4, \\xr, lr",
                     ".endif",
-                    ".if {r} > 5",
-                    "ldrsb r5, [r0, r3]",
-                    "mla r12, r5, r4, r12",
-                    ".endif",
-                    ".if {r} > 6",
-                    "ldrsb r5, [r0, r2, lsl #1]",
-                    "mla lr, r5, r4, lr",
-                    ".endif",
-                    "ldrsb r5, [r0], #1",
-                    "mla r7, r5, r4, r7",
+                    "ldrsb r4, [r0], #1",
+                    "mla r9, r4, \\xr, r9",
                     ".endr",
-                    "ldr r5, [sp, #0]",
-                    "cmp r0, r5",
+                    ".endr",
+                    "ldr r4, [sp, #0]",
+                    "cmp r0, r4",
                     "bne 2b",
+                    // The groups left, one at a time.
                     "3:",
-                    "ldr r5, [sp, #4]",
-                    "cmp r0, r5",
+                    "ldr r4, [sp, #4]",
+                    "cmp r0, r4",
                     "beq 5f",
                     "4:",
-                    "ldrsb r4, [r6], #1",
+                    "ldm r3!, {{r5, r6, r7, r8}}",
+                    ".irp xr, r5, r6, r7, r8",
                     ".if {r} > 1",
-                    "ldrsb r5, [r0, r1]",
-                    "mla r8, r5, r4, r8",
+                    "ldrsb r4, [r0, r1]",
+                    "mla r10, r4, \\xr, r10",
                     ".endif",
                     ".if {r} > 2",
-                    "ldrsb r5, [r0, r1, lsl #1]",
-                    "mla r9, r5, r4, r9",
+                    "ldrsb r4, [r0, r1, lsl #1]",
+                    "mla r11, r4, \\xr, r11",
                     ".endif",
                     ".if {r} > 3",
-                    "ldrsb r5, [r0, r2]",
-                    "mla r10, r5, r4, r10",
+                    "ldrsb r4, [r0, r2]",
+                    "mla r12, r4, \\xr, r12",
                     ".endif",
                     ".if {r} > 4",
-                    "ldrsb r5, [r0, r1, lsl #2]",
-                    "mla r11, r5, r4, r11",
+                    "ldrsb r4, [r0, r1, lsl #2]",
+                    "mla lr, r4, \\xr, lr",
                     ".endif",
-                    ".if {r} > 5",
-                    "ldrsb r5, [r0, r3]",
-                    "mla r12, r5, r4, r12",
-                    ".endif",
-                    ".if {r} > 6",
-                    "ldrsb r5, [r0, r2, lsl #1]",
-                    "mla lr, r5, r4, lr",
-                    ".endif",
-                    "ldrsb r5, [r0], #1",
-                    "mla r7, r5, r4, r7",
-                    "ldr r5, [sp, #4]",
-                    "cmp r0, r5",
+                    "ldrsb r4, [r0], #1",
+                    "mla r9, r4, \\xr, r9",
+                    ".endr",
+                    "ldr r4, [sp, #4]",
+                    "cmp r0, r4",
                     "bne 4b",
+                    // The last `n % 4` inputs.
                     "5:",
-                    "ldr r0, [sp, #8]",
+                    "ldr r4, [sp, #8]",
+                    "cmp r0, r4",
+                    "beq 7f",
+                    "6:",
+                    "ldr r5, [r3], #4",
+                    ".if {r} > 1",
+                    "ldrsb r4, [r0, r1]",
+                    "mla r10, r4, r5, r10",
+                    ".endif",
+                    ".if {r} > 2",
+                    "ldrsb r4, [r0, r1, lsl #1]",
+                    "mla r11, r4, r5, r11",
+                    ".endif",
+                    ".if {r} > 3",
+                    "ldrsb r4, [r0, r2]",
+                    "mla r12, r4, r5, r12",
+                    ".endif",
+                    ".if {r} > 4",
+                    "ldrsb r4, [r0, r1, lsl #2]",
+                    "mla lr, r4, r5, lr",
+                    ".endif",
+                    "ldrsb r4, [r0], #1",
+                    "mla r9, r4, r5, r9",
+                    "ldr r4, [sp, #8]",
+                    "cmp r0, r4",
+                    "bne 6b",
+                    "7:",
+                    "ldr r0, [sp, #12]",
                     // The output stage (if `y` is set): `finish` (super) for each row, as the
-                    // DSP kernel's (`SMLAL`, `SSAT` are Armv7-M).
+                    // DSP kernel's (`SMLAL`, `SSAT` are Armv7-M). The sums are stored only for the rows it
+                    // leaves to the caller.
                     "ldr r1, [r0, #{o_y}]",
                     "movs r4, #0",
                     "cmp r1, #0",
@@ -204,15 +228,15 @@ pub(crate) fn layer(
                     "ldr r2, [r0, #{o_rq}]",
                     "ldr r3, [r0, #{o_zp2}]",
                     ".set tvkk, 0",
-                    ".irp acc, r7, r8, r9, r10, r11, r12, lr",
+                    ".irp acc, r9, r10, r11, r12, lr",
                     ".if tvkk < {r}",
                     "ldrd r4, r5, [r2, #(8 * tvkk)]",
                     "add r5, r5, #31",
                     "cmp r5, #29",
-                    "bls 6f",
+                    "bls 8f",
                     "movs r4, #tvkk",
                     "b 9f",
-                    "6:",
+                    "8:",
                     "rsb r5, r5, #29",
                     "mov r6, #0x40000000",
                     "mov r0, #0",
@@ -227,41 +251,28 @@ pub(crate) fn layer(
                     ".set tvkk, tvkk + 1",
                     ".endr",
                     "movs r4, #{r}",
-                    "ldr r0, [sp, #8]",
+                    "ldr r0, [sp, #12]",
                     "str r4, [r0, #{o_done}]",
                     "b 10f",
                     // Not fused, or a row the stage does not take: `done` rows, and the sums.
                     "9:",
-                    "ldr r0, [sp, #8]",
+                    "ldr r0, [sp, #12]",
                     "str r4, [r0, #{o_done}]",
-                    "str r7, [r0, #{o_acc}]",
-                    ".if {r} > 1",
-                    "str r8, [r0, #{o_acc} + 4]",
-                    ".endif",
-                    ".if {r} > 2",
-                    "str r9, [r0, #{o_acc} + 8]",
-                    ".endif",
-                    ".if {r} > 3",
-                    "str r10, [r0, #{o_acc} + 12]",
-                    ".endif",
-                    ".if {r} > 4",
-                    "str r11, [r0, #{o_acc} + 16]",
-                    ".endif",
-                    ".if {r} > 5",
-                    "str r12, [r0, #{o_acc} + 20]",
-                    ".endif",
-                    ".if {r} > 6",
-                    "str lr, [r0, #{o_acc} + 24]",
-                    ".endif",
+                    "str r9, [r0, #{o_acc}]",
+                    "str r10, [r0, #{o_acc} + 4]",
+                    "str r11, [r0, #{o_acc} + 8]",
+                    "str r12, [r0, #{o_acc} + 12]",
+                    "str lr, [r0, #{o_acc} + 16]",
                     "10:",
-                    "add sp, #12",
+                    "add sp, #16",
                     "pop {{r6, r7}}",
                     r = const $r,
                     o_w = const offset_of!(Ctx, w),
                     o_n = const offset_of!(Ctx, n),
                     o_x = const offset_of!(Ctx, x),
                     o_bias = const offset_of!(Ctx, bias),
-                    o_end8 = const offset_of!(Ctx, end8),
+                    o_end16 = const offset_of!(Ctx, end16),
+                    o_end4 = const offset_of!(Ctx, end4),
                     o_end = const offset_of!(Ctx, end),
                     o_acc = const offset_of!(Ctx, acc),
                     o_rq = const offset_of!(Ctx, rq),
@@ -287,9 +298,10 @@ pub(crate) fn layer(
     let mut c = Ctx {
         w: l.weights.as_ptr(),
         n,
-        x: inp.x.as_ptr(),
+        x: inp.xw.as_ptr(),
         bias: l.bias.as_ptr(),
-        end8: core::ptr::null(),
+        end16: core::ptr::null(),
+        end4: core::ptr::null(),
         end: core::ptr::null(),
         acc: [0; MAX_ROWS],
         rq: l.requant.as_ptr(),
@@ -301,7 +313,8 @@ pub(crate) fn layer(
     while i < rows {
         let r = (rows - i).min(MAX_ROWS);
         c.w = l.weights.as_ptr().wrapping_add(i * n);
-        c.end8 = c.w.wrapping_add(n & !7);
+        c.end16 = c.w.wrapping_add(n & !15);
+        c.end4 = c.w.wrapping_add(n & !3);
         c.end = c.w.wrapping_add(n);
         c.bias = l.bias.as_ptr().wrapping_add(i);
         c.rq = l.requant.as_ptr().wrapping_add(i);
@@ -316,9 +329,7 @@ pub(crate) fn layer(
             2 => block_asm!(2, cp),
             3 => block_asm!(3, cp),
             4 => block_asm!(4, cp),
-            5 => block_asm!(5, cp),
-            6 => block_asm!(6, cp),
-            _ => block_asm!(7, cp),
+            _ => block_asm!(5, cp),
         }
         for (k, &a) in c.acc.iter().enumerate().take(r).skip(c.done) {
             if let (Some(o), Some(&rq)) = (l.y.get_mut(i + k), l.requant.get(i + k)) {
