@@ -143,6 +143,8 @@ struct Ctx {
     y: *mut i8,
     zp2: i32,
     done: usize,
+    adv: usize,
+    left: usize,
 }
 
 /// The rows of a layer (row-major `weights`, `n` apart) against the prepared input, in blocks
@@ -163,24 +165,28 @@ pub(crate) fn layer(
     let fused = l.zp2.is_some();
     macro_rules! block_asm {
         ($r:literal, $cp:ident) => {
-            // SAFETY: reads `r` biases (checked above), `4 n` bytes of widened input (`xw`,
-            // length `n`: pass q reads its `Q_q` words, the passes tile `xw`; `LDM` needs the
-            // 4-aligned words it gets), and the weights `row_k + i` for `k < r`, `i < n`, all
-            // inside `block` (checked above): in pass q at step m, `J + D[k]` is
-            // `row_k + q + 4m` (module doc). It writes `r` words of `c.acc` and `c.done` through
-            // `cp` (a live local) and, when `y` is not null, reads `r` `Requant`s at `rq` and
-            // writes `r` bytes at `y` (both checked above to hold `r`; layout asserted below),
-            // nothing else. The computed jump lands on a body start: `entry` is a
-            // multiple of the body size below `u` bodies, and `ADD PC` reads PC as its own
-            // address + 4, where the first body starts (after one 16-bit NOP). The loop ends
-            // when J reaches the pass end exactly (J steps by 4, the pass is `4 Q_q` bytes).
-            // r6/r7 (base and frame pointer, not nameable) are pushed and popped; sp is
-            // restored. No instruction needs more than Armv6-M.
+            // SAFETY: for each of the `left` blocks of `r` rows (rows `i..i + left r`, all
+            // `<= rows`, so inside `weights`, `bias`, `requant` and `y`; the pointers advance by
+            // `r` rows per block: `d0` by `adv = 5 n` bytes, which only the five-row variant
+            // loops over), it reads `r` biases, the `n` words of the widened input (`xw`: pass
+            // q reads its `Q_q` words, the passes tile `xw`; `LDM` needs the 4-aligned words it
+            // gets), and the weights `row_k + i` for `k < r`, `i < n` (in pass q at step m,
+            // `J + D[k]` is `row_k + q + 4m`, module doc); when `y` is not null, `r`
+            // `Requant`s at `rq` and `r` output bytes at `y` (layout asserted below). It writes
+            // those bytes and the fields of `c` through `cp` (a live local), nothing else. The
+            // computed jump lands on a body start: `entry` is a multiple of the body size below
+            // `u` bodies, and `ADD PC` reads PC as its own address + 4, where the first body
+            // starts (after one 16-bit NOP). The loop ends when J reaches the pass end exactly
+            // (J steps by 4, the pass is `4 Q_q` bytes). r6/r7 (base and frame pointer, not
+            // nameable) are pushed and popped; sp is restored. No instruction needs more than
+            // Armv6-M.
             unsafe {
                 asm!(
                     "push {{r6, r7}}",
                     "sub sp, #8",
                     "str r0, [sp, #4]",
+                    // Block start (r0 = ctx).
+                    "12:",
                     "ldr r1, [r0, #{o_table}]",
                     "str r1, [sp, #0]",
                     "ldr r1, [r0, #{o_bias}]",
@@ -347,6 +353,26 @@ pub(crate) fn layer(
                     ".endif",
                     ".set tvkk, tvkk + 1",
                     ".endr",
+                    // Block done: the next one, unless it was the last (`left` of them).
+                    "ldr r1, [r0, #{o_left}]",
+                    "subs r1, #1",
+                    "str r1, [r0, #{o_left}]",
+                    "beq 11f",
+                    "ldr r1, [r0, #{o_d0}]",
+                    "ldr r2, [r0, #{o_adv}]",
+                    "adds r1, r1, r2",
+                    "str r1, [r0, #{o_d0}]",
+                    "ldr r1, [r0, #{o_bias}]",
+                    "adds r1, #(4 * {r})",
+                    "str r1, [r0, #{o_bias}]",
+                    "ldr r1, [r0, #{o_rq}]",
+                    "adds r1, #(8 * {r})",
+                    "str r1, [r0, #{o_rq}]",
+                    "ldr r1, [r0, #{o_y}]",
+                    "adds r1, #{r}",
+                    "str r1, [r0, #{o_y}]",
+                    "b 12b",
+                    "11:",
                     "movs r1, #{r}",
                     "str r1, [r0, #{o_done}]",
                     "b 10f",
@@ -386,6 +412,8 @@ pub(crate) fn layer(
                     o_y = const offset_of!(Ctx, y),
                     o_zp2 = const offset_of!(Ctx, zp2),
                     o_done = const offset_of!(Ctx, done),
+                    o_adv = const offset_of!(Ctx, adv),
+                    o_left = const offset_of!(Ctx, left),
                     inout("r0") $cp => _,
                     out("r1") _,
                     out("r2") _,
@@ -419,10 +447,20 @@ pub(crate) fn layer(
         y: core::ptr::null_mut(),
         zp2: l.zp2.unwrap_or(0),
         done: 0,
+        adv: MAX_ROWS * n,
+        left: 1,
     };
     let mut i = 0;
     while i < rows {
         let r = (rows - i).min(MAX_ROWS);
+        // With the output stage in the `asm!`, all whole blocks in one go (it stops early at
+        // a row it does not take); else one block per call.
+        let blocks = if fused && r == MAX_ROWS {
+            (rows - i) / MAX_ROWS
+        } else {
+            1
+        };
+        c.left = blocks;
         c.d0 = d_base.wrapping_add(i * n);
         if r < MAX_ROWS {
             short = table(inp.xw, &inp.quads, r);
@@ -443,12 +481,18 @@ pub(crate) fn layer(
             4 => block_asm!(4, cp),
             _ => block_asm!(5, cp),
         }
-        for (k, &a) in c.acc.iter().enumerate().take(r).skip(c.done) {
-            if let (Some(o), Some(&rq)) = (l.y.get_mut(i + k), l.requant.get(i + k)) {
-                *o = slow(a, rq);
+        // `left` is 0 when every block was done, else the stop was in block `blocks - left`
+        // after its first `done` rows.
+        let stop = blocks - c.left;
+        i += stop * r;
+        if c.left > 0 {
+            for (k, &a) in c.acc.iter().enumerate().take(r).skip(c.done) {
+                if let (Some(o), Some(&rq)) = (l.y.get_mut(i + k), l.requant.get(i + k)) {
+                    *o = slow(a, rq);
+                }
             }
+            i += r;
         }
-        i += r;
     }
     rows
 }
