@@ -52,17 +52,18 @@
 //!   on Armv6-M, which has only eight low registers), each input loaded once per pass; inlined
 //!   into each typed layer so the compiler specializes it for the constant `IN`.
 //! - [`QKernel::Multirow`] (M0/M0+/M1/M23 and M3; see `arch/armv6m.rs`, `arch/armv7m.rs`): one
-//!   `asm!` block per block of rows on the stored weights. Armv6-M: five rows; the input is
-//!   widened once per layer to words in pass order (`4 * IN` bytes of stack), `LDM` loads an
-//!   input and advances the index, each row is `LDRSB` (register offset), `MULS`, `ADD` to a
-//!   high-register accumulator: 16 instructions per 5 MACs, plus about 80 per block for the four
-//!   passes. Armv7-M: seven rows from one pointer with scaled register offsets (`[p, N, LSL
-//!   #1]`, ...), `LDRSB` and `MLA` per MAC, the input by `LDRSB` post-increment: 15 per 7 MACs.
-//!   Where the output stage is `finish`'s (clamp `[-128, 127]`, no table), it runs in the same
-//!   `asm!` block: 14 instructions per row on Armv7-M (`SMLAL`, `SSAT`), 46 on Armv6-M (the
-//!   64-bit product from four 16 x 16 `MULS`). Code: about 5.7 KB of flash on Armv6-M (five
-//!   variants, 1..=5 rows, the body unrolled 32 or 16 times), 2.6 KB on Armv7-M (seven
-//!   variants, unrolled 8 times).
+//!   `asm!` block per block of up to five rows, on the stored weights, with the input widened
+//!   once per layer to 32-bit words (`4 * IN` bytes of stack). Armv6-M: the words in pass order
+//!   (inputs `i ≡ q mod 4` together), so that `LDM` loads an input and advances the index, and
+//!   each row is `LDRSB` (register offset), `MULS`, `ADD` to a high-register accumulator: 16
+//!   instructions per 5 MACs (3.2), plus about 20 per pass (four per block) and the block
+//!   loop, which runs in the `asm!` too. Armv7-M: `LDM` of four inputs into registers, rows from
+//!   one pointer with scaled register offsets (`[p, N, LSL #1]`, ...), `LDRSB` and `MLA` per
+//!   MAC: 41 instructions per 20 MACs (2.05). Where the output stage is `finish`'s (clamp
+//!   `[-128, 127]`, no table, the exporters' layers except ReLU6 and tables), it runs in the
+//!   same `asm!` block: 14 instructions per row on Armv7-M (`SMLAL`, `SSAT`), 43 on Armv6-M (the
+//!   64-bit product from four 16 x 16 `MULS`). Code: 7.4 KB of flash on Armv6-M, 7.2 KB on
+//!   Armv7-M (variants for 1..=5 rows with unrolled bodies).
 //! - [`QKernel::Dsp`] (`thumbv7em`, `thumbv8m.main` hard-float: M4, M7, M33, ...; see
 //!   `arch`): the input is widened once per layer to 16-bit pairs in the order SXTB16 extracts
 //!   weight bytes (`[x0, x2, x1, x3]` per group of four, in a stack buffer of `2 * IN` bytes),
@@ -84,8 +85,13 @@
 //!
 //! | workload (MACs) | M0 | M3 | M4 | M7 | M33 | CMSIS-NN -O3, M4 |
 //! |---|---|---|---|---|---|---|
-//! | small VAE 96-64-16 + 8-64-96 (13,824) | 99,574 -> 91,953 | 50,947 -> 39,140 | 51,234 -> 25,903 | 51,093 -> 25,898 | 51,234 -> 25,903 | 38,492 |
-//! | MLPerf Tiny AD 640-128x4-8-128x4-640 (264,192) | does not fit | 940,623 -> 697,280 | 942,277 -> 412,100 | 948,768 -> 412,088 | 942,276 -> 412,100 | 579,584 |
+//! | small VAE 96-64-16 + 8-64-96 (13,824) | 99,574 -> 91,953 -> 64,976 | 50,947 -> 39,140 -> 38,070 | 51,234 -> 25,903 | 51,093 -> 25,898 | 51,234 -> 25,903 | 38,492 |
+//! | MLPerf Tiny AD 640-128x4-8-128x4-640 (264,192) | 978,387 (AN385 map) | 940,623 -> 697,280 -> 612,113 | 942,277 -> 412,100 | 948,768 -> 412,088 | 942,276 -> 412,100 | 579,584 |
+//!
+//! (M0 and M3: portable loop, then [`QKernel::Portable`], then [`QKernel::Multirow`]. The M0
+//! runs the MLPerf model with its Armv6-M build linked for the AN385 map: the micro:bit cannot
+//! hold it. CMSIS-NN's portable C on the same cores: 107,792 and 1,751,542 on the M0, 56,221
+//! and 951,782 on the M3; `shared/BENCHMARKS.md`.)
 //!
 //! (M33: the benchmark's reading times 1.25: QEMU's AN505 timer runs at 20 MHz, not the
 //! 25 MHz the counter assumes; the same code gives the M4's count.) On the M4 that is 0.67x
