@@ -30,7 +30,10 @@
 //! must not use such a build: its first dense layer would fault). `cfg(target_feature = "dsp")`
 //! would be the precise test, but Arm target features are unstable and stable rustc (1.95)
 //! never sets it, even with `-C target-cpu=cortex-m4`. Everything else (`thumbv6m`, `thumbv7m`,
-//! Arm-state A/R targets, the host) runs the portable emulations. [`DSP`] tells which.
+//! Arm-state A/R targets, the host) runs the portable emulations of the DSP instructions
+//! ([`DSP`] tells which); of those, `thumbv6m-*`/`thumbv8m.base-*` get `cfg(tinyvae_armv6m)` and
+//! `thumbv7m-*`/`thumbv8m.main-*` without DSP `cfg(tinyvae_armv7m)`, which select the
+//! multi-row `asm!` kernels ([`MULTIROW`] tells whether they are in).
 //!
 //! # Kernels
 //!
@@ -41,6 +44,11 @@
 //! pushes at most two words (the loop needs all 12 allocatable registers) and restores `sp`.
 //! Weight words are read with unaligned LDR, which Armv7-M and Armv8-M Mainline allow (unless
 //! CCR.UNALIGN_TRP is set); the widened input, 4-aligned, with LDRD.
+//!
+//! The multi-row kernels (`layer`) run one `asm!` block per block of up to five rows (their
+//! module docs say how); they read weight bytes only (`LDRSB`, no alignment), the input widened
+//! to 4-aligned words (`LDM`), and push `r6`/`r7`, which `asm!` cannot name, with a few words of
+//! state, restoring `sp` on every exit.
 
 use crate::Requant;
 
@@ -515,7 +523,7 @@ mod imp {
 
 pub(crate) use imp::{dot4, rows4, smlad, sxtb16, sxtb16_ror8};
 
-/// Whether [`rows`] is an `asm!` kernel (Armv6-M: `armv6m.rs`, Armv7-M without DSP:
+/// Whether [`layer`] is an `asm!` kernel (Armv6-M: `armv6m.rs`, Armv7-M without DSP:
 /// `armv7m.rs`); `false` means the portable emulation below.
 pub(crate) const MULTIROW: bool = cfg!(any(tinyvae_armv6m, tinyvae_armv7m));
 
