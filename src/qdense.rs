@@ -61,8 +61,8 @@
 //!   one pointer with scaled register offsets (`[p, N, LSL #1]`, ...), `LDRSB` and `MLA` per
 //!   MAC: 41 instructions per 20 MACs (2.05). Where the output stage is `finish`'s (clamp
 //!   `[-128, 127]`, no table, the exporters' layers except ReLU6 and tables), it runs in the
-//!   same `asm!` block: 14 instructions per row on Armv7-M (`SMLAL`, `SSAT`), 43 on Armv6-M (the
-//!   64-bit product from four 16 x 16 `MULS`). Code: 7.4 KB of flash on Armv6-M, 7.2 KB on
+//!   same `asm!` block: 14 instructions per row on Armv7-M (`SMLAL`, `SSAT`), 41 on Armv6-M (the
+//!   64-bit product from four 16 x 16 `MULS`). Code: 7.3 KB of flash on Armv6-M, 7.2 KB on
 //!   Armv7-M (variants for 1..=5 rows with unrolled bodies).
 //! - [`QKernel::Dsp`] (`thumbv7em`, `thumbv8m.main` hard-float: M4, M7, M33, ...; see
 //!   `arch`): the input is widened once per layer to 16-bit pairs in the order SXTB16 extracts
@@ -85,8 +85,8 @@
 //!
 //! | workload (MACs) | M0 | M3 | M4 | M7 | M33 | CMSIS-NN -O3, M4 |
 //! |---|---|---|---|---|---|---|
-//! | small VAE 96-64-16 + 8-64-96 (13,824) | 99,574 -> 91,953 -> 64,976 | 50,947 -> 39,140 -> 38,070 | 51,234 -> 25,903 | 51,093 -> 25,898 | 51,234 -> 25,903 | 38,492 |
-//! | MLPerf Tiny AD 640-128x4-8-128x4-640 (264,192) | 978,387 (AN385 map) | 940,623 -> 697,280 -> 612,113 | 942,277 -> 412,100 | 948,768 -> 412,088 | 942,276 -> 412,100 | 579,584 |
+//! | small VAE 96-64-16 + 8-64-96 (13,824) | 99,574 -> 91,953 -> 64,286 | 50,947 -> 39,140 -> 38,070 | 51,234 -> 25,903 | 51,093 -> 25,898 | 51,234 -> 25,903 | 38,492 |
+//! | MLPerf Tiny AD 640-128x4-8-128x4-640 (264,192) | 973,446 (AN385 map) | 940,623 -> 697,280 -> 612,113 | 942,277 -> 412,100 | 948,768 -> 412,088 | 942,276 -> 412,100 | 579,584 |
 //!
 //! (M0 and M3: portable loop, then [`QKernel::Portable`], then [`QKernel::Multirow`]. The M0
 //! runs the MLPerf model with its Armv6-M build linked for the AN385 map: the micro:bit cannot
