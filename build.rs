@@ -10,12 +10,21 @@
 //!   so a generic `thumbv8m.main` build uses the portable kernels;
 //! - any other Thumb target where rustc does report `target_feature = "dsp"` (nightly).
 //!
-//! Everything else (Armv6-M, Armv7-M, A/R-profile targets in Arm state, whose LDRD needs
-//! register pairs the `asm!` blocks do not pick, the host) uses the portable kernels.
+//! Without DSP, two more cfgs select the multi-row `asm!` kernels of `src/arch/`:
+//!
+//! - `cfg(tinyvae_armv6m)` for `thumbv6m-*` (Cortex-M0/M0+/M1) and `thumbv8m.base-*` (M23):
+//!   Thumb-1 only, `LDM`, `LDRSB` with register offset, `MULS`, `ADD` to a high register;
+//! - `cfg(tinyvae_armv7m)` for `thumbv7m-*` (Cortex-M3) and `thumbv8m.main-*` built without
+//!   the DSP extension: Thumb-2 `LDRSB` with post-increment and scaled register offsets, `MLA`.
+//!
+//! Everything else (A/R-profile targets in Arm state, whose LDRD needs register pairs the `asm!`
+//! blocks do not pick, the host) uses the portable kernels.
 
 fn main() {
     println!("cargo::rerun-if-changed=build.rs");
     println!("cargo::rustc-check-cfg=cfg(tinyvae_dsp)");
+    println!("cargo::rustc-check-cfg=cfg(tinyvae_armv6m)");
+    println!("cargo::rustc-check-cfg=cfg(tinyvae_armv7m)");
     let target = std::env::var("TARGET").unwrap_or_default();
     let features = std::env::var("CARGO_CFG_TARGET_FEATURE").unwrap_or_default();
     let rustflags = std::env::var("CARGO_ENCODED_RUSTFLAGS").unwrap_or_default();
@@ -35,5 +44,9 @@ fn main() {
         || (target.starts_with("thumb") && features.split(',').any(|f| f == "dsp"));
     if dsp {
         println!("cargo::rustc-cfg=tinyvae_dsp");
+    } else if target.starts_with("thumbv6m-") || target.starts_with("thumbv8m.base-") {
+        println!("cargo::rustc-cfg=tinyvae_armv6m");
+    } else if target.starts_with("thumbv7m-") || target.starts_with("thumbv8m.main-") {
+        println!("cargo::rustc-cfg=tinyvae_armv7m");
     }
 }

@@ -1,8 +1,12 @@
 //! Cortex-M DSP instructions (Armv7E-M / Armv8-M Mainline DSP extension) for the int8 kernels,
-//! with portable emulations that compute the same bits everywhere else.
+//! with portable emulations that compute the same bits everywhere else; and the multi-row
+//! kernels of the cores without DSP (`arch/armv6m.rs`: Cortex-M0/M0+/M1/M23, `arch/armv7m.rs`:
+//! Cortex-M3 and Armv8-M Mainline without DSP), selected by `cfg(tinyvae_armv6m)` /
+//! `cfg(tinyvae_armv7m)` from `build.rs`, with a portable emulation of their interface
+//! ([`layer`], [`prepare`]) elsewhere.
 //!
-//! This is the only module with `unsafe` code: `core::arch::asm!` blocks, each with a
-//! `// SAFETY:` comment.
+//! This module and its children are the only ones with `unsafe` code: `core::arch::asm!`
+//! blocks, each with a `// SAFETY:` comment.
 //!
 //! # Instructions
 //!
@@ -26,7 +30,10 @@
 //! must not use such a build: its first dense layer would fault). `cfg(target_feature = "dsp")`
 //! would be the precise test, but Arm target features are unstable and stable rustc (1.95)
 //! never sets it, even with `-C target-cpu=cortex-m4`. Everything else (`thumbv6m`, `thumbv7m`,
-//! Arm-state A/R targets, the host) runs the portable emulations. [`DSP`] tells which.
+//! Arm-state A/R targets, the host) runs the portable emulations of the DSP instructions
+//! ([`DSP`] tells which); of those, `thumbv6m-*`/`thumbv8m.base-*` get `cfg(tinyvae_armv6m)` and
+//! `thumbv7m-*`/`thumbv8m.main-*` without DSP `cfg(tinyvae_armv7m)`, which select the
+//! multi-row `asm!` kernels ([`MULTIROW`] tells whether they are in).
 //!
 //! # Kernels
 //!
@@ -37,6 +44,11 @@
 //! pushes at most two words (the loop needs all 12 allocatable registers) and restores `sp`.
 //! Weight words are read with unaligned LDR, which Armv7-M and Armv8-M Mainline allow (unless
 //! CCR.UNALIGN_TRP is set); the widened input, 4-aligned, with LDRD.
+//!
+//! The multi-row kernels (`layer`) run one `asm!` block per block of up to five rows (their
+//! module docs say how); they read weight bytes only (`LDRSB`, no alignment), the input widened
+//! to 4-aligned words (`LDM`), and push `r6`/`r7`, which `asm!` cannot name, with a few words of
+//! state, restoring `sp` on every exit.
 
 use crate::Requant;
 
@@ -511,6 +523,39 @@ mod imp {
 
 pub(crate) use imp::{dot4, rows4, smlad, sxtb16, sxtb16_ror8};
 
+/// Whether [`layer`] is an `asm!` kernel (Armv6-M: `armv6m.rs`, Armv7-M without DSP:
+/// `armv7m.rs`); `false` means the portable emulation below.
+pub(crate) const MULTIROW: bool = cfg!(any(tinyvae_armv6m, tinyvae_armv7m));
+
+#[cfg(tinyvae_armv6m)]
+mod armv6m;
+#[cfg(tinyvae_armv6m)]
+use armv6m as multirow;
+
+#[cfg(tinyvae_armv7m)]
+mod armv7m;
+#[cfg(tinyvae_armv7m)]
+use armv7m as multirow;
+
+/// The multi-row kernel's interface on every other target (`arch/emulated.rs`).
+#[cfg(not(any(tinyvae_armv6m, tinyvae_armv7m)))]
+mod emulated;
+#[cfg(not(any(tinyvae_armv6m, tinyvae_armv7m)))]
+use emulated as multirow;
+
+pub(crate) use multirow::{layer, prepare};
+
+/// One layer for [`layer`]: row-major `weights` (`in_dim` apart), its biases, requantization
+/// constants and outputs, and `zp2 = 2 zp + 1` when the output stage is [`finish`]'s (clamp
+/// `[-128, 127]`, no table, `|zp| <= 2^20`), else `None`.
+pub(crate) struct Layer<'a, 'y> {
+    pub(crate) weights: &'a [i8],
+    pub(crate) bias: &'a [i32],
+    pub(crate) requant: &'a [Requant],
+    pub(crate) y: &'y mut [i8],
+    pub(crate) zp2: Option<i32>,
+}
+
 /// One layer for [`rows4`]: `n` inputs (a multiple of 4), row-major `weights`, the widened
 /// input `xe` (at least `n` values), and the output stage's constants with `zp2 = 2 zp + 1`
 /// (`|zp| <= 2^20`); the output clamp is `[-128, 127]` and there is no table.
@@ -532,7 +577,8 @@ pub(crate) struct Rows4<'a> {
 /// `requantize + zp = floor((floor(H / 2^(e-2)) + zp2) / 2)`: one SSAT with `ASR #1`.
 /// `|H| <= 2^30 + 1` and `|zp2| <= 2^21 + 1`, so nothing overflows and the sum equals the
 /// saturating one of the reference.
-#[cfg_attr(tinyvae_dsp, allow(dead_code))] // there the `asm!` of `rows4` is this function
+// On the DSP targets the `asm!` of `rows4` is this function, on Armv6-M/Armv7-M that of `rows`.
+#[cfg_attr(any(tinyvae_dsp, tinyvae_armv6m, tinyvae_armv7m), allow(dead_code))]
 #[inline(always)]
 pub(crate) fn finish(acc: i32, rq: Requant, zp2: i32) -> Option<i8> {
     // shift + 31 in 0..=29 <=> shift in -31..=-2; then e - 2 = 29 - t.

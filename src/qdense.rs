@@ -41,14 +41,29 @@
 //!
 //! Wrapping i32 addition is associative and commutative, so the order of the MACs does not
 //! change `acc`; the requantization has one exact formula for all of them (below).
-//! `tests/kernels.rs` compares the three bit for bit on random layers (every shift, saturation,
-//! wrapping sums, unvalidated constants); the firmware's benchmark checksums and parity run
-//! compare them on each core.
+//! `tests/kernels.rs` compares the four bit for bit on random layers (every shift, saturation,
+//! wrapping sums, unvalidated constants); on each core the firmware's benchmark first runs all
+//! four on 400 random layers (`firmware/qemu/src/kernels.rs`: odd widths, 1..=24 rows, every
+//! activation, tables) and fails on any difference, and its checksums and the parity run
+//! compare the cores.
 //!
 //! - [`QKernel::Reference`]: the formula as written, one row at a time, with [`requantize`].
-//! - [`QKernel::Portable`] (M0, M3, host): four rows per pass (one on Armv6-M, which has only
-//!   eight low registers), each input loaded once per pass; inlined into each typed layer so the
-//!   compiler specializes it for the constant `IN`.
+//! - [`QKernel::Portable`] (host; the reference of the `asm!` kernels): four rows per pass (one
+//!   on Armv6-M, which has only eight low registers), each input loaded once per pass; inlined
+//!   into each typed layer so the compiler specializes it for the constant `IN`.
+//! - [`QKernel::Multirow`] (M0/M0+/M1/M23 and M3; see `arch/armv6m.rs`, `arch/armv7m.rs`): one
+//!   `asm!` block per block of up to five rows, on the stored weights, with the input widened
+//!   once per layer to 32-bit words (`4 * IN` bytes of stack). Armv6-M: the words in pass order
+//!   (inputs `i ≡ q mod 4` together), so that `LDM` loads an input and advances the index, and
+//!   each row is `LDRSB` (register offset), `MULS`, `ADD` to a high-register accumulator: 16
+//!   instructions per 5 MACs (3.2), plus about 20 per pass (four per block) and the block
+//!   loop, which runs in the `asm!` too. Armv7-M: `LDM` of four inputs into registers, rows from
+//!   one pointer with scaled register offsets (`[p, N, LSL #1]`, ...), `LDRSB` and `MLA` per
+//!   MAC: 41 instructions per 20 MACs (2.05). Where the output stage is `finish`'s (clamp
+//!   `[-128, 127]`, no table, the exporters' layers except ReLU6 and tables), it runs in the
+//!   same `asm!` block: 14 instructions per row on Armv7-M (`SMLAL`, `SSAT`), 41 on Armv6-M (the
+//!   64-bit product from four 16 x 16 `MULS`). Code: 7.3 KB of flash on Armv6-M, 7.2 KB on
+//!   Armv7-M (variants for 1..=5 rows with unrolled bodies).
 //! - [`QKernel::Dsp`] (`thumbv7em`, `thumbv8m.main` hard-float: M4, M7, M33, ...; see
 //!   `arch`): the input is widened once per layer to 16-bit pairs in the order SXTB16 extracts
 //!   weight bytes (`[x0, x2, x1, x3]` per group of four, in a stack buffer of `2 * IN` bytes),
@@ -70,8 +85,13 @@
 //!
 //! | workload (MACs) | M0 | M3 | M4 | M7 | M33 | CMSIS-NN -O3, M4 |
 //! |---|---|---|---|---|---|---|
-//! | small VAE 96-64-16 + 8-64-96 (13,824) | 99,574 -> 91,953 | 50,947 -> 39,140 | 51,234 -> 25,903 | 51,093 -> 25,898 | 51,234 -> 25,903 | 38,492 |
-//! | MLPerf Tiny AD 640-128x4-8-128x4-640 (264,192) | does not fit | 940,623 -> 697,280 | 942,277 -> 412,100 | 948,768 -> 412,088 | 942,276 -> 412,100 | 579,584 |
+//! | small VAE 96-64-16 + 8-64-96 (13,824) | 99,574 -> 91,953 -> 64,286 | 50,947 -> 39,140 -> 38,070 | 51,234 -> 25,903 | 51,093 -> 25,898 | 51,234 -> 25,903 | 38,492 |
+//! | MLPerf Tiny AD 640-128x4-8-128x4-640 (264,192) | 973,446 (AN385 map) | 940,623 -> 697,280 -> 612,113 | 942,277 -> 412,100 | 948,768 -> 412,088 | 942,276 -> 412,100 | 579,584 |
+//!
+//! (M0 and M3: portable loop, then [`QKernel::Portable`], then [`QKernel::Multirow`]. The M0
+//! runs the MLPerf model with its Armv6-M build linked for the AN385 map: the micro:bit cannot
+//! hold it. CMSIS-NN's portable C on the same cores: 107,792 and 1,751,542 on the M0, 56,221
+//! and 951,782 on the M3; `shared/BENCHMARKS.md`.)
 //!
 //! (M33: the benchmark's reading times 1.25: QEMU's AN505 timer runs at 20 MHz, not the
 //! 25 MHz the counter assumes; the same code gives the M4's count.) On the M4 that is 0.67x
@@ -105,6 +125,7 @@
 use crate::arch;
 use crate::quant::{dequantize_into, quantize_into};
 use crate::{dequantize, quantize, requantize, Activation, Error, Layer, QParams, Requant};
+use core::mem::MaybeUninit;
 
 /// An int8 fully connected layer with `IN` inputs and `OUT` outputs; constants stay in flash.
 ///
@@ -169,8 +190,17 @@ impl<const IN: usize, const OUT: usize> QDense<IN, OUT> {
     /// [`Layer::forward`], which uses [`QKernel::FAST`]); for tests and benchmarks.
     /// [`QKernel::Dsp`] uses `2 * IN` bytes of stack.
     pub fn forward_with(&self, kernel: QKernel, x: &[i8; IN], y: &mut [i8; OUT]) {
-        let mut xe = Widened::<IN>::ZERO;
-        self.kern().run(kernel, x, &mut xe.0, y);
+        match kernel {
+            QKernel::Dsp => {
+                let mut xe = Widened::<IN>::ZERO;
+                self.kern().run(kernel, x, &mut xe.0, &mut [], y);
+            }
+            QKernel::Multirow => {
+                let mut xw = RowScratch::<IN>::ZERO;
+                self.kern().run(kernel, x, &mut [], &mut xw.0, y);
+            }
+            _ => self.kern().run(kernel, x, &mut [], &mut [], y),
+        }
     }
 
     fn kern(&self) -> Kern<'static> {
@@ -215,15 +245,18 @@ impl<const IN: usize, const OUT: usize> Layer<IN, OUT> for QDense<IN, OUT> {
         if arch::DSP {
             // The widened input: 2 * IN bytes of stack while the layer runs.
             let mut xe = Widened::<IN>::ZERO;
-            self.kern().run(QKernel::Dsp, x, &mut xe.0, y);
+            self.kern().run(QKernel::Dsp, x, &mut xe.0, &mut [], y);
+        } else if arch::MULTIROW {
+            multirow_forward(&self.kern(), x, y);
         } else {
-            self.kern().run(QKernel::Portable, x, &mut [], y);
+            self.kern().run(QKernel::Portable, x, &mut [], &mut [], y);
         }
     }
 }
 
 /// The most inputs [`QDenseView`] runs with [`QKernel::Dsp`] (its widened input lives in a
-/// stack buffer of this many 16-bit values); wider views run [`QKernel::Portable`].
+/// stack buffer of this many 16-bit values) and, where it widens its input (Armv6-M, the host),
+/// with [`QKernel::Multirow`] (this many 32-bit words); wider views run [`QKernel::Portable`].
 pub const VIEW_DSP_MAX_IN: usize = 256;
 
 /// An int8 fully connected layer whose sizes are known only at run time (for the host tool).
@@ -293,8 +326,9 @@ impl<'a> QDenseView<'a> {
     }
 
     /// [`QDenseView::forward`] with the chosen implementation (same bits). [`QKernel::Dsp`]
-    /// widens the input into a stack buffer of [`VIEW_DSP_MAX_IN`] 16-bit values; with more
-    /// inputs it runs [`QKernel::Portable`] instead.
+    /// widens the input into a stack buffer of [`VIEW_DSP_MAX_IN`] 16-bit values, and
+    /// [`QKernel::Multirow`] (where it widens) into one of as many 32-bit words; with more
+    /// inputs they run [`QKernel::Portable`] instead.
     ///
     /// # Errors
     /// As [`QDenseView::forward`].
@@ -314,10 +348,14 @@ impl<'a> QDenseView<'a> {
         match kernel {
             QKernel::Dsp if self.in_dim <= VIEW_DSP_MAX_IN => {
                 let mut xe = Widened::<VIEW_DSP_MAX_IN>::ZERO;
-                k.run(kernel, x, &mut xe.0, y);
+                k.run(kernel, x, &mut xe.0, &mut [], y);
             }
-            QKernel::Dsp => k.run(QKernel::Portable, x, &mut [], y),
-            _ => k.run(kernel, x, &mut [], y),
+            QKernel::Multirow if self.in_dim <= VIEW_DSP_MAX_IN => {
+                let mut xw = RowScratch::<VIEW_DSP_MAX_IN>::ZERO;
+                k.run(kernel, x, &mut [], &mut xw.0, y);
+            }
+            QKernel::Dsp | QKernel::Multirow => k.run(QKernel::Portable, x, &mut [], &mut [], y),
+            _ => k.run(kernel, x, &mut [], &mut [], y),
         }
         Ok(())
     }
@@ -394,21 +432,33 @@ fn validate_values(
 pub enum QKernel {
     /// The formula as written: one output at a time, inputs in index order, [`requantize`].
     Reference,
-    /// Four output rows per pass over the inputs, byte loads: the fast path on cores without
-    /// DSP instructions (Cortex-M0/M0+/M3).
+    /// Four output rows per pass over the inputs, byte loads (one row per pass on Armv6-M):
+    /// the fast path of the host, and the reference the `asm!` kernels are checked against.
     Portable,
     /// Four output rows per pass with SXTB16/SMLAD on the input widened once per layer to
     /// 16-bit pairs. Where they are not compiled in (anything but `thumbv7em-*` and
     /// `thumbv8m.main-*eabihf`) the same code runs on portable emulations of the instructions
     /// (slow, for testing).
     Dsp,
+    /// Several output rows per pass over the inputs in one `asm!` block, on the stored
+    /// row-major weights: five rows on Armv6-M (Cortex-M0/M0+/M1, M23; the input widened once
+    /// per layer to words in pass order, `LDM`/`LDRSB`/`MULS`/`ADD`, 3.2 instructions per MAC)
+    /// and seven on Armv7-M and Armv8-M Mainline without DSP (Cortex-M3; `LDRSB` with
+    /// post-increment and scaled register offsets, `MLA`, 2.14 per MAC). Elsewhere the same
+    /// blocking runs on a portable emulation of the sums (for testing). Layers it does not take
+    /// (fewer than 4 inputs on Armv6-M, none on Armv7-M) run [`QKernel::Portable`].
+    Multirow,
 }
 
 impl QKernel {
     /// The kernel of [`QDense::forward`] on this target: [`QKernel::Dsp`] where the DSP
-    /// instructions are compiled in (Cortex-M4/M7/M33 targets), else [`QKernel::Portable`].
+    /// instructions are compiled in (Cortex-M4/M7/M33 targets), [`QKernel::Multirow`] on the
+    /// other Cortex-M targets (M0/M0+/M1/M23, M3, Armv8-M Mainline without DSP), else
+    /// [`QKernel::Portable`].
     pub const FAST: QKernel = if arch::DSP {
         QKernel::Dsp
+    } else if arch::MULTIROW {
+        QKernel::Multirow
     } else {
         QKernel::Portable
     };
@@ -520,13 +570,23 @@ impl Kern<'_> {
     }
 
     /// Runs `kernel`; `xe` is the scratch of [`QKernel::Dsp`], at least `in_dim` rounded down
-    /// to a multiple of 4 long (else that kernel leaves `y` untouched).
+    /// to a multiple of 4 long (else that kernel leaves `y` untouched); `xw` that of
+    /// [`QKernel::Multirow`] (`in_dim` words, else it runs
+    /// [`QKernel::Portable`]).
     #[inline(always)]
-    fn run(&self, kernel: QKernel, x: &[i8], xe: &mut [i16], y: &mut [i8]) {
+    fn run(
+        &self,
+        kernel: QKernel,
+        x: &[i8],
+        xe: &mut [i16],
+        xw: &mut [MaybeUninit<i32>],
+        y: &mut [i8],
+    ) {
         match kernel {
             QKernel::Reference => reference_kernel(self, x, y),
             QKernel::Portable => portable_kernel(self, x, y),
             QKernel::Dsp => dsp_kernel(self, x, xe, y),
+            QKernel::Multirow => multirow_kernel(self, x, xw, y),
         }
     }
 }
@@ -653,6 +713,52 @@ fn dot1_bytes(acc: i32, row: &[i8], x: &[i8]) -> i32 {
     row.iter().zip(x).fold(acc, |acc, (&w, &xi)| {
         acc.wrapping_add(i32::from(w) * i32::from(xi))
     })
+}
+
+/// The scratch of [`QKernel::Multirow`]: the input widened to 32-bit words, left uninitialized
+/// (the widening writes every word it reads).
+struct RowScratch<const N: usize>([MaybeUninit<i32>; N]);
+
+impl<const N: usize> RowScratch<N> {
+    const ZERO: Self = Self([MaybeUninit::uninit(); N]);
+}
+
+/// [`QKernel::Multirow`] with its scratch (the input widened to words, `4 * IN` bytes) in a
+/// frame of its own, so that the scratch of a layer does not stay on the
+/// stack of the caller (which may inline several layers) while the next layer runs.
+#[inline(never)]
+fn multirow_forward<const IN: usize>(k: &Kern<'_>, x: &[i8; IN], y: &mut [i8]) {
+    let mut xw = RowScratch::<IN>::ZERO;
+    multirow_kernel(k, x, &mut xw.0, y);
+}
+
+/// [`QKernel::Multirow`]: `arch::layer` (on Armv6-M/Armv7-M one `asm!` block per block of 5/7
+/// rows, with the output stage when it is `finish`'s; [`Kern::out`] for the other rows). Layers the `asm!` does not take (see `arch::prepare`) run [`portable_kernel`].
+/// Shared by every layer (out of line): the `asm!` gains nothing from a constant `in_dim`.
+#[inline(never)]
+fn multirow_kernel(k: &Kern<'_>, x: &[i8], xw: &mut [MaybeUninit<i32>], y: &mut [i8]) {
+    let n = k.in_dim;
+    let prepared = if x.len() == n {
+        arch::prepare(x, xw)
+    } else {
+        None
+    };
+    let Some(inp) = prepared else {
+        return portable_kernel(k, x, y);
+    };
+    // The output stage runs in the `asm!` too when it is `finish`'s (as for `arch::rows4`).
+    let fused =
+        k.lo == -128 && k.hi == 127 && k.lut.is_none() && (-(1 << 20)..=1 << 20).contains(&k.zp);
+    let l = arch::Layer {
+        weights: k.weights,
+        bias: k.bias,
+        requant: k.requant,
+        y: &mut *y,
+        zp2: fused.then_some(2 * k.zp + 1),
+    };
+    let done = arch::layer(&inp, l, |acc, rq| k.out_outlined(acc, rq));
+    // Rows without a whole weight row, bias or constant are left alone, as by the others.
+    let _ = done;
 }
 
 /// The widened input of [`QKernel::Dsp`]: 16-bit values, 4-byte aligned (SMLAD reads them in

@@ -1,8 +1,9 @@
 //! The int8 dense kernels against each other, bit for bit: [`QKernel::Reference`] (the formula
 //! as written, with `requantize`) vs [`QKernel::Portable`] (four rows per pass) vs
 //! [`QKernel::Dsp`] (SXTB16/SMLAD on the widened input; on the host the same code runs on
-//! portable emulations of the two instructions), through the typed layer, its `Layer::forward`
-//! and the runtime-shaped view.
+//! portable emulations of the two instructions) vs [`QKernel::Multirow`] (on the host, the
+//! portable emulation of the Armv6-M/Armv7-M `asm!` kernels' interface: widening, fused output
+//! stage, fallbacks), through the typed layer, its `Layer::forward` and the runtime-shaped view.
 //!
 //! Shapes cover inputs and outputs that are and are not multiples of 4, 1 x 1, and the MLPerf
 //! Tiny autoencoder's 640 x 128; values cover the whole int8 range (including -128 weights and
@@ -12,14 +13,20 @@
 //! The requantization itself is checked on all shifts in `-40..=40` and extreme accumulators
 //! and multipliers, with the zero point chosen to expose its full 32-bit result.
 //!
-//! On a chip the DSP instructions themselves are checked by the firmware: the benchmark
-//! checksums and `tinyvae firmware parity` must not change with the kernel.
+//! On a chip the instructions themselves are checked by the firmware: its benchmark first runs
+//! every kernel on 400 random layers against the reference (`firmware/qemu/src/kernels.rs`),
+//! and the benchmark checksums and `tinyvae firmware parity` must not change with the kernel.
 
 use rand_core::{Rng, SeedableRng};
 use rand_xorshift::XorShiftRng;
 use tinyvae::{requantize, Layer, QDense, QDenseView, QKernel, Requant};
 
-const KERNELS: [QKernel; 3] = [QKernel::Reference, QKernel::Portable, QKernel::Dsp];
+const KERNELS: [QKernel; 4] = [
+    QKernel::Reference,
+    QKernel::Portable,
+    QKernel::Dsp,
+    QKernel::Multirow,
+];
 
 fn leak<T>(v: T) -> &'static T {
     Box::leak(Box::new(v))

@@ -12,6 +12,11 @@
 //!   clamp, KL, decode, log-likelihood) and `score_iwae8` (the sampled score with 8 draws).
 //!
 //!
+//! Before timing anything it checks the int8 kernels against each other on random layers
+//! (`tinyvae_qemu::kernels`: every kernel, `asm!` ones included, bit for bit against the
+//! portable reference): `kernels cases=<n> outputs=<n> mismatches=0`, or an error and a failed
+//! run.
+//!
 //! The real MLPerf Tiny AD model imported from TFLite is measured by its own program (`tflite`),
 //! so its presence does not change how the kernels of this one are compiled.
 //!
@@ -132,6 +137,25 @@ fn bench_model(c: &Counter) {
 
 #[cortex_m_rt::entry]
 fn main() -> ! {
+    let k = tinyvae_qemu::kernels::check(400, 0x2545_F491);
+    defmt::info!(
+        "kernels cases={=u32} outputs={=u32} mismatches={=u32}",
+        k.cases,
+        k.outputs,
+        k.mismatches
+    );
+    if let Some((case, kernel, o, i, n)) = k.first {
+        defmt::error!(
+            "kernel {} differs from the reference: case {=u32}, output {=usize} of a {=usize}x{=usize} layer",
+            kernel,
+            case,
+            o,
+            i,
+            n
+        );
+        tinyvae_fw::exit::failure()
+    }
+
     let c = Counter::start();
     defmt::info!("counter overhead={=u32}", c.overhead());
 

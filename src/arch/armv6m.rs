@@ -1,0 +1,516 @@
+//! The multi-row int8 kernel for Armv6-M (Cortex-M0/M0+/M1) and Armv8-M Baseline (M23): up to
+//! five rows of `acc[k] + Σ_i w[k][i] x[i]` per call, in one `asm!` block, on the row-major
+//! signed weights as they are stored.
+//!
+//! # Arithmetic
+//!
+//! Wrapping i32 sums of exact products, as the portable kernel: `MULS` keeps the low 32 bits of
+//! the product (exact: `|w x| <= 2^14`) and `ADD` wraps. Only the order of the additions differs,
+//! which wrapping addition does not see.
+//!
+//! # Where the instructions go (QEMU counts instructions)
+//!
+//! Armv6-M has no post-increment and no multiply-accumulate, and `LDRSB` only takes a register
+//! offset; its eight low registers are all an `LDRSB` or `MULS` can name. The input is widened
+//! once per layer to 32-bit words in *pass order* (`x[0], x[4], x[8], .., x[1], x[5], .., x[2],
+//! .., x[3], ..`), so that one `LDM J!, {x}` both loads an input and advances the index `J` by 4;
+//! the weights of row `k` for that input are then at `J + D[k]` (a fixed per-row offset, wrapping
+//! address arithmetic), and each row costs `LDRSB`, `MULS`, `ADD acc_hi` (accumulators in
+//! `r8`..`r12`): 16 instructions per input for five rows, 3.2 per MAC. Four passes (inputs
+//! `i ≡ q mod 4`) cover a row; between passes every `D[k]` moves by `1 - 4 Q_q` (`Q_q` inputs
+//! in pass `q`). The body is unrolled 32 times (16 for three rows or fewer) and entered by a
+//! computed `ADD PC` for the inputs left over, so the loop test costs 3 instructions per 32
+//! inputs.
+//!
+//! Registers: `J = r0`, `x = r1`, `t = r2`, `D[0..5] = r3..r7` (`r6`, `r7` saved and restored
+//! by the block: `asm!` may not name them), accumulators `r8..r12`, the pass end in `lr`.
+
+use crate::Requant;
+use core::arch::asm;
+use core::mem::{offset_of, size_of, MaybeUninit};
+
+/// Rows per block (one accumulator per high register `r8`..`r12`).
+pub(crate) const MAX_ROWS: usize = 5;
+
+/// One pass of the block: the computed-jump offset into the unrolled body, the address where
+/// the pass's widened input ends, and the adjustment of every `D[k]` after it (`1 - 4 Q_q`;
+/// 0 marks the last pass).
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct Pass {
+    entry: u32,
+    end: usize,
+    adj: u32,
+}
+
+/// The prepared input of a layer: the widened input in pass order, the number of inputs of
+/// each pass and the pass table of a five-row block.
+pub(crate) struct Input<'a> {
+    xw: &'a [i32],
+    n: usize,
+    quads: [u32; 4],
+    full: [Pass; 4],
+}
+
+/// The pass table of an `r`-row block for passes of `quads` inputs.
+fn table(xw: &[i32], quads: &[u32; 4], r: usize) -> [Pass; 4] {
+    let (u, bb) = (unroll(r), body_bytes(r));
+    let mut table = [Pass::default(); 4];
+    let mut end = xw.as_ptr() as usize;
+    for (p, &qn) in table.iter_mut().zip(quads) {
+        // `u` is a power of two.
+        let rem = qn & (u - 1);
+        p.entry = if rem == 0 { 0 } else { (u - rem) * bb };
+        let len = qn.wrapping_mul(4);
+        end = end.wrapping_add(len as usize);
+        p.end = end;
+        p.adj = 1u32.wrapping_sub(len);
+    }
+    if let Some(last) = table.last_mut() {
+        last.adj = 0;
+    }
+    table
+}
+
+/// Unrolled copies of the body for `r` rows, a power of two (the loop fits `B`'s `±2 KB`).
+const fn unroll(r: usize) -> u32 {
+    if r >= 4 {
+        32
+    } else {
+        16
+    }
+}
+
+/// Bytes of the body for `r` rows: `LDM` plus three 16-bit instructions per row.
+const fn body_bytes(r: usize) -> u32 {
+    2 * (1 + 3 * r as u32)
+}
+
+/// Widens `x` into `scratch` in pass order. `None` (use another kernel) unless `n >= 4`
+/// (every pass has an input) and `scratch` holds `n` words (uninitialized: every one is
+/// written here, saving the clearing).
+pub(crate) fn prepare<'a>(x: &[i8], scratch: &'a mut [MaybeUninit<i32>]) -> Option<Input<'a>> {
+    let n = x.len();
+    if n < 4 || u32::try_from(n).is_err() {
+        return None;
+    }
+    let xw = scratch.get_mut(..n)?;
+    let (groups, tail) = x.as_chunks::<4>();
+    let g = groups.len();
+    // Pass q holds x[q], x[q + 4], ..: one input per group, and the tail's q-th if any.
+    let quads: [u32; 4] = core::array::from_fn(|q| (g + usize::from(q < tail.len())) as u32);
+    let [l0, l1, l2, _] = quads.map(|c| c as usize);
+    let (s0, rest) = xw.split_at_mut_checked(l0)?;
+    let (s1, rest) = rest.split_at_mut_checked(l1)?;
+    let (s2, s3) = rest.split_at_mut_checked(l2)?;
+    for ((((v, a), b), c), d) in groups
+        .iter()
+        .zip(s0.iter_mut())
+        .zip(s1.iter_mut())
+        .zip(s2.iter_mut())
+        .zip(s3.iter_mut())
+    {
+        let [v0, v1, v2, v3] = v.map(i32::from);
+        a.write(v0);
+        b.write(v1);
+        c.write(v2);
+        d.write(v3);
+    }
+    for (s, &v) in [s0, s1, s2, s3].into_iter().zip(tail) {
+        if let Some(o) = s.get_mut(g) {
+            o.write(i32::from(v));
+        }
+    }
+    // SAFETY: every element of `xw` is written above: section q (length `g` plus one if
+    // `q < tail.len()`) gets `g` values from the groups and, if it is one longer, the tail's
+    // q-th; the sections tile `xw` (their lengths add up to `4 g + tail.len() = n`).
+    // `MaybeUninit<i32>` has the layout of `i32`.
+    let xw: &'a [i32] = unsafe { &*(core::ptr::from_mut(xw) as *const [i32]) };
+    let full = table(xw, &quads, MAX_ROWS);
+    Some(Input { xw, n, quads, full })
+}
+
+/// The state of one block in memory; the `asm!` reads it through `r0`.
+#[repr(C)]
+struct Ctx {
+    d0: usize,
+    n: usize,
+    xw: *const i32,
+    bias: *const i32,
+    table: *const Pass,
+    acc: [i32; MAX_ROWS],
+    rq: *const Requant,
+    y: *mut i8,
+    zp2: i32,
+    done: usize,
+    adv: usize,
+    left: usize,
+}
+
+/// The rows of a layer (row-major `weights`, `n` apart) against the prepared input, in blocks
+/// of up to [`MAX_ROWS`] rows: `acc = bias[o] + Σ_i w[o][i] x[i]` (mod 2^32), then, with
+/// `l.zp2`, the output stage of [`finish`](super::finish) in the `asm!` block, and `slow(acc,
+/// requant[o])` for the rows it does not take (every row without `l.zp2`). Returns the number
+/// of rows written: all rows that `weights`, `bias`, `requant` and `y` hold.
+pub(crate) fn layer(
+    inp: &Input<'_>,
+    l: super::Layer<'_, '_>,
+    slow: impl Fn(i32, Requant) -> i8,
+) -> usize {
+    let n = inp.n;
+    let rows = (l.weights.len() / n)
+        .min(l.bias.len())
+        .min(l.requant.len())
+        .min(l.y.len());
+    let fused = l.zp2.is_some();
+    macro_rules! block_asm {
+        ($r:literal, $cp:ident) => {
+            // SAFETY: for each of the `left` blocks of `r` rows (rows `i..i + left r`, all
+            // `<= rows`, so inside `weights`, `bias`, `requant` and `y`; the pointers advance by
+            // `r` rows per block: `d0` by `adv = 5 n` bytes, which only the five-row variant
+            // loops over), it reads `r` biases, the `n` words of the widened input (`xw`: pass
+            // q reads its `Q_q` words, the passes tile `xw`; `LDM` needs the 4-aligned words it
+            // gets), and the weights `row_k + i` for `k < r`, `i < n` (in pass q at step m,
+            // `J + D[k]` is `row_k + q + 4m`, module doc); when `y` is not null, `r`
+            // `Requant`s at `rq` and `r` output bytes at `y` (layout asserted below). It writes
+            // those bytes and the fields of `c` through `cp` (a live local), nothing else. The
+            // computed jump lands on a body start: `entry` is a multiple of the body size below
+            // `u` bodies, and `ADD PC` reads PC as its own address + 4, where the first body
+            // starts (after one 16-bit NOP). The loop ends when J reaches the pass end exactly
+            // (J steps by 4, the pass is `4 Q_q` bytes). r6/r7 (base and frame pointer, not
+            // nameable) are pushed and popped; sp is restored. No instruction needs more than
+            // Armv6-M.
+            unsafe {
+                asm!(
+                    "push {{r6, r7}}",
+                    "sub sp, #16",
+                    "str r0, [sp, #4]",
+                    // Block start (r0 = ctx). Five rows: the biases by one `LDM`, `bias`
+                    // advanced for the next block (only five-row calls have more than one).
+                    "12:",
+                    "ldr r1, [r0, #{o_bias}]",
+                    ".if {r} == 5",
+                    "ldm r1!, {{r2, r3, r4, r5, r6}}",
+                    "str r1, [r0, #{o_bias}]",
+                    "mov r8, r2",
+                    "mov r9, r3",
+                    "mov r10, r4",
+                    "mov r11, r5",
+                    "mov r12, r6",
+                    ".else",
+                    "ldr r2, [r1, #0]",
+                    "mov r8, r2",
+                    ".if {r} > 1",
+                    "ldr r2, [r1, #4]",
+                    "mov r9, r2",
+                    ".endif",
+                    ".if {r} > 2",
+                    "ldr r2, [r1, #8]",
+                    "mov r10, r2",
+                    ".endif",
+                    ".if {r} > 3",
+                    "ldr r2, [r1, #12]",
+                    "mov r11, r2",
+                    ".endif",
+                    ".endif",
+                    "ldr r2, [r0, #{o_table}]",
+                    "str r2, [sp, #0]",
+                    "ldr r3, [r0, #{o_d0}]",
+                    "ldr r1, [r0, #{o_n}]",
+                    ".if {r} > 1",
+                    "adds r4, r3, r1",
+                    ".endif",
+                    ".if {r} > 2",
+                    "adds r5, r4, r1",
+                    ".endif",
+                    ".if {r} > 3",
+                    "adds r6, r5, r1",
+                    ".endif",
+                    ".if {r} > 4",
+                    "adds r7, r6, r1",
+                    ".endif",
+                    "ldr r0, [r0, #{o_xw}]",
+                    // Pass start: END = J + len, jump to the body that leaves `len % u` inputs.
+                    // (r2 = the pass's table entry.)
+                    "2:",
+                    "ldr r1, [r2, #4]",
+                    "mov lr, r1",
+                    "ldr r1, [r2, #0]",
+                    "add pc, r1",
+                    "nop",
+                    "3:",
+                    ".rept {u}",
+                    "ldm r0!, {{r1}}",
+                    "ldrsb r2, [r0, r3]",
+                    "muls r2, r1, r2",
+                    "add r8, r2",
+                    ".if {r} > 1",
+                    "ldrsb r2, [r0, r4]",
+                    "muls r2, r1, r2",
+                    "add r9, r2",
+                    ".endif",
+                    ".if {r} > 2",
+                    "ldrsb r2, [r0, r5]",
+                    "muls r2, r1, r2",
+                    "add r10, r2",
+                    ".endif",
+                    ".if {r} > 3",
+                    "ldrsb r2, [r0, r6]",
+                    "muls r2, r1, r2",
+                    "add r11, r2",
+                    ".endif",
+                    ".if {r} > 4",
+                    "ldrsb r2, [r0, r7]",
+                    "muls r2, r1, r2",
+                    "add r12, r2",
+                    ".endif",
+                    ".endr",
+                    "cmp r0, lr",
+                    "beq 4f",
+                    "b 3b",
+                    // Pass end: move every D[k], next pass unless that was the fourth.
+                    "4:",
+                    "ldr r2, [sp, #0]",
+                    "ldr r1, [r2, #8]",
+                    "cmp r1, #0",
+                    "beq 5f",
+                    "adds r2, #12",
+                    "str r2, [sp, #0]",
+                    "adds r3, r3, r1",
+                    ".if {r} > 1",
+                    "adds r4, r4, r1",
+                    ".endif",
+                    ".if {r} > 2",
+                    "adds r5, r5, r1",
+                    ".endif",
+                    ".if {r} > 3",
+                    "adds r6, r6, r1",
+                    ".endif",
+                    ".if {r} > 4",
+                    "adds r7, r7, r1",
+                    ".endif",
+                    "b 2b",
+                    "5:",
+                    "ldr r0, [sp, #4]",
+                    // The output stage (if `y` is set): for each row, `finish` (super) with the
+                    // 64-bit product from 16-bit halves, as `qdense::mul_add_2_30_halves`. The
+                    // sums are stored only for the rows it leaves to the caller.
+                    "ldr r2, [r0, #{o_y}]",
+                    "movs r1, #0",
+                    "cmp r2, #0",
+                    "bne 8f",
+                    "b 9f",
+                    // r0 = the `Requant` cursor, y and zp2 on the stack.
+                    "8:",
+                    "str r2, [sp, #8]",
+                    "ldr r1, [r0, #{o_zp2}]",
+                    "str r1, [sp, #12]",
+                    "ldr r0, [r0, #{o_rq}]",
+                    ".set tvkk, 0",
+                    ".irp acc, r8, r9, r10, r11, r12",
+                    ".if tvkk < {r}",
+                    "ldm r0!, {{r2, r3}}",
+                    "rsbs r3, r3, #0",
+                    "subs r3, #2",
+                    "cmp r3, #29",
+                    "bls 6f",
+                    "movs r1, #tvkk",
+                    "b 9f",
+                    "6:",
+                    "mov r1, \\acc",
+                    "uxth r4, r1",
+                    "asrs r1, r1, #16",
+                    "uxth r5, r2",
+                    "asrs r2, r2, #16",
+                    "mov r6, r4",
+                    "muls r6, r5, r6",
+                    "mov r7, r1",
+                    "muls r7, r2, r7",
+                    "muls r4, r2, r4",
+                    "muls r1, r5, r1",
+                    // + 2^30 as + 2^14 to `lh` (`|lh| < 2^31 - 2^15`): exact, no carry.
+                    "movs r5, #1",
+                    "lsls r5, r5, #14",
+                    "adds r4, r4, r5",
+                    "movs r5, #0",
+                    "lsls r2, r4, #16",
+                    "adds r6, r6, r2",
+                    "adcs r7, r5",
+                    "asrs r4, r4, #16",
+                    "adds r7, r7, r4",
+                    "lsls r2, r1, #16",
+                    "adds r6, r6, r2",
+                    "adcs r7, r5",
+                    "asrs r1, r1, #16",
+                    "adds r7, r7, r1",
+                    "mov r1, r7",
+                    "bics r1, r6",
+                    "lsrs r1, r1, #31",
+                    "subs r7, r7, r1",
+                    "asrs r7, r3",
+                    "ldr r1, [sp, #12]",
+                    "adds r7, r7, r1",
+                    "asrs r7, r7, #1",
+                    "sxtb r1, r7",
+                    "cmp r1, r7",
+                    "beq 7f",
+                    "asrs r1, r7, #31",
+                    "movs r2, #127",
+                    "eors r1, r2",
+                    "7:",
+                    "ldr r2, [sp, #8]",
+                    "strb r1, [r2, #tvkk]",
+                    ".endif",
+                    ".set tvkk, tvkk + 1",
+                    ".endr",
+                    // Block done: the next one, unless it was the last (`left` of them).
+                    "ldr r0, [sp, #4]",
+                    "ldr r1, [r0, #{o_left}]",
+                    "subs r1, #1",
+                    "str r1, [r0, #{o_left}]",
+                    "beq 11f",
+                    "ldr r1, [r0, #{o_d0}]",
+                    "ldr r2, [r0, #{o_adv}]",
+                    "adds r1, r1, r2",
+                    "str r1, [r0, #{o_d0}]",
+                    "ldr r1, [r0, #{o_rq}]",
+                    "adds r1, #(8 * {r})",
+                    "str r1, [r0, #{o_rq}]",
+                    "ldr r1, [r0, #{o_y}]",
+                    "adds r1, #{r}",
+                    "str r1, [r0, #{o_y}]",
+                    "b 12b",
+                    "11:",
+                    "movs r1, #{r}",
+                    "str r1, [r0, #{o_done}]",
+                    "b 10f",
+                    // Not fused, or a row the stage does not take: `done` rows, and the sums.
+                    "9:",
+                    "ldr r0, [sp, #4]",
+                    "str r1, [r0, #{o_done}]",
+                    "mov r2, r8",
+                    "str r2, [r0, #{o_acc}]",
+                    ".if {r} > 1",
+                    "mov r2, r9",
+                    "str r2, [r0, #{o_acc} + 4]",
+                    ".endif",
+                    ".if {r} > 2",
+                    "mov r2, r10",
+                    "str r2, [r0, #{o_acc} + 8]",
+                    ".endif",
+                    ".if {r} > 3",
+                    "mov r2, r11",
+                    "str r2, [r0, #{o_acc} + 12]",
+                    ".endif",
+                    ".if {r} > 4",
+                    "mov r2, r12",
+                    "str r2, [r0, #{o_acc} + 16]",
+                    ".endif",
+                    "10:",
+                    "add sp, #16",
+                    "pop {{r6, r7}}",
+                    r = const $r,
+                    u = const unroll($r),
+                    o_d0 = const offset_of!(Ctx, d0),
+                    o_n = const offset_of!(Ctx, n),
+                    o_xw = const offset_of!(Ctx, xw),
+                    o_bias = const offset_of!(Ctx, bias),
+                    o_table = const offset_of!(Ctx, table),
+                    o_acc = const offset_of!(Ctx, acc),
+                    o_rq = const offset_of!(Ctx, rq),
+                    o_y = const offset_of!(Ctx, y),
+                    o_zp2 = const offset_of!(Ctx, zp2),
+                    o_done = const offset_of!(Ctx, done),
+                    o_adv = const offset_of!(Ctx, adv),
+                    o_left = const offset_of!(Ctx, left),
+                    inout("r0") $cp => _,
+                    out("r1") _,
+                    out("r2") _,
+                    out("r3") _,
+                    out("r4") _,
+                    out("r5") _,
+                    out("r8") _,
+                    out("r9") _,
+                    out("r10") _,
+                    out("r11") _,
+                    out("r12") _,
+                    out("lr") _,
+                )
+            }
+        };
+    }
+    let xw = inp.xw.as_ptr();
+    // D[0] = row 0 - xw - 4: `LDM` has advanced J by 4 when the row is read.
+    let d_base = (l.weights.as_ptr() as usize)
+        .wrapping_sub(xw as usize)
+        .wrapping_sub(4);
+    let mut short;
+    let mut c = Ctx {
+        d0: d_base,
+        n,
+        xw,
+        bias: l.bias.as_ptr(),
+        table: inp.full.as_ptr(),
+        acc: [0; MAX_ROWS],
+        rq: l.requant.as_ptr(),
+        y: core::ptr::null_mut(),
+        zp2: l.zp2.unwrap_or(0),
+        done: 0,
+        adv: MAX_ROWS * n,
+        left: 1,
+    };
+    let mut i = 0;
+    while i < rows {
+        let r = (rows - i).min(MAX_ROWS);
+        // With the output stage in the `asm!`, all whole blocks in one go (it stops early at
+        // a row it does not take); else one block per call.
+        let blocks = if fused && r == MAX_ROWS {
+            (rows - i) / MAX_ROWS
+        } else {
+            1
+        };
+        c.left = blocks;
+        c.d0 = d_base.wrapping_add(i * n);
+        if r < MAX_ROWS {
+            short = table(inp.xw, &inp.quads, r);
+            c.table = short.as_ptr();
+        }
+        c.bias = l.bias.as_ptr().wrapping_add(i);
+        c.rq = l.requant.as_ptr().wrapping_add(i);
+        c.y = if fused {
+            l.y.as_mut_ptr().wrapping_add(i)
+        } else {
+            core::ptr::null_mut()
+        };
+        let cp: *mut Ctx = &mut c;
+        match r {
+            1 => block_asm!(1, cp),
+            2 => block_asm!(2, cp),
+            3 => block_asm!(3, cp),
+            4 => block_asm!(4, cp),
+            _ => block_asm!(5, cp),
+        }
+        // `left` is 0 when every block was done, else the stop was in block `blocks - left`
+        // after its first `done` rows.
+        let stop = blocks - c.left;
+        i += stop * r;
+        if c.left > 0 {
+            for (k, &a) in c.acc.iter().enumerate().take(r).skip(c.done) {
+                if let (Some(o), Some(&rq)) = (l.y.get_mut(i + k), l.requant.get(i + k)) {
+                    *o = slow(a, rq);
+                }
+            }
+            i += r;
+        }
+    }
+    rows
+}
+
+const _: () = {
+    assert!(core::mem::size_of::<Pass>() == 12);
+    // `LDR rt, [rn, #imm]` reaches 124 bytes.
+    assert!(offset_of!(Ctx, done) <= 124);
+    assert!(offset_of!(Requant, multiplier) == 0);
+    assert!(offset_of!(Requant, shift) == 4);
+    assert!(size_of::<Requant>() == 8);
+};
