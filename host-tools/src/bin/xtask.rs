@@ -2,8 +2,9 @@
 //!
 //! - `cargo xtask test`: everything CI runs (toolchain targets, qemu install when root, rustfmt,
 //!   clippy `-D warnings`, host tests + doc tests, cross builds of the library for the four
-//!   thumb targets with every feature combination, the firmware builds and the QEMU parity runs
-//!   on all five cores).
+//!   thumb targets with every feature combination, the link-time no-panic check of the score path
+//!   (`firmware/nopanic`, four thumb targets), the firmware builds and the QEMU parity runs on all
+//!   five cores).
 //! - `cargo xtask test --host-only`: the same without the firmware and QEMU steps.
 //! - `cargo xtask bench`: the printed benchmarks (firmware instructions/flash/RAM, training speed).
 
@@ -252,6 +253,7 @@ fn test(host_only: bool) -> ExitCode {
             &mut c,
         );
         if fw.join("Cargo.toml").exists() {
+            no_panic_check(&mut r, &fw);
             if qemu {
                 let mut c = tinyvae(&["firmware", "parity", "--core", "all"]);
                 r.step("firmware parity in QEMU (m0 m3 m4 m7 m33)", &mut c);
@@ -280,6 +282,27 @@ fn test(host_only: bool) -> ExitCode {
             eprintln!("  failed: {f}");
         }
         ExitCode::FAILURE
+    }
+}
+
+/// The link-time no-panic check (`firmware/nopanic`): a firmware calling every public scoring
+/// and detector entry point whose panic handler references an undefined symbol, so it links only
+/// if no panic is reachable. Built with the firmware's release profile for each core's target.
+fn no_panic_check(r: &mut Runner, fw: &Path) {
+    for target in TARGETS {
+        let mut c = cargo();
+        c.current_dir(fw).args([
+            "build",
+            "--release",
+            "-p",
+            "tinyvae-nopanic",
+            "--target",
+            target,
+        ]);
+        r.step(
+            &format!("no-panic link check {target} (firmware/nopanic; locate.sh finds a failure)"),
+            &mut c,
+        );
     }
 }
 
