@@ -219,21 +219,33 @@ impl<const C: usize> Welford<C> {
         }
     }
 
-    /// Adds one sample, except the channels in `skip` and any non-finite value.
+    /// Adds one sample, except the channels in `skip`, any non-finite value, and any value of a
+    /// channel that already has `u32::MAX` values (its statistics then stay as they are).
     pub fn push(&mut self, x: &[f32; C], skip: ChannelMask) {
         let state = self.count.iter_mut().zip(&mut self.mean).zip(&mut self.m2);
         for (c, (((n, mean), m2), &v)) in state.zip(x).enumerate() {
-            if skip.contains(c) || !v.is_finite() {
+            if skip.contains(c) || !v.is_finite() || *n == u32::MAX {
                 continue;
             }
-            *n = n.saturating_add(1);
+            *n += 1;
             let delta = v - *mean;
             *mean += delta / *n as f32;
             *m2 += delta * (v - *mean);
         }
     }
 
-    /// Values used per channel.
+    /// The state after `count` values equal to 0 in every channel (mean 0, variance 0): a valid
+    /// state for running tests across the count's limit without pushing 2^32 values.
+    #[doc(hidden)]
+    pub const fn at_count(count: u32) -> Self {
+        Self {
+            count: [count; C],
+            mean: [0.0; C],
+            m2: [0.0; C],
+        }
+    }
+
+    /// Values used per channel (`u32`; stops at `u32::MAX`, see [`Welford::push`]).
     pub const fn count(&self) -> &[u32; C] {
         &self.count
     }
