@@ -119,9 +119,9 @@
 //!
 //! # Memory
 //!
-//! `8 X` bytes (ring and standardized window) plus the workspace plus about `130 C + 160` bytes
-//! of configuration and state; no heap, no recursion. Measured `size_of`: 5 560 bytes for
-//! `C = 6, W = 64, Z = 8` (workspace 1 704), 920 bytes for `C = 3, W = 8, Z = 2`. A [`Detector`]
+//! `8 X` bytes (ring and standardized window) plus the workspace plus about `140 C + 170` bytes
+//! of configuration and state; no heap, no recursion. Measured `size_of`: 5 616 bytes for
+//! `C = 6, W = 64, Z = 8` (workspace 1 704), 952 bytes for `C = 3, W = 8, Z = 2`. A [`Detector`]
 //! can live in a `static` ([`Detector::new`] is `const`).
 
 use core::marker::PhantomData;
