@@ -5,6 +5,8 @@
 //! `cargo test --release --test drift` runs 10^6 samples; the 10^8-sample run of the README
 //! is `cargo test --release --test drift -- --ignored --nocapture`.
 
+#![allow(clippy::needless_range_loop)]
+
 use tinyvae::{ChannelMask, Normalizer, P2Quantile, Welford};
 
 /// splitmix64 with a Box–Muller normal.
