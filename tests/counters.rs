@@ -4,78 +4,16 @@
 //! The counters are started just below their limits with `DetectorConfig::first_window`,
 //! `restore_fault_counts` and the (hidden) `at_count` states, then driven across.
 
+mod common;
+
+use common::{model, Det, Model, TestRng, C, W, X, Z};
 use tinyvae::{
-    decoder_noise, window_rng, Activation, AdaptConfig, AlarmConfig, AlarmEvent, Chain, Dense,
-    Detector, DetectorConfig, FaultCounts, Normalizer, P2Quantile, Phase, SaturationLimits,
-    ScoreKind, Vae, VaeDetector, Welford, WindowReport, Workspace,
+    window_rng, AdaptConfig, AlarmConfig, AlarmEvent, Detector, DetectorConfig, FaultCounts,
+    Normalizer, P2Quantile, Phase, SaturationLimits, ScoreKind, Welford, WindowReport, Workspace,
 };
 
-const C: usize = 3;
-const W: usize = 8;
-const X: usize = W * C;
-const H: usize = 6;
-const Z: usize = 2;
 const STRIDE: u32 = 3;
 const SEED: u64 = 7;
-
-type Dec = Chain<Dense<Z, H>, Dense<H, X>, H>;
-type Model = Vae<Dense<X, H>, Dense<H, Z>, Dense<H, Z>, Dec, X, H, Z>;
-type Det = VaeDetector<Model, C, W, X, Z>;
-
-/// splitmix64 with a Box–Muller normal.
-struct TestRng(u64);
-
-impl TestRng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn uniform(&mut self) -> f64 {
-        ((self.next_u64() >> 11) as f64 + 0.5) / (1u64 << 53) as f64
-    }
-    fn normal(&mut self) -> f64 {
-        let (u1, u2) = (self.uniform(), self.uniform());
-        (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
-    }
-}
-
-fn leak<T>(v: T) -> &'static T {
-    Box::leak(Box::new(v))
-}
-
-fn dense<const I: usize, const O: usize>(
-    rng: &mut TestRng,
-    bias: f32,
-    act: Activation,
-) -> Dense<I, O> {
-    let mut w = [[0.0f32; I]; O];
-    for v in w.iter_mut().flatten() {
-        *v = (rng.normal() / (I as f64).sqrt()) as f32;
-    }
-    let mut b = [0.0f32; O];
-    for v in b.iter_mut() {
-        *v = bias + (0.1 * rng.normal()) as f32;
-    }
-    Dense::new(leak(w), leak(b), act)
-}
-
-fn model() -> Model {
-    let mut rng = TestRng(11);
-    let enc = dense::<X, H>(&mut rng, 0.0, Activation::Relu);
-    let mu = dense::<H, Z>(&mut rng, 0.0, Activation::Identity);
-    let lv = dense::<H, Z>(&mut rng, -1.0, Activation::Identity);
-    let dec: Dec = Chain::new(
-        dense::<Z, H>(&mut rng, 0.0, Activation::Relu),
-        dense::<H, X>(&mut rng, 0.0, Activation::Identity),
-    );
-    let logvar_x: [f32; X] = std::array::from_fn(|_| (0.2 * rng.normal()) as f32);
-    let mut inv_var = [0.0f32; X];
-    let log_norm = decoder_noise(&logvar_x, &mut inv_var).unwrap();
-    Vae::new(enc, mu, lv, dec, leak(inv_var), log_norm)
-}
 
 /// A stationary signal with a burst (so the alarm raises and clears).
 fn sample(rng: &mut TestRng, t: usize) -> [f32; C] {
