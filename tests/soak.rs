@@ -119,17 +119,18 @@ fn soak(windows: u64) {
                 *v += 12.0;
             }
         }
-        let report = if t % 10_007 == 0 {
+        let report = if t.is_multiple_of(10_007) {
             det.mark_gap()
         } else {
-            match t % 5 {
-                _ if t % 7_919 == 0 => x[1] = f32::NAN,
-                _ if t % 15_013 == 0 => x[2] = f32::NEG_INFINITY,
-                _ if t % 12_011 == 0 => x[0] = 1.0e3,
-                _ => {}
+            if t.is_multiple_of(7_919) {
+                x[1] = f32::NAN;
+            } else if t.is_multiple_of(15_013) {
+                x[2] = f32::NEG_INFINITY;
+            } else if t.is_multiple_of(12_011) {
+                x[0] = 1.0e3;
             }
             if t % 50_021 < 40 {
-                if t % 50_021 == 0 {
+                if t.is_multiple_of(50_021) {
                     stuck_value = x[2];
                 }
                 x[2] = stuck_value;

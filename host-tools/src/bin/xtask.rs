@@ -5,6 +5,7 @@
 //!   thumb targets with every feature combination, the link-time no-panic check of the score path
 //!   (`firmware/nopanic`, four thumb targets), the firmware builds and the QEMU parity runs on all
 //!   five cores).
+//!   Also a bounded run of each fuzz target of `fuzz/` (libFuzzer on the stable toolchain).
 //! - `cargo xtask test --host-only`: the same without the firmware and QEMU steps.
 //! - `cargo xtask bench`: the printed benchmarks (firmware instructions/flash/RAM, training speed).
 
@@ -242,6 +243,7 @@ fn test(host_only: bool) -> ExitCode {
         }
     }
     check_default_model(&mut r);
+    fuzz(&mut r, FUZZ_SECONDS);
     if !host_only {
         let fw = root().join("firmware");
         let mut c = cargo();
@@ -282,6 +284,53 @@ fn test(host_only: bool) -> ExitCode {
             eprintln!("  failed: {f}");
         }
         ExitCode::FAILURE
+    }
+}
+
+/// The fuzz targets of `fuzz/` (see its README): the sensor CSV reader, the checkpoint loader,
+/// the TFLite importer and the streaming detector.
+const FUZZ_TARGETS: [&str; 4] = ["csv", "checkpoint", "tflite", "detector"];
+
+/// Seconds each fuzz target runs in `cargo xtask test`.
+const FUZZ_SECONDS: u32 = 15;
+
+/// Builds the libFuzzer targets of `fuzz/` (stable toolchain, SanitizerCoverage flags from
+/// `fuzz/.cargo/config.toml`) and runs each for `seconds`, starting from its committed seeds
+/// (`fuzz/seeds/<target>`; new inputs go to `fuzz/target/corpus/<target>`, crashes to
+/// `fuzz/artifacts/<target>/`). A crash, a timeout or an out-of-memory fails the step.
+fn fuzz(r: &mut Runner, seconds: u32) {
+    let dir = root().join("fuzz");
+    let mut c = cargo();
+    c.current_dir(&dir).args(["build", "--release"]);
+    if !r.step(
+        "build the fuzz targets (libFuzzer, SanitizerCoverage)",
+        &mut c,
+    ) {
+        return;
+    }
+    for target in FUZZ_TARGETS {
+        let corpus = dir.join("target").join("corpus").join(target);
+        let artifacts = dir.join("artifacts").join(target);
+        if let Err(e) =
+            std::fs::create_dir_all(&corpus).and_then(|()| std::fs::create_dir_all(&artifacts))
+        {
+            eprintln!("cannot create {}: {e}", corpus.display());
+            r.failures.push(format!("fuzz {target}"));
+            continue;
+        }
+        let mut c = Command::new(
+            dir.join("target")
+                .join("x86_64-unknown-linux-gnu")
+                .join("release")
+                .join(target),
+        );
+        c.current_dir(&dir)
+            .arg(&corpus)
+            .arg(dir.join("seeds").join(target))
+            .arg(format!("-max_total_time={seconds}"))
+            .arg(format!("-artifact_prefix={}/", artifacts.display()))
+            .args(["-timeout=10", "-rss_limit_mb=2048", "-print_final_stats=1"]);
+        r.step(&format!("fuzz {target} for {seconds} s"), &mut c);
     }
 }
 
