@@ -340,7 +340,8 @@ pub struct DetectorConfig<const C: usize> {
     pub stride: u32,
     /// Seed of the per-window generators ([`window_rng`]).
     pub seed: u64,
-    /// The exported standardization.
+    /// The exported standardization (sanitized by [`Detector::new`], see
+    /// [`Normalizer::sanitized`]).
     pub normalizer: Normalizer<C>,
     /// Conversion of raw counts for [`Detector::push_raw`].
     pub raw: RawScale<C>,
@@ -423,13 +424,14 @@ impl<const C: usize> DetectorConfig<C> {
 
     /// Checks every documented range (use `const _: () = assert!(CFG.validate().is_ok());` to
     /// reject a bad configuration at compile time). [`Detector::new`] never fails: it
-    /// sanitizes instead (stride 0 becomes 1, the alarm as in [`AlarmConfig::sanitized`]).
+    /// sanitizes instead (stride 0 becomes 1, the normalizer as in [`Normalizer::sanitized`],
+    /// the alarm as in [`AlarmConfig::sanitized`]).
     ///
     /// # Errors
-    /// [`Error::InvalidParameter`] for stride 0, a score with 0 samples, or an invalid alarm or
-    /// adaptation configuration.
+    /// [`Error::InvalidParameter`] for stride 0, a score with 0 samples, a normalizer that is
+    /// not [valid](Normalizer::is_valid), or an invalid alarm or adaptation configuration.
     pub const fn validate(&self) -> Result<(), Error> {
-        if self.stride == 0 || self.kind.decodes() == 0 {
+        if self.stride == 0 || self.kind.decodes() == 0 || !self.normalizer.is_valid() {
             return Err(Error::InvalidParameter);
         }
         if let Err(e) = self.alarm.validate() {
@@ -675,6 +677,7 @@ impl<V, S, R, B, const C: usize> StreamDetector<V, S, R, B, C> {
         if config.stride == 0 {
             config.stride = 1;
         }
+        config.normalizer = config.normalizer.sanitized();
         config.alarm = config.alarm.sanitized();
         let (fpr, clear_fpr) = match config.adapt {
             Some(a) => (a.fpr, a.clear_fpr),

@@ -80,6 +80,47 @@ impl<const C: usize> Normalizer<C> {
         Ok(Self { mean, inv_std })
     }
 
+    /// The same with every parameter that cannot standardize replaced: a non-finite mean by 0,
+    /// a precision that is not finite or is 0 by 1 (with those, a finite sample could become
+    /// NaN). A normalizer from [`Normalizer::from_std`] is returned unchanged.
+    pub const fn sanitized(self) -> Self {
+        let mut out = self;
+        let mut rest: &mut [f32] = &mut out.mean;
+        while let Some((m, tail)) = rest.split_first_mut() {
+            if !m.is_finite() {
+                *m = 0.0;
+            }
+            rest = tail;
+        }
+        let mut rest: &mut [f32] = &mut out.inv_std;
+        while let Some((p, tail)) = rest.split_first_mut() {
+            if !p.is_finite() || *p == 0.0 {
+                *p = 1.0;
+            }
+            rest = tail;
+        }
+        out
+    }
+
+    /// Whether [`Normalizer::sanitized`] would change nothing.
+    pub const fn is_valid(&self) -> bool {
+        let mut rest: &[f32] = &self.mean;
+        while let Some((m, tail)) = rest.split_first() {
+            if !m.is_finite() {
+                return false;
+            }
+            rest = tail;
+        }
+        let mut rest: &[f32] = &self.inv_std;
+        while let Some((p, tail)) = rest.split_first() {
+            if !p.is_finite() || *p == 0.0 {
+                return false;
+            }
+            rest = tail;
+        }
+        true
+    }
+
     /// Per-channel means.
     pub const fn mean(&self) -> &[f32; C] {
         &self.mean
@@ -279,14 +320,15 @@ impl<const C: usize> Welford<C> {
 
     /// A normalizer from the running statistics: per channel, the running mean and
     /// `1/sqrt(variance)` if at least two values were seen and the variance is positive with a
-    /// finite reciprocal square root; otherwise that channel of `fallback`.
+    /// finite, non-zero reciprocal square root (an infinite variance, from values near
+    /// `f32::MAX`, would give precision 0); otherwise that channel of `fallback`.
     pub fn normalizer(&self, fallback: &Normalizer<C>) -> Normalizer<C> {
         let mut out = *fallback;
         let var = self.variance();
         let stats = self.count.iter().zip(&self.mean).zip(&var);
         for ((om, op), ((&n, &m), &v)) in out.mean.iter_mut().zip(&mut out.inv_std).zip(stats) {
             let p = 1.0 / math::sqrt(v);
-            if n >= 2 && v > 0.0 && p.is_finite() && m.is_finite() {
+            if n >= 2 && v > 0.0 && p.is_finite() && p > 0.0 && m.is_finite() {
                 *om = m;
                 *op = p;
             }
