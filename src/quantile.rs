@@ -21,7 +21,8 @@
 //! The desired positions are recomputed from `N` (not accumulated as in the paper), so they carry
 //! no rounding drift; they are exact while `N < 2^24` (f32), and within `2^-23 N` ranks after.
 //! `N` and the positions are `u32`: after `u32::MAX` values the estimator takes no more. With
-//! fewer than five values the estimate is the exact nearest-rank quantile `x_(ceil(p N))` of the values seen.
+//! fewer than five values the estimate is the exact nearest-rank quantile `x_(ceil(p N))` of
+//! the values seen.
 //!
 //! Measured accuracy (tests/detector.rs, `quantile_p2_matches_exact_sorted_quantiles`): on
 //! 20 000 i.i.d. values from normal, exponential, uniform and log-normal distributions, for
