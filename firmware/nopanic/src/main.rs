@@ -361,6 +361,7 @@ fn scoring_firmware() {
     keep(tinyvae_pipeline::run::run_stream(|pass, report| {
         keep((pass, report));
     }));
+    keep(tinyvae_pipeline::soak::soak(opaque(100)));
 }
 
 #[cortex_m_rt::entry]
