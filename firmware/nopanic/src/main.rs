@@ -4,8 +4,8 @@
 //! optimizer cannot see (everything goes through [`black_box`]), with an f32 model (tanh
 //! encoder, 12-8-2 / 2-8-12) and the compiled-in int8 model of `tinyvae-pipeline`, and runs the
 //! scoring firmware's own pipeline (`tinyvae_pipeline::run::run_stream`, the three passes of the
-//! `score` program). Its panic handler calls a function that exists nowhere, so the program
-//! **links only if no panic is reachable**: with the firmware's release profile (opt-level 3, fat
+//! `score` program) and its long run (`tinyvae_pipeline::soak::soak`). Its panic handler calls a
+//! function that exists nowhere, so the program **links only if no panic is reachable**: with the firmware's release profile (opt-level 3, fat
 //! LTO, one codegen unit, `panic = "abort"`) every panic call that the optimizer cannot prove
 //! dead keeps the handler, and the linker stops with
 //!

@@ -259,6 +259,7 @@ fn test(host_only: bool) -> ExitCode {
             if qemu {
                 let mut c = tinyvae(&["firmware", "parity", "--core", "all"]);
                 r.step("firmware parity in QEMU (m0 m3 m4 m7 m33)", &mut c);
+                qemu_soak(&mut r, &fw, QEMU_SOAK_WINDOWS);
                 let mut c = tinyvae(&["firmware", "bench", "--core", "all"]);
                 r.step(
                     "firmware bench in QEMU (instructions, sizes; MLPerf AD01 outputs vs TFLite's \
@@ -332,6 +333,62 @@ fn fuzz(r: &mut Runner, seconds: u32) {
             .args(["-timeout=10", "-rss_limit_mb=2048", "-print_final_stats=1"]);
         r.step(&format!("fuzz {target} for {seconds} s"), &mut c);
     }
+}
+
+/// Windows of the QEMU soak in `cargo xtask test` (the README's run: 100,000).
+const QEMU_SOAK_WINDOWS: u32 = 10_000;
+
+/// The soak on the QEMU M4: the host reference (`host-ref --soak N`) computes the checksum of
+/// every report of `tinyvae_pipeline::soak`; the `soak` firmware, built with that checksum,
+/// recomputes it on the chip and exits 0 only if they agree.
+fn qemu_soak(r: &mut Runner, fw: &Path, windows: u32) {
+    let name = format!("QEMU M4 soak: {windows} windows, checksum of every report vs the host");
+    let n = windows.to_string();
+    let host = cargo()
+        .current_dir(fw)
+        .args(["run", "--quiet", "--release", "-p", "tinyvae-host-ref"])
+        .args(["--target", "x86_64-unknown-linux-gnu", "--", "--soak", &n])
+        .output();
+    let line = host
+        .as_ref()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    let Some(checksum) = line
+        .as_deref()
+        .and_then(|l| l.split("checksum=").nth(1))
+        .map(str::to_string)
+    else {
+        eprintln!("\n==> {name}\n    host reference failed: {host:?}");
+        r.failures.push(name);
+        return;
+    };
+    eprintln!("\n    host: {}", line.unwrap_or_default());
+    let mut c = cargo();
+    c.current_dir(fw)
+        .args(["build", "--release", "-p", "tinyvae-qemu", "--bin", "soak"])
+        .args(["--target", "thumbv7em-none-eabihf"])
+        .env("TINYVAE_SOAK_WINDOWS", &n)
+        .env("TINYVAE_SOAK_EXPECT", &checksum);
+    if !r.step("build the soak firmware (M4)", &mut c) {
+        return;
+    }
+    let elf = fw.join("target/thumbv7em-none-eabihf/release/soak");
+    let mut c = Command::new("qemu-system-arm");
+    c.args([
+        "-machine",
+        "mps2-an386",
+        "-nographic",
+        "-monitor",
+        "none",
+        "-serial",
+        "none",
+    ])
+    .args(["-semihosting-config", "enable=on,target=native", "-kernel"])
+    .arg(&elf)
+    .stdin(std::process::Stdio::null())
+    .stdout(std::process::Stdio::null());
+    r.step(&name, &mut c);
 }
 
 /// The link-time no-panic check (`firmware/nopanic`): a firmware calling every public scoring
