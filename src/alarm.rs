@@ -25,7 +25,9 @@
 //!
 //! Before `n` windows have been seen, the missing history counts as not exceeding. A
 //! non-finite score (which the library's scores never return) counts as `f32::MAX`.
-//! All state is a few words: the level, two `u32` bit histories and the alarm flag.
+//! All state is a few words: the level, two `u32` bit histories and the alarm flag. There is no
+//! counter to overflow: the histories are shifted once per level and masked to `n` bits, and the
+//! window index of an event is the caller's `u64` (see the detector's *Counters*).
 
 use crate::Error;
 

@@ -506,7 +506,7 @@ mod imp {
             .iter_mut()
             .zip(b4)
             .zip(r4)
-            .zip(l.weights.chunks_exact(4 * n))
+            .zip(l.weights.chunks_exact(n.saturating_mul(4)))
         {
             let a = super::dot4_portable(*bb, wb, n, l.xe);
             for ((yo, &acc), &rq) in yb.iter_mut().zip(&a).zip(rb) {

@@ -5,7 +5,7 @@
 //! # Windows
 //!
 //! Samples `[f32; C]` (or raw `[i16; C]` through [`RawScale`]) are numbered `0, 1, 2, ...` in
-//! arrival order; a dropped sample ([`Detector::mark_gap`]) takes a number too, so the numbering
+//! arrival order (from `first_window * stride` with [`DetectorConfig::first_window`]); a dropped sample ([`Detector::mark_gap`]) takes a number too, so the numbering
 //! is time. The last `W` samples are kept, in physical units, in a [`SampleRing`]: a
 //! `heapless::Deque<[f32; C], W>` for a [`Detector`] (every size in the type, the firmware's),
 //! or a [`SliceRing`] over caller-owned memory for a [`SliceDetector`] (window length read at run
@@ -98,11 +98,30 @@
 //! 250 + 2000 adaptation windows, 20 000 fresh normal windows): 0.0450 without smoothing and
 //! 0.0522 with EMA `alpha = 0.5`, for a target of 0.05.
 //!
+//! # Counters and their limits
+//!
+//! | counter | width | at its limit |
+//! |---|---|---|
+//! | sample index ([`StreamDetector::samples`], [`WindowReport::start`]/`end`, fault positions) | `u64` | saturates at `u64::MAX` (5.8e8 years at 1 kHz, 584 years at 1 GHz): windows are still formed every `stride` samples, all with `start = u64::MAX - W`, and a fault seen after that point marks every later window |
+//! | window index ([`WindowReport::window`], alarm events, [`window_rng`]) | `u64` | saturates at `u64::MAX` (reached only after the sample index) |
+//! | windows into the statistics phase (window index minus the phase's first) | `u64` | as the window index; compared with [`AdaptConfig::stats_windows`] (`u32`) |
+//! | clean windows into the threshold phase | `u32` | never past [`AdaptConfig::threshold_windows`] (`u32`), where the phase ends |
+//! | values per channel in [`Welford`], values in [`P2Quantile`] | `u32` | both stop taking values at `u32::MAX` (see their docs); only reachable with `stats_windows * stride` or `threshold_windows` near 2^32 |
+//! | cumulative fault counts ([`FaultCounts`]) | `u32` each | saturate at `u32::MAX`; nothing depends on them |
+//! | samples until the next window | `usize` | counts down from `stride` (a `u32`) |
+//!
+//! The alarm keeps no counter (two 32-bit histories shifted once per window). So a sensor at
+//! 1 kHz for a year (3.2e10 samples, past 2^32) is numbered, windowed, scored and alarmed exactly
+//! as in its first hour; `tests/counters.rs` starts the counters just below 2^32, `u32::MAX` and
+//! `u64::MAX` ([`DetectorConfig::first_window`], [`StreamDetector::restore_fault_counts`]) and
+//! runs across. The QEMU programs print window and sample indices as `u32` (their streams are
+//! 2,048 samples long).
+//!
 //! # Memory
 //!
-//! `8 X` bytes (ring and standardized window) plus the workspace plus about `130 C + 160` bytes
-//! of configuration and state; no heap, no recursion. Measured `size_of`: 5 560 bytes for
-//! `C = 6, W = 64, Z = 8` (workspace 1 704), 920 bytes for `C = 3, W = 8, Z = 2`. A [`Detector`]
+//! `8 X` bytes (ring and standardized window) plus the workspace plus about `140 C + 170` bytes
+//! of configuration and state; no heap, no recursion. Measured `size_of`: 5 616 bytes for
+//! `C = 6, W = 64, Z = 8` (workspace 1 704), 952 bytes for `C = 3, W = 8, Z = 2`. A [`Detector`]
 //! can live in a `static` ([`Detector::new`] is `const`).
 
 use core::marker::PhantomData;
@@ -235,7 +254,10 @@ impl Faults {
     }
 }
 
-/// Cumulative fault counts since construction (saturating).
+/// Cumulative fault counts since construction (or since
+/// [`restore_fault_counts`](StreamDetector::restore_fault_counts)). Each is a `u32` that
+/// saturates: it stays at `u32::MAX` (4.29e9; 50 days of a fault in every sample at 1 kHz) and the
+/// detector works on unchanged.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct FaultCounts {
@@ -318,7 +340,8 @@ pub struct DetectorConfig<const C: usize> {
     pub stride: u32,
     /// Seed of the per-window generators ([`window_rng`]).
     pub seed: u64,
-    /// The exported standardization.
+    /// The exported standardization (sanitized by [`Detector::new`], see
+    /// [`Normalizer::sanitized`]).
     pub normalizer: Normalizer<C>,
     /// Conversion of raw counts for [`Detector::push_raw`].
     pub raw: RawScale<C>,
@@ -330,6 +353,10 @@ pub struct DetectorConfig<const C: usize> {
     pub alarm_on_flagged: bool,
     /// On-device adaptation (default off).
     pub adapt: Option<AdaptConfig>,
+    /// Index of the first window (default 0): samples are numbered from `first_window *
+    /// stride` (saturating), windows from `first_window`, so a restarted detector can continue
+    /// a stream's time (and its sampled scores' per-window draws, see [`window_rng`]).
+    pub first_window: u64,
 }
 
 impl<const C: usize> DetectorConfig<C> {
@@ -351,6 +378,7 @@ impl<const C: usize> DetectorConfig<C> {
             alarm,
             alarm_on_flagged: false,
             adapt: None,
+            first_window: 0,
         }
     }
 
@@ -377,6 +405,15 @@ impl<const C: usize> DetectorConfig<C> {
         }
     }
 
+    /// The same with the numbering starting at window `first_window` (see
+    /// [`DetectorConfig::first_window`]).
+    pub const fn with_first_window(self, first_window: u64) -> Self {
+        Self {
+            first_window,
+            ..self
+        }
+    }
+
     /// The same with on-device adaptation.
     pub const fn with_adaptation(self, adapt: AdaptConfig) -> Self {
         Self {
@@ -387,13 +424,14 @@ impl<const C: usize> DetectorConfig<C> {
 
     /// Checks every documented range (use `const _: () = assert!(CFG.validate().is_ok());` to
     /// reject a bad configuration at compile time). [`Detector::new`] never fails: it
-    /// sanitizes instead (stride 0 becomes 1, the alarm as in [`AlarmConfig::sanitized`]).
+    /// sanitizes instead (stride 0 becomes 1, the normalizer as in [`Normalizer::sanitized`],
+    /// the alarm as in [`AlarmConfig::sanitized`]).
     ///
     /// # Errors
-    /// [`Error::InvalidParameter`] for stride 0, a score with 0 samples, or an invalid alarm or
-    /// adaptation configuration.
+    /// [`Error::InvalidParameter`] for stride 0, a score with 0 samples, a normalizer that is
+    /// not [valid](Normalizer::is_valid), or an invalid alarm or adaptation configuration.
     pub const fn validate(&self) -> Result<(), Error> {
-        if self.stride == 0 || self.kind.decodes() == 0 {
+        if self.stride == 0 || self.kind.decodes() == 0 || !self.normalizer.is_valid() {
             return Err(Error::InvalidParameter);
         }
         if let Err(e) = self.alarm.validate() {
@@ -639,6 +677,7 @@ impl<V, S, R, B, const C: usize> StreamDetector<V, S, R, B, C> {
         if config.stride == 0 {
             config.stride = 1;
         }
+        config.normalizer = config.normalizer.sanitized();
         config.alarm = config.alarm.sanitized();
         let (fpr, clear_fpr) = match config.adapt {
             Some(a) => (a.fpr, a.clear_fpr),
@@ -655,10 +694,10 @@ impl<V, S, R, B, const C: usize> StreamDetector<V, S, R, B, C> {
             raise_q: P2Quantile::new(1.0 - fpr),
             clear_q: P2Quantile::new(1.0 - clear_fpr),
             phase: first_phase(config.adapt),
-            phase_start: 0,
+            phase_start: config.first_window,
             threshold_count: 0,
-            samples: 0,
-            windows: 0,
+            samples: config.first_window.saturating_mul(config.stride as u64),
+            windows: config.first_window,
             until_window: window,
             last_gap: None,
             last_non_finite: [None; C],
@@ -695,12 +734,14 @@ impl<V, S, R, B, const C: usize> StreamDetector<V, S, R, B, C> {
         self.phase
     }
 
-    /// Samples seen (including gaps).
+    /// The number the next sample gets: samples seen (including gaps) plus
+    /// `first_window * stride` (see the module doc, *Counters*).
     pub const fn samples(&self) -> u64 {
         self.samples
     }
 
-    /// Windows formed (including skipped ones).
+    /// The index the next window gets: windows formed (including skipped ones) plus
+    /// `first_window`.
     pub const fn windows(&self) -> u64 {
         self.windows
     }
@@ -708,6 +749,13 @@ impl<V, S, R, B, const C: usize> StreamDetector<V, S, R, B, C> {
     /// Cumulative fault counts.
     pub const fn fault_counts(&self) -> &FaultCounts {
         &self.counts
+    }
+
+    /// Continues the cumulative fault counts from `counts` (e.g. saved before a restart, with
+    /// [`DetectorConfig::first_window`] continuing the numbering); they saturate as documented
+    /// in [`FaultCounts`].
+    pub fn restore_fault_counts(&mut self, counts: FaultCounts) {
+        self.counts = counts;
     }
 
     /// The running statistics of the current (or last) statistics phase.

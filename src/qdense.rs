@@ -664,7 +664,7 @@ fn portable_kernel(k: &Kern<'_>, x: &[i8], y: &mut [i8]) {
             .iter_mut()
             .zip(b4)
             .zip(r4)
-            .zip(k.weights.chunks_exact(4 * n))
+            .zip(k.weights.chunks_exact(n.saturating_mul(4)))
         {
             let a = dot4_bytes(*bb, wb, n, x);
             for ((yo, &acc), &rq) in yb.iter_mut().zip(&a).zip(rb) {
@@ -873,7 +873,7 @@ fn dsp_blocks(k: &Kern<'_>, xe: &[i16], y: &mut [i8], tail: impl Fn(i32, &[i8]) 
         .iter_mut()
         .zip(b4)
         .zip(r4)
-        .zip(k.weights.chunks_exact(4 * n))
+        .zip(k.weights.chunks_exact(n.saturating_mul(4)))
     {
         let mut a = arch::dot4(*bb, wb, n, xe);
         if !n.is_multiple_of(4) {

@@ -19,8 +19,10 @@
 //! ```
 //!
 //! The desired positions are recomputed from `N` (not accumulated as in the paper), so they carry
-//! no rounding drift; they are exact while `N < 2^24` (f32). With fewer than five values the
-//! estimate is the exact nearest-rank quantile `x_(ceil(p N))` of the values seen.
+//! no rounding drift; they are exact while `N < 2^24` (f32), and within `2^-23 N` ranks after.
+//! `N` and the positions are `u32`: after `u32::MAX` values the estimator takes no more. With
+//! fewer than five values the estimate is the exact nearest-rank quantile `x_(ceil(p N))` of
+//! the values seen.
 //!
 //! Measured accuracy (tests/detector.rs, `quantile_p2_matches_exact_sorted_quantiles`): on
 //! 20 000 i.i.d. values from normal, exponential, uniform and log-normal distributions, for
@@ -67,7 +69,27 @@ impl P2Quantile {
         self.p
     }
 
-    /// Number of values pushed.
+    /// The state after `count` values equal to 0 (`count >= 5`; smaller counts give
+    /// [`P2Quantile::new`]): every marker at height 0, at its desired position. For running tests
+    /// across the count's limit without pushing 2^32 values.
+    #[doc(hidden)]
+    pub fn at_count(p: f32, count: u32) -> Self {
+        let mut q = Self::new(p);
+        if count >= 5 {
+            let m = (count - 1) as f32;
+            let p = q.p;
+            let n4 = count;
+            let pos = |f: f32, lo: u32, hi: u32| ((1.0 + m * f) as u32).max(lo).min(hi);
+            let n1 = pos(0.5 * p, 2, n4 - 3);
+            let n2 = pos(p, n1 + 1, n4 - 2);
+            let n3 = pos(0.5 * (1.0 + p), n2 + 1, n4 - 1);
+            q.n = [1, n1, n2, n3, n4];
+            q.count = count;
+        }
+        q
+    }
+
+    /// Number of values pushed (at most `u32::MAX`, see [`P2Quantile::push`]).
     pub const fn count(&self) -> u32 {
         self.count
     }
@@ -77,7 +99,8 @@ impl P2Quantile {
         *self = Self::new(self.p);
     }
 
-    /// Adds one observation.
+    /// Adds one observation. The count is a `u32`: after `u32::MAX` values further ones are
+    /// not used (`Ok` is returned and the estimate stays as it is).
     ///
     /// # Errors
     /// [`Error::NonFinite`] (index 0) for a NaN or infinite value, which is not used.
@@ -95,7 +118,10 @@ impl P2Quantile {
             }
             return Ok(());
         }
-        self.count = self.count.saturating_add(1);
+        if self.count == u32::MAX {
+            return Ok(());
+        }
+        self.count += 1;
 
         let [mut q0, q1, q2, q3, mut q4] = self.q;
         let [n0, mut n1, mut n2, mut n3, mut n4] = self.n;

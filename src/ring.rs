@@ -100,8 +100,7 @@ impl<'a, const C: usize> SliceRing<'a, C> {
         let cap = self.buf.len();
         let (before, from_head) = self.buf.split_at(self.head.min(cap));
         if self.head + self.len <= cap {
-            let (held, _) = from_head.split_at(self.len);
-            (held, &[])
+            (from_head.get(..self.len).unwrap_or(from_head), &[])
         } else {
             let (wrapped, _) = before.split_at((self.head + self.len - cap).min(before.len()));
             (from_head, wrapped)

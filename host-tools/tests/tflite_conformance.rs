@@ -1296,3 +1296,17 @@ fn generated_source_compiles_and_matches_reference() {
     println!("{stdout}");
     assert!(stdout.contains("mismatches 0 scale 0.39101523"), "{stdout}");
 }
+
+/// Writes the TFLite seeds of the `tflite` fuzz target (`fuzz/seeds/tflite/`): the small
+/// builder networks `small_net(1)` and `small_net(2)` (12-7-5, a per-tensor then a per-channel
+/// layer). Run once with `--ignored` when the builder changes; the files are committed.
+#[test]
+#[ignore = "writes fuzz/seeds/tflite"]
+fn write_fuzz_seeds() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/seeds/tflite");
+    std::fs::create_dir_all(&dir).unwrap();
+    for seed in [1, 2] {
+        let (g, _) = small_net(seed);
+        std::fs::write(dir.join(format!("small_net_{seed}.tflite")), build(&g)).unwrap();
+    }
+}

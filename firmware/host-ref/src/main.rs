@@ -3,6 +3,8 @@
 //! defmt lines (see `qemu/src/bin/score.rs`), so `tinyvae firmware parity` can compare them bit
 //! for bit. Build it for the host triple from inside `firmware/` (the workspace's default target
 //! is a thumb target): `cargo run --release -p tinyvae-host-ref --target x86_64-unknown-linux-gnu`.
+//! With `--soak N` it runs the long run of `tinyvae_pipeline::soak` instead and prints the
+//! `soak` firmware's summary line with the checksum of every report.
 
 use std::process::ExitCode;
 
@@ -44,6 +46,34 @@ fn log(pass: Pass, r: &WindowReport) {
 }
 
 fn main() -> ExitCode {
+    // `--soak N`: the long run of `tinyvae_pipeline::soak` (the `soak` firmware's line).
+    let args: Vec<String> = std::env::args().collect();
+    if let [_, flag, n] = args.as_slice() {
+        if flag == "--soak" {
+            let Ok(n) = n.parse::<u32>() else {
+                eprintln!("--soak {n}: expected a number of windows");
+                return ExitCode::FAILURE;
+            };
+            return match tinyvae_pipeline::soak::soak(n) {
+                Ok(s) => {
+                    println!(
+                        "INFO soak windows={} samples={} alarms={} skipped={} flagged={} checksum={:08x}",
+                        s.windows.windows,
+                        s.samples,
+                        s.windows.alarms,
+                        s.windows.skipped,
+                        s.windows.flagged,
+                        s.checksum
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    println!("ERROR failed error={e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+    }
     match run_stream(log) {
         Ok(passes) => {
             for (p, s) in [Pass::Stream, Pass::Sampled, Pass::Faults]

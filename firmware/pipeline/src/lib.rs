@@ -27,3 +27,6 @@ pub mod stream {
 }
 
 pub mod run;
+
+#[cfg(feature = "stream")]
+pub mod soak;

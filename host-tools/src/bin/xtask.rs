@@ -2,8 +2,10 @@
 //!
 //! - `cargo xtask test`: everything CI runs (toolchain targets, qemu install when root, rustfmt,
 //!   clippy `-D warnings`, host tests + doc tests, cross builds of the library for the four
-//!   thumb targets with every feature combination, the firmware builds and the QEMU parity runs
-//!   on all five cores).
+//!   thumb targets with every feature combination, the link-time no-panic check of the score path
+//!   (`firmware/nopanic`, four thumb targets), the firmware builds and the QEMU parity runs on all
+//!   five cores).
+//!   Also a bounded run of each fuzz target of `fuzz/` (libFuzzer on the stable toolchain).
 //! - `cargo xtask test --host-only`: the same without the firmware and QEMU steps.
 //! - `cargo xtask bench`: the printed benchmarks (firmware instructions/flash/RAM, training speed).
 
@@ -241,6 +243,7 @@ fn test(host_only: bool) -> ExitCode {
         }
     }
     check_default_model(&mut r);
+    fuzz(&mut r, FUZZ_SECONDS);
     if !host_only {
         let fw = root().join("firmware");
         let mut c = cargo();
@@ -252,9 +255,11 @@ fn test(host_only: bool) -> ExitCode {
             &mut c,
         );
         if fw.join("Cargo.toml").exists() {
+            no_panic_check(&mut r, &fw);
             if qemu {
                 let mut c = tinyvae(&["firmware", "parity", "--core", "all"]);
                 r.step("firmware parity in QEMU (m0 m3 m4 m7 m33)", &mut c);
+                qemu_soak(&mut r, &fw, QEMU_SOAK_WINDOWS);
                 let mut c = tinyvae(&["firmware", "bench", "--core", "all"]);
                 r.step(
                     "firmware bench in QEMU (instructions, sizes; MLPerf AD01 outputs vs TFLite's \
@@ -280,6 +285,130 @@ fn test(host_only: bool) -> ExitCode {
             eprintln!("  failed: {f}");
         }
         ExitCode::FAILURE
+    }
+}
+
+/// The fuzz targets of `fuzz/` (see its README): the sensor CSV reader, the checkpoint loader,
+/// the TFLite importer and the streaming detector.
+const FUZZ_TARGETS: [&str; 4] = ["csv", "checkpoint", "tflite", "detector"];
+
+/// Seconds each fuzz target runs in `cargo xtask test`.
+const FUZZ_SECONDS: u32 = 15;
+
+/// Builds the libFuzzer targets of `fuzz/` (stable toolchain, SanitizerCoverage flags from
+/// `fuzz/.cargo/config.toml`) and runs each for `seconds`, starting from its committed seeds
+/// (`fuzz/seeds/<target>`; new inputs go to `fuzz/target/corpus/<target>`, crashes to
+/// `fuzz/artifacts/<target>/`). A crash, a timeout or an out-of-memory fails the step.
+fn fuzz(r: &mut Runner, seconds: u32) {
+    let dir = root().join("fuzz");
+    let mut c = cargo();
+    c.current_dir(&dir).args(["build", "--release"]);
+    if !r.step(
+        "build the fuzz targets (libFuzzer, SanitizerCoverage)",
+        &mut c,
+    ) {
+        return;
+    }
+    for target in FUZZ_TARGETS {
+        let corpus = dir.join("target").join("corpus").join(target);
+        let artifacts = dir.join("artifacts").join(target);
+        if let Err(e) =
+            std::fs::create_dir_all(&corpus).and_then(|()| std::fs::create_dir_all(&artifacts))
+        {
+            eprintln!("cannot create {}: {e}", corpus.display());
+            r.failures.push(format!("fuzz {target}"));
+            continue;
+        }
+        let mut c = Command::new(
+            dir.join("target")
+                .join("x86_64-unknown-linux-gnu")
+                .join("release")
+                .join(target),
+        );
+        c.current_dir(&dir)
+            .arg(&corpus)
+            .arg(dir.join("seeds").join(target))
+            .arg(format!("-max_total_time={seconds}"))
+            .arg(format!("-artifact_prefix={}/", artifacts.display()))
+            .args(["-timeout=10", "-rss_limit_mb=2048", "-print_final_stats=1"]);
+        r.step(&format!("fuzz {target} for {seconds} s"), &mut c);
+    }
+}
+
+/// Windows of the QEMU soak in `cargo xtask test` (the README's run: 100,000).
+const QEMU_SOAK_WINDOWS: u32 = 10_000;
+
+/// The soak on the QEMU M4: the host reference (`host-ref --soak N`) computes the checksum of
+/// every report of `tinyvae_pipeline::soak`; the `soak` firmware, built with that checksum,
+/// recomputes it on the chip and exits 0 only if they agree.
+fn qemu_soak(r: &mut Runner, fw: &Path, windows: u32) {
+    let name = format!("QEMU M4 soak: {windows} windows, checksum of every report vs the host");
+    let n = windows.to_string();
+    let host = cargo()
+        .current_dir(fw)
+        .args(["run", "--quiet", "--release", "-p", "tinyvae-host-ref"])
+        .args(["--target", "x86_64-unknown-linux-gnu", "--", "--soak", &n])
+        .output();
+    let line = host
+        .as_ref()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    let Some(checksum) = line
+        .as_deref()
+        .and_then(|l| l.split("checksum=").nth(1))
+        .map(str::to_string)
+    else {
+        eprintln!("\n==> {name}\n    host reference failed: {host:?}");
+        r.failures.push(name);
+        return;
+    };
+    eprintln!("\n    host: {}", line.unwrap_or_default());
+    let mut c = cargo();
+    c.current_dir(fw)
+        .args(["build", "--release", "-p", "tinyvae-qemu", "--bin", "soak"])
+        .args(["--target", "thumbv7em-none-eabihf"])
+        .env("TINYVAE_SOAK_WINDOWS", &n)
+        .env("TINYVAE_SOAK_EXPECT", &checksum);
+    if !r.step("build the soak firmware (M4)", &mut c) {
+        return;
+    }
+    let elf = fw.join("target/thumbv7em-none-eabihf/release/soak");
+    let mut c = Command::new("qemu-system-arm");
+    c.args([
+        "-machine",
+        "mps2-an386",
+        "-nographic",
+        "-monitor",
+        "none",
+        "-serial",
+        "none",
+    ])
+    .args(["-semihosting-config", "enable=on,target=native", "-kernel"])
+    .arg(&elf)
+    .stdin(std::process::Stdio::null())
+    .stdout(std::process::Stdio::null());
+    r.step(&name, &mut c);
+}
+
+/// The link-time no-panic check (`firmware/nopanic`): a firmware calling every public scoring
+/// and detector entry point whose panic handler references an undefined symbol, so it links only
+/// if no panic is reachable. Built with the firmware's release profile for each core's target.
+fn no_panic_check(r: &mut Runner, fw: &Path) {
+    for target in TARGETS {
+        let mut c = cargo();
+        c.current_dir(fw).args([
+            "build",
+            "--release",
+            "-p",
+            "tinyvae-nopanic",
+            "--target",
+            target,
+        ]);
+        r.step(
+            &format!("no-panic link check {target} (firmware/nopanic; locate.sh finds a failure)"),
+            &mut c,
+        );
     }
 }
 
