@@ -9,6 +9,7 @@ pub mod metrics;
 pub mod model;
 pub mod options;
 pub mod output;
+pub mod pipeline;
 pub mod plots;
 pub mod scale;
 pub mod stream;
