@@ -45,6 +45,10 @@ pub struct DemoArgs {
     calib: CalibOpts,
 }
 
+/// Runs `tinyvae demo`: the whole pipeline into a staged report directory, then the summary.
+///
+/// # Errors
+/// Bad options or input (one line naming the file or the option), or a failed write.
 pub fn run(a: DemoArgs) -> Result<()> {
     let t0 = Instant::now();
     let train_path = a

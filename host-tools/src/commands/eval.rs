@@ -75,6 +75,10 @@ fn print_eval_table(r: &EvalResult) {
     }
 }
 
+/// Runs `tinyvae eval`.
+///
+/// # Errors
+/// Bad options or input (one line naming the file or the option), or a failed write.
 pub fn run(a: EvalArgs) -> Result<()> {
     let m = load_model(&a.model)?;
     let path = a.data.clone().unwrap_or_else(|| default_data("test.csv"));

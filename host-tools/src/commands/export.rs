@@ -23,6 +23,10 @@ pub struct ExportArgs {
     f32: bool,
 }
 
+/// Runs `tinyvae export`.
+///
+/// # Errors
+/// Bad options or input (one line naming the file or the option), or a failed write.
 pub fn run(a: ExportArgs) -> Result<()> {
     output::check_file(&a.out, &[Input::Dir(&a.model)])?;
     let m = load_model(&a.model)?;

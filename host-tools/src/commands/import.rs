@@ -17,6 +17,10 @@ pub struct ImportArgs {
     out: PathBuf,
 }
 
+/// Runs `tinyvae import`.
+///
+/// # Errors
+/// Bad options or input (one line naming the file or the option), or a failed write.
 pub fn run(a: ImportArgs) -> Result<()> {
     output::check_dir(
         &a.out,

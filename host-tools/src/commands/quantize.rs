@@ -35,6 +35,10 @@ pub struct QuantizeArgs {
     by_position: bool,
 }
 
+/// Runs `tinyvae quantize`.
+///
+/// # Errors
+/// Bad options or input (one line naming the file or the option), or a failed write.
 pub fn run(a: QuantizeArgs) -> Result<()> {
     let mut ck = load_checkpoint(&a.model)?;
     let recorded = ck

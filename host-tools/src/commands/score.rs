@@ -128,6 +128,10 @@ fn parse_adapt(s: &str) -> Result<(u32, u32), String> {
     Ok((v[0], v[1]))
 }
 
+/// Runs `tinyvae score`: streamed, one CSV row in, one window line out.
+///
+/// # Errors
+/// Bad options or input (one line naming the file or the option), or a failed write.
 pub fn run(a: ScoreArgs) -> Result<()> {
     output::check_file(&a.out, &[Input::Dir(&a.model), Input::File(&a.data)])?;
     let m = load_model(&a.model)?;

@@ -29,6 +29,10 @@ pub struct TrainArgs {
     calib: CalibOpts,
 }
 
+/// Runs `tinyvae train`.
+///
+/// # Errors
+/// Bad options or input (one line naming the file or the option), or a failed write.
 pub fn run(a: TrainArgs) -> Result<()> {
     let data_path = a.data.unwrap_or_else(|| default_data("train.csv"));
     output::check_dir(&a.out, &CHECKPOINT_FILES, &[Input::File(&data_path)])?;

@@ -87,6 +87,7 @@ pub struct ScoreDiff {
     pub mean_abs_over_std: f64,
 }
 
+/// How far the int8 scores `q` are from the f32 scores `f` (same windows, same order).
 pub fn score_diff(f: &[f32], q: &[f32]) -> ScoreDiff {
     let n = f.len().max(1) as f64;
     let mean = f.iter().map(|&v| f64::from(v)).sum::<f64>() / n;
@@ -119,6 +120,10 @@ pub fn score_kinds(samples: u16) -> Vec<ScoreKind> {
     ]
 }
 
+/// The `kind` score of every window of `w` under model `m` (sampled scores drawn from `seed`).
+///
+/// # Errors
+/// A window the model rejects.
 pub fn scores_of(m: &HostModel, w: &Windows, kind: ScoreKind, seed: u64) -> Result<Vec<f32>> {
     Ok(model::score_windows(m, w.iter(), kind, seed)?
         .into_iter()
@@ -128,11 +133,19 @@ pub fn scores_of(m: &HostModel, w: &Windows, kind: ScoreKind, seed: u64) -> Resu
 
 /// The training stream cut like training cut it.
 pub struct TrainSplit {
+    /// Training windows (the head of the stream).
     pub train: Windows,
+    /// Validation windows (the held-out tail).
     pub val: Windows,
+    /// Stride both were cut with.
     pub stride: usize,
 }
 
+/// Cuts `series` at its validation split (the last `val_fraction` of its rows) into training
+/// and validation windows of `window` samples every `stride`, standardized with `norm`.
+///
+/// # Errors
+/// A stream too short for one window on either side.
 pub fn split_windows(
     series: &Series,
     window: usize,
@@ -217,6 +230,10 @@ pub fn calibrate(
     Ok((f, q))
 }
 
+/// The `threshold` and `calibration` objects of a checkpoint's `config.json`.
+///
+/// # Errors
+/// Either is missing or malformed (the checkpoint is not calibrated).
 pub fn calibration_of(c: &CheckpointConfig) -> Result<(Thresholds, Calibration)> {
     let th = c
         .threshold
@@ -233,9 +250,8 @@ pub fn calibration_of(c: &CheckpointConfig) -> Result<(Thresholds, Calibration)>
     ))
 }
 
-// ---------------------------------------------------------------------------------------------
-// train
-
+/// The sample count K of the calibrated IWAE-K score (16 when there is none): what `eval` and
+/// `demo` evaluate the sampled scores with.
 pub fn samples_of(th: &Thresholds) -> u16 {
     th.kinds
         .iter()

@@ -68,6 +68,9 @@ pub struct ModelOpts {
     pub quiet: bool,
 }
 
+/// `--noise` values. The variants stay without doc comments: clap would print them as a
+/// per-value list and change `train --help`.
+#[allow(missing_docs)]
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NoiseArg {
     PerFeature,
@@ -167,17 +170,31 @@ impl std::str::FromStr for LatentSpec {
 /// Everything a training run needs, resolved from defaults, the TOML config and flags.
 #[derive(Clone, Debug)]
 pub struct Resolved {
+    /// Samples per window.
     pub window: usize,
+    /// Deployment/evaluation stride.
     pub stride: usize,
+    /// Stride of the training and validation windows.
     pub train_stride: usize,
+    /// Encoder hidden widths.
     pub encoder_hidden: Vec<usize>,
+    /// Decoder hidden widths (`None`: the encoder's, reversed).
     pub decoder_hidden: Option<Vec<usize>>,
+    /// Latent size or `auto`.
     pub latent: LatentSpec,
+    /// Decoder variance.
     pub noise: NoiseKind,
+    /// Held-out fraction of the stream's tail.
     pub val_fraction: f64,
+    /// Optimizer settings.
     pub train: TrainConfig,
 }
 
+/// Resolves `o`: built-in defaults, then its `--config` file, then its flags; checks the
+/// ranges and the size limits before anything trains.
+///
+/// # Errors
+/// An unreadable or invalid config file (with file:line:column), or an option out of range.
 pub fn resolve(o: &ModelOpts) -> Result<Resolved> {
     let cfg: ConfigToml = match &o.config {
         Some(p) => {

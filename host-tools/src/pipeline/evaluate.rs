@@ -36,13 +36,22 @@ pub struct KindMetrics {
 
 /// The result of an evaluation.
 pub struct EvalResult {
+    /// The labeled test windows.
     pub windows: Windows,
+    /// One row per score kind and precision (f32, int8).
     pub rows: Vec<KindMetrics>,
+    /// The default score of every window, f32 model.
     pub default_f32: Vec<f32>,
+    /// The default score of every window, int8 model.
     pub default_int8: Vec<f32>,
+    /// What `eval --json` prints (the demo adds its keys to it).
     pub json: serde_json::Value,
 }
 
+/// The windows' labels.
+///
+/// # Errors
+/// The stream at `path` has no `label` column.
 pub fn labels_of(w: &Windows, path: &Path) -> Result<Vec<bool>> {
     w.labels.clone().with_context(|| {
         format!(
@@ -52,6 +61,11 @@ pub fn labels_of(w: &Windows, path: &Path) -> Result<Vec<bool>> {
     })
 }
 
+/// Loads the stream at `path` with the model's channels, warns about clamped values, and cuts
+/// it into the model's standardized windows (`stride`, default the checkpoint's).
+///
+/// # Errors
+/// An unreadable or malformed stream, or missing channels.
 pub fn load_stream(
     m: &Loaded,
     path: &Path,
@@ -105,6 +119,11 @@ pub fn detect(
         .collect()
 }
 
+/// Evaluates `m` on the labeled stream at `path`: every score kind ([`score_kinds`] with
+/// `samples`), f32 and int8, through the streaming detector at the calibrated thresholds.
+///
+/// # Errors
+/// As [`load_stream`] and [`labels_of`]; a window the detector did not score.
 pub fn evaluate(
     m: &Loaded,
     path: &Path,

@@ -11,10 +11,15 @@ use crate::model::HostModel;
 
 /// A loaded, calibrated checkpoint with its two runtime models.
 pub struct Loaded {
+    /// The checkpoint as stored.
     pub ck: Checkpoint,
+    /// Its thresholds.
     pub th: Thresholds,
+    /// Its calibration (int8 ranges, training data, f32/int8 difference).
     pub cal: Calibration,
+    /// The f32 runtime model.
     pub f32: HostModel,
+    /// The int8 runtime model.
     pub int8: HostModel,
 }
 
@@ -33,6 +38,10 @@ pub fn load_checkpoint(dir: &Path) -> Result<Checkpoint> {
     checkpoint::load(dir)
 }
 
+/// Loads the calibrated checkpoint in `dir` and builds its two runtime models.
+///
+/// # Errors
+/// Not a checkpoint, an uncalibrated one (naming `tinyvae quantize`), or invalid parameters.
 pub fn load_model(dir: &Path) -> Result<Loaded> {
     let ck = load_checkpoint(dir)?;
     let (th, cal) = calibration_of(&ck.config).with_context(|| {

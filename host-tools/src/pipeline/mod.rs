@@ -8,6 +8,8 @@
 //! Order of the modules (no cycles): `config` → `calibrate` → `load` → `train`, `evaluate` →
 //! `baseline`, `report`, `chip`.
 
+#![deny(missing_docs)]
+
 use std::path::{Path, PathBuf};
 
 pub mod baseline;

@@ -19,15 +19,25 @@ use crate::train::{self, Arch, TrainReport};
 
 /// What `train` produced (also used by `demo`).
 pub struct Trained {
+    /// The calibrated checkpoint.
     pub ck: Checkpoint,
     /// Wall time of all training runs (every candidate latent size).
     pub seconds: f64,
+    /// The final training run's report.
     pub report: TrainReport,
+    /// The f32 runtime model.
     pub f32: HostModel,
+    /// The int8 runtime model.
     pub int8: HostModel,
+    /// The windows it was trained and calibrated on.
     pub split: TrainSplit,
 }
 
+/// Trains on the stream at `data_path` with the options `o` (every candidate latent size with
+/// `--latent auto`) and calibrates the result with `c`.
+///
+/// # Errors
+/// Invalid options, bad data, or a failed training run.
 pub fn train_model(data_path: &Path, o: &ModelOpts, c: &CalibOpts) -> Result<Trained> {
     let r = resolve(o)?;
     let series = data::load_csv(data_path)?;
@@ -147,6 +157,7 @@ pub fn selection_line(c: &CheckpointConfig) -> Option<String> {
     ))
 }
 
+/// `384-60-8 / 8-60-384`: the layer widths of encoder and decoder.
 pub fn arch_string(a: &Arch) -> String {
     let enc: Vec<String> = a.encoder_hidden.iter().map(|h| h.to_string()).collect();
     let dec: Vec<String> = a.decoder_hidden.iter().map(|h| h.to_string()).collect();
