@@ -12,6 +12,7 @@ pub mod output;
 pub mod pipeline;
 pub mod plots;
 pub mod scale;
+pub mod setup;
 pub mod stream;
 pub mod tflite;
 pub mod train;

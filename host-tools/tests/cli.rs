@@ -224,6 +224,54 @@ fn training_and_export_are_deterministic() {
     );
 }
 
+/// On a machine without QEMU where it cannot be installed (here: an empty `PATH`, so no
+/// `qemu-system-arm`, `apt-get`, `id` or `rustup`), the demo records the chip check as skipped
+/// and ends its summary with the command that installs QEMU.
+#[test]
+fn demo_without_qemu_ends_with_the_install_command() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let train = slice(dir, "train.csv", "train.csv", 0, 1200);
+    let test = slice(dir, "test.csv", "test.csv", 0, 1700);
+    let out = dir.join("report");
+    let empty = dir.join("empty-path");
+    std::fs::create_dir(&empty).unwrap();
+    let mut args = vec![
+        "demo",
+        "--out",
+        out.to_str().unwrap(),
+        "--train-data",
+        train.to_str().unwrap(),
+        "--test-data",
+        test.to_str().unwrap(),
+    ];
+    args.extend(SMALL);
+    let o = Command::new(env!("CARGO_BIN_EXE_tinyvae"))
+        .args(&args)
+        .env_remove("TINYVAE_MODEL")
+        .env("PATH", &empty)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        text.contains(r#"chip: {"skipped":"qemu-system-arm is not installed"}"#),
+        "{text}"
+    );
+    let last = text.lines().last().unwrap_or("");
+    assert!(
+        last.contains(&format!(
+            "install it with `{}`",
+            tinyvae_host_tools::setup::INSTALL_HINT
+        )),
+        "{last}"
+    );
+}
+
 #[test]
 fn demo_writes_the_report() {
     let tmp = tempfile::tempdir().unwrap();

@@ -21,7 +21,7 @@ use tinyvae_host_tools::pipeline::train::{arch_string, selection_line};
 use tinyvae_host_tools::pipeline::{
     default_data, load_model, train_model, CalibOpts, KindMetrics, Loaded, ModelOpts,
 };
-use tinyvae_host_tools::{checkpoint, data, export};
+use tinyvae_host_tools::{checkpoint, data, export, setup};
 
 use super::{error_line, fmt_opt, kb};
 
@@ -245,4 +245,14 @@ pub fn print_summary(
         "wrote {0}/model/ {0}/model.rs {0}/metrics.json {0}/training_curves.svg {0}/score_histogram.svg {0}/roc.svg",
         out.display()
     );
+    if eval
+        .get("firmware")
+        .is_some_and(|fw| fw.get("skipped").is_some())
+    {
+        println!(
+            "the chip check needs QEMU, which is not installed and could not be installed here \
+             (that needs root and apt-get): install it with `{}` and run the demo again",
+            setup::INSTALL_HINT
+        );
+    }
 }

@@ -39,7 +39,9 @@ pub fn chip_vs_host(
     })
 }
 
-/// [`chip_vs_host`] on the Cortex-M4, as JSON for the demo; `{"skipped": why}` without QEMU.
+/// [`chip_vs_host`] on the Cortex-M4, as JSON for the demo. QEMU and the M4 target are set up
+/// first as `cargo xtask test` does ([`crate::setup::for_demo`]); `{"skipped": why}` when QEMU
+/// is missing and cannot be installed here.
 ///
 /// # Errors
 /// A failed build or run.
@@ -49,13 +51,7 @@ pub fn firmware_check(
     cfg: &CheckpointConfig,
     threshold: f32,
 ) -> Result<Value> {
-    use Core;
-    let qemu = std::process::Command::new("qemu-system-arm")
-        .arg("--version")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status();
-    if !matches!(qemu, Ok(s) if s.success()) {
+    if crate::setup::for_demo(&firmware::firmware_dir()).is_err() {
         return Ok(serde_json::json!({"skipped": "qemu-system-arm is not installed"}));
     }
     let t0 = std::time::Instant::now();
