@@ -5,14 +5,11 @@
 //! fix.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-fn data_file(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../data/watch_shoulder_pen")
-        .join(name)
-}
+mod common;
+
+use common::{data_file, fails, ok_stderr as ok, slice, tinyvae, train_small};
 
 /// The bundled file's header and rows `0..rows`, with its columns rearranged: `cols` lists, for
 /// each output column, its header name and the source column it copies.
@@ -36,45 +33,6 @@ fn rearranged(dir: &Path, src: &str, name: &str, rows: usize, cols: &[(&str, &st
     p
 }
 
-const CHANNELS: [&str; 6] = ["ax", "ay", "az", "wx", "wy", "wz"];
-
-/// The bundled file's first `rows` rows unchanged (its columns: the six channels, `label` in
-/// test.csv).
-fn slice(dir: &Path, src: &str, name: &str, rows: usize) -> PathBuf {
-    let mut cols: Vec<(&str, &str)> = CHANNELS.iter().map(|c| (*c, *c)).collect();
-    if src == "test.csv" {
-        cols.push(("label", "label"));
-    }
-    rearranged(dir, src, name, rows, &cols)
-}
-
-fn tinyvae(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tinyvae"))
-        .args(args)
-        .env_remove("TINYVAE_MODEL")
-        .output()
-        .unwrap()
-}
-
-/// Runs a command that must succeed; returns its stderr.
-fn ok(args: &[&str]) -> String {
-    let o = tinyvae(args);
-    let err = String::from_utf8_lossy(&o.stderr).to_string();
-    assert!(o.status.success(), "tinyvae {args:?} failed:\n{err}");
-    err
-}
-
-/// Runs a command that must fail with exit status 1 and a one-line error; returns it.
-fn fails(args: &[&str]) -> String {
-    let o = tinyvae(args);
-    let err = String::from_utf8_lossy(&o.stderr).to_string();
-    assert_eq!(o.status.code(), Some(1), "tinyvae {args:?}: {err}");
-    assert!(!err.contains("panicked"), "{err}");
-    assert_eq!(err.lines().count(), 1, "not one line: {err}");
-    assert!(err.starts_with("error: "), "{err}");
-    err.trim_end().to_string()
-}
-
 /// Runs a command whose option value clap refuses (exit status 2); returns stderr.
 fn refused_by_parser(args: &[&str]) -> String {
     let o = tinyvae(args);
@@ -83,31 +41,10 @@ fn refused_by_parser(args: &[&str]) -> String {
     err
 }
 
-/// Trains a small model (windows of 16, 96-16-4) on 1,200 rows into `dir/model`.
+/// Trains the small model (windows of 16, 96-16-4) on 1,200 rows into `dir/model`.
 fn train(dir: &Path) -> PathBuf {
     let data = slice(dir, "train.csv", "train.csv", 1200);
-    let out = dir.join("model");
-    ok(&[
-        "train",
-        "--data",
-        data.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--window",
-        "16",
-        "--stride",
-        "8",
-        "--hidden",
-        "16",
-        "--latent",
-        "4",
-        "--epochs",
-        "3",
-        "--samples",
-        "2",
-        "--quiet",
-    ]);
-    out
+    train_small(&data, &dir.join("model"), "3")
 }
 
 fn scores(path: &Path) -> Vec<String> {

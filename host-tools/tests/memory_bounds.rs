@@ -11,6 +11,10 @@
 
 #![cfg(target_os = "linux")]
 
+mod common;
+
+use common::s;
+
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -87,10 +91,6 @@ fn stream(dir: &Path, name: &str, rows: usize, labels: bool) -> PathBuf {
     let p = dir.join(name);
     std::fs::write(&p, s).unwrap();
     p
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 #[test]
