@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use tinyvae_host_tools::columns::Matching;
 use tinyvae_host_tools::output::{self, Input};
 use tinyvae_host_tools::pipeline::baseline::{
-    gaussian_baseline, BaselineResult, INSTR_PER_MAC_F32, INSTR_PER_MAC_INT8,
+    gaussian_baseline_for, BaselineResult, INSTR_PER_MAC_F32, INSTR_PER_MAC_INT8,
 };
 use tinyvae_host_tools::pipeline::calibrate::samples_of;
 use tinyvae_host_tools::pipeline::chip::firmware_check;
@@ -71,16 +71,9 @@ pub fn run(a: DemoArgs) -> Result<()> {
     let mut r = evaluate(&m, &test_path, None, 0, samples, Matching::ByName)?;
     let src = export::export_int8(&m.ck, &m.int8, m.th.int8)?;
     data::write_atomic(&dir.join("model.rs"), src.as_bytes())?;
-    let baseline = gaussian_baseline(
-        &train_path,
-        &m.ck.config,
-        m.cal.val_fraction,
-        m.cal.train_stride.unwrap_or(m.ck.config.stride),
-        m.th.fpr,
-        &r.windows,
-    )
-    .map_err(|e| eprintln!("warning: Gaussian baseline skipped: {}", error_line(&e)))
-    .ok();
+    let baseline = gaussian_baseline_for(&m, &train_path, &r.windows)
+        .map_err(|e| eprintln!("warning: Gaussian baseline skipped: {}", error_line(&e)))
+        .ok();
     plots(
         &dir,
         &t.report,

@@ -10,7 +10,7 @@ use serde_json::Value;
 use tinyvae_host_tools::columns::Matching;
 use tinyvae_host_tools::model::HostModel;
 use tinyvae_host_tools::pipeline::baseline::{
-    gaussian_baseline, BaselineResult, INSTR_PER_MAC_F32, INSTR_PER_MAC_INT8,
+    gaussian_baseline_for, BaselineResult, INSTR_PER_MAC_F32, INSTR_PER_MAC_INT8,
 };
 use tinyvae_host_tools::pipeline::calibrate::{samples_of, score_diff};
 use tinyvae_host_tools::pipeline::evaluate::evaluate;
@@ -91,14 +91,7 @@ pub fn run(a: EvalArgs) -> Result<()> {
                 .train_data
                 .clone()
                 .unwrap_or_else(|| PathBuf::from(&m.cal.train_data));
-            Some(gaussian_baseline(
-                &train_path,
-                &m.ck.config,
-                m.cal.val_fraction,
-                m.cal.train_stride.unwrap_or(m.ck.config.stride),
-                m.th.fpr,
-                &r.windows,
-            )?)
+            Some(gaussian_baseline_for(&m, &train_path, &r.windows)?)
         }
         None => None,
     };

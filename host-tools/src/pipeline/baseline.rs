@@ -27,6 +27,7 @@ use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use tinyvae::FullGaussian;
 
+use super::load::Loaded;
 use crate::checkpoint::CheckpointConfig;
 use crate::data::{self, Norm, Windows};
 use crate::metrics::{self, Confusion};
@@ -199,4 +200,25 @@ pub fn gaussian_baseline(
         est_instructions: macs as f64 * INSTR_PER_MAC_F32,
         scores: test_s,
     })
+}
+
+/// [`gaussian_baseline`] for a loaded checkpoint: fitted on `train_path` cut as the checkpoint
+/// recorded (its validation fraction and training stride), thresholded at its false-positive
+/// rate, evaluated on `test`.
+///
+/// # Errors
+/// As [`gaussian_baseline`].
+pub fn gaussian_baseline_for(
+    m: &Loaded,
+    train_path: &Path,
+    test: &Windows,
+) -> Result<BaselineResult> {
+    gaussian_baseline(
+        train_path,
+        &m.ck.config,
+        m.cal.val_fraction,
+        m.cal.train_stride.unwrap_or(m.ck.config.stride),
+        m.th.fpr,
+        test,
+    )
 }
