@@ -10,7 +10,7 @@ use serde_json::Value;
 
 mod common;
 
-use common::{fails, ok, slice, small, tinyvae, train_small};
+use common::{demo_args, fails, ok, slice, small, tinyvae, train_args, train_small};
 
 /// Trains the small model on 1,200 rows into `dir/name`.
 fn train(dir: &Path, name: &str) -> PathBuf {
@@ -159,15 +159,7 @@ fn demo_without_qemu_ends_with_the_install_command() {
     let out = dir.join("report");
     let empty = dir.join("empty-path");
     std::fs::create_dir(&empty).unwrap();
-    let mut args = vec![
-        "demo",
-        "--out",
-        out.to_str().unwrap(),
-        "--train-data",
-        train.to_str().unwrap(),
-        "--test-data",
-        test.to_str().unwrap(),
-    ];
+    let mut args = demo_args(&out, &train, &test);
     args.extend(small("4"));
     let o = Command::new(env!("CARGO_BIN_EXE_tinyvae"))
         .args(&args)
@@ -202,16 +194,8 @@ fn demo_writes_the_report() {
     let train = slice(dir, "train.csv", "train.csv", 1200);
     let test = slice(dir, "test.csv", "test.csv", 1700);
     let out = dir.join("report");
-    let mut args = vec![
-        "demo",
-        "--out",
-        out.to_str().unwrap(),
-        "--train-data",
-        train.to_str().unwrap(),
-        "--test-data",
-        test.to_str().unwrap(),
-        "--no-firmware",
-    ];
+    let mut args = demo_args(&out, &train, &test);
+    args.push("--no-firmware");
     args.extend(small("4"));
     let text = ok(&args);
     assert!(
@@ -321,13 +305,7 @@ fn bad_training_data() {
         assert!(!out.exists(), "{name}: wrote {}", out.display());
     }
     let missing = dir.join("missing.csv");
-    let err = fails(&[
-        "train",
-        "--data",
-        missing.to_str().unwrap(),
-        "--out",
-        dir.join("m").to_str().unwrap(),
-    ]);
+    let err = fails(&train_args(&missing, &dir.join("m")));
     assert_eq!(err, format!("error: {}: no such file", missing.display()));
     assert!(!dir.join("m").exists());
 }
@@ -671,13 +649,7 @@ fn latent_auto_keeps_the_best_validation_elbo() {
     let dir = tmp.path();
     let train = slice(dir, "train.csv", "train.csv", 1200);
     let out = dir.join("auto");
-    let mut args: Vec<&str> = vec![
-        "train",
-        "--data",
-        train.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ];
+    let mut args = train_args(&train, &out);
     // SMALL without its fixed latent size
     let small = small("4");
     let at = small.iter().position(|a| *a == "--latent").unwrap();

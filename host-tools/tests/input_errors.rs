@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{data_file, fails, ok_stderr as ok, slice, tinyvae, train_small};
+use common::{data_file, fails, ok_stderr as ok, slice, tinyvae, train_args, train_small};
 
 /// The bundled file's header and rows `0..rows`, with its columns rearranged: `cols` lists, for
 /// each output column, its header name and the source column it copies.
@@ -391,13 +391,7 @@ fn option_errors_name_the_option_value_and_range() {
     let big = dir.join("big.csv");
     std::fs::write(&big, "ax,ay\n1,2\n3,1e39\n").unwrap();
     assert_eq!(
-        fails(&[
-            "train",
-            "--data",
-            big.to_str().unwrap(),
-            "--out",
-            dir.join("m2").to_str().unwrap(),
-        ]),
+        fails(&train_args(&big, &dir.join("m2"))),
         format!(
             "error: {}:3:2: field \"1e39\" is out of the f32 range (finite values have |x| <= \
              3.4028235e38)",
@@ -456,13 +450,7 @@ fn option_errors_name_the_option_value_and_range() {
     let lab = dir.join("lab.csv");
     std::fs::write(&lab, "ax,label\n1,0\n2,2\n").unwrap();
     assert_eq!(
-        fails(&[
-            "train",
-            "--data",
-            lab.to_str().unwrap(),
-            "--out",
-            dir.join("m4").to_str().unwrap(),
-        ]),
+        fails(&train_args(&lab, &dir.join("m4"))),
         format!(
             "error: {}:3:2: label \"2\" is not 0 or 1 (the `label` column marks normal samples \
              0 and anomalous ones 1)",

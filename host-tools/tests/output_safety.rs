@@ -72,17 +72,10 @@ fn train(f: &Fixture, out: &Path) {
     train_small(&f.train, out, "4");
 }
 
+/// `demo` on the fixture's data into `out`, without the chip check, for `epochs` epochs.
 fn demo_args<'a>(f: &'a Fixture, out: &'a Path, epochs: &'static str) -> Vec<&'a str> {
-    let mut args = vec![
-        "demo",
-        "--out",
-        s(out),
-        "--train-data",
-        s(&f.train),
-        "--test-data",
-        s(&f.test),
-        "--no-firmware",
-    ];
+    let mut args = common::demo_args(out, &f.train, &f.test);
+    args.push("--no-firmware");
     args.extend(small(epochs));
     args
 }

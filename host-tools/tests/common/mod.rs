@@ -113,9 +113,27 @@ pub fn small(epochs: &'static str) -> Vec<&'static str> {
     v
 }
 
+/// `train --data DATA --out OUT`, to extend with options.
+pub fn train_args<'a>(data: &'a Path, out: &'a Path) -> Vec<&'a str> {
+    vec!["train", "--data", s(data), "--out", s(out)]
+}
+
+/// `demo --out OUT --train-data TRAIN --test-data TEST`, to extend with options.
+pub fn demo_args<'a>(out: &'a Path, train: &'a Path, test: &'a Path) -> Vec<&'a str> {
+    vec![
+        "demo",
+        "--out",
+        s(out),
+        "--train-data",
+        s(train),
+        "--test-data",
+        s(test),
+    ]
+}
+
 /// Trains the small model for `epochs` epochs on `data` into `out`; returns `out`.
 pub fn train_small(data: &Path, out: &Path, epochs: &'static str) -> PathBuf {
-    let mut args = vec!["train", "--data", s(data), "--out", s(out)];
+    let mut args = train_args(data, out);
     args.extend(small(epochs));
     ok(&args);
     out.to_path_buf()
