@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{data_file, fails, ok_stderr as ok, slice, tinyvae, train_args, train_small};
+use common::{
+    data_file, fails, ok_stderr as ok, score_args, slice, tinyvae, train_args, train_small,
+};
 
 /// The bundled file's header and rows `0..rows`, with its columns rearranged: `cols` lists, for
 /// each output column, its header name and the source column it copies.
@@ -88,10 +90,7 @@ fn columns_are_matched_by_name() {
          (ay,ax,az,wx,wy,foo), the model expects 6 (ax,ay,az,wx,wy,wz); columns are matched by \
          name (--by-position uses them in file order)"
     );
-    assert_eq!(
-        fails(&["score", "--model", m, "--data", s, "--out", o]),
-        want
-    );
+    assert_eq!(fails(&score_args(m, s, o)), want);
     assert!(!out.exists());
     assert_eq!(fails(&["eval", "--model", m, "--data", s]), want);
     let q = fails(&["quantize", "--model", m, "--data", s]);
@@ -115,15 +114,7 @@ fn columns_are_matched_by_name() {
             ("label", "label"),
         ],
     );
-    let err = fails(&[
-        "score",
-        "--model",
-        m,
-        "--data",
-        abc.to_str().unwrap(),
-        "--out",
-        o,
-    ]);
+    let err = fails(&score_args(m, abc.to_str().unwrap(), o));
     assert!(
         err.contains("the model's channels ax,ay,az,wx,wy,wz are not in the header")
             && err.contains("(a,b,c,d,e,f)"),
@@ -131,15 +122,10 @@ fn columns_are_matched_by_name() {
     );
     // --by-position: the file order, as before (the user asked for it)
     ok(&[
-        "score",
-        "--model",
-        m,
-        "--data",
-        abc.to_str().unwrap(),
-        "--out",
-        o,
-        "--by-position",
-    ]);
+        score_args(m, abc.to_str().unwrap(), o),
+        vec!["--by-position"],
+    ]
+    .concat());
     let by_position = scores(&out);
     ok(&[
         "eval",
@@ -168,15 +154,7 @@ fn columns_are_matched_by_name() {
             ("wx", "wx"),
         ],
     );
-    let note = ok(&[
-        "score",
-        "--model",
-        m,
-        "--data",
-        shuffled.to_str().unwrap(),
-        "--out",
-        o,
-    ]);
+    let note = ok(&score_args(m, shuffled.to_str().unwrap(), o));
     assert!(
         note.contains(&format!(
             "note: {}: column extra is not one of the model's channels (ax,ay,az,wx,wy,wz); \
@@ -186,15 +164,7 @@ fn columns_are_matched_by_name() {
         "{note}"
     );
     let by_name = scores(&out);
-    ok(&[
-        "score",
-        "--model",
-        m,
-        "--data",
-        plain.to_str().unwrap(),
-        "--out",
-        o,
-    ]);
+    ok(&score_args(m, plain.to_str().unwrap(), o));
     assert_eq!(by_name, scores(&out));
     assert_eq!(by_position, scores(&out), "a,b,c,... in the model's order");
 }
@@ -408,15 +378,7 @@ fn option_errors_name_the_option_value_and_range() {
     lines[2] = format!("1e39,{rest}");
     let big_stream = dir.join("big_stream.csv");
     std::fs::write(&big_stream, lines.join("\n") + "\n").unwrap();
-    let err = fails(&[
-        "score",
-        "--model",
-        m,
-        "--data",
-        big_stream.to_str().unwrap(),
-        "--out",
-        o,
-    ]);
+    let err = fails(&score_args(m, big_stream.to_str().unwrap(), o));
     assert!(
         err.contains(":3:1: field \"1e39\" is out of the f32 range"),
         "{err}"

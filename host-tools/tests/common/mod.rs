@@ -131,6 +131,11 @@ pub fn demo_args<'a>(out: &'a Path, train: &'a Path, test: &'a Path) -> Vec<&'a 
     ]
 }
 
+/// `score --model MODEL --data DATA --out OUT`, to extend with options.
+pub fn score_args<'a>(model: &'a str, data: &'a str, out: &'a str) -> Vec<&'a str> {
+    vec!["score", "--model", model, "--data", data, "--out", out]
+}
+
 /// Trains the small model for `epochs` epochs on `data` into `out`; returns `out`.
 pub fn train_small(data: &Path, out: &Path, epochs: &'static str) -> PathBuf {
     let mut args = train_args(data, out);
