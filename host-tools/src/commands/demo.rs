@@ -36,7 +36,8 @@ pub struct DemoArgs {
     /// Labeled test stream [default: the bundled test.csv].
     #[arg(long)]
     test_data: Option<PathBuf>,
-    /// Skip the QEMU run of the exported model.
+    /// Skip the chip check: no firmware build, no QEMU set-up, no run of the exported model on
+    /// the Cortex-M4 in QEMU.
     #[arg(long)]
     no_firmware: bool,
     #[command(flatten)]

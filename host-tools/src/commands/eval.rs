@@ -26,13 +26,13 @@ pub enum Baseline {
 
 #[derive(Args, Debug)]
 pub struct EvalArgs {
-    /// Checkpoint directory.
+    /// Checkpoint directory (written by `train`, `quantize` or `demo`'s `model/`).
     #[arg(long)]
     model: PathBuf,
     /// Labeled test stream (needs a `label` column) [default: the bundled test.csv].
     #[arg(long)]
     data: Option<PathBuf>,
-    /// Window stride of the test windows [default: the checkpoint's].
+    /// Samples between the starts of the test windows [default: the checkpoint's].
     #[arg(long)]
     stride: Option<usize>,
     /// Print one JSON object to stdout instead of tables.
@@ -44,7 +44,7 @@ pub struct EvalArgs {
     /// Training stream for the baseline [default: the one recorded in the checkpoint].
     #[arg(long)]
     train_data: Option<PathBuf>,
-    /// Seed of the sampled scores.
+    /// Seed of the random draws of the sampled scores (same seed, same scores).
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Use the stream's channel columns in file order instead of matching them to the model's

@@ -12,7 +12,7 @@ use tinyvae_host_tools::{data, export};
 
 #[derive(Args, Debug)]
 pub struct ExportArgs {
-    /// Checkpoint directory.
+    /// Checkpoint directory (written by `train`, `quantize` or `demo`'s `model/`).
     #[arg(long)]
     model: PathBuf,
     /// Rust source file to write.

@@ -27,7 +27,8 @@ pub struct FirmwareArgs {
     /// Core: m0, m3, m4, m7, m33, a comma-separated list, or all.
     #[arg(long, default_value = "m4")]
     core: String,
-    /// Print JSON (`parity`, `bench`).
+    /// `parity` and `bench`: print the results as JSON instead of text (`run` prints the
+    /// firmware's log either way).
     #[arg(long)]
     json: bool,
     /// Exported model source to compile in [default: $TINYVAE_MODEL, else the firmware's

@@ -17,7 +17,7 @@ use tinyvae_host_tools::stream;
 
 #[derive(Args, Debug)]
 pub struct ScoreArgs {
-    /// Checkpoint directory.
+    /// Checkpoint directory (written by `train`, `quantize` or `demo`'s `model/`).
     #[arg(long)]
     model: PathBuf,
     /// Stream to score (CSV with the model's channels; a `label` column is copied through).
@@ -27,7 +27,7 @@ pub struct ScoreArgs {
     /// one), level, event, faults, top_channel.
     #[arg(long)]
     out: PathBuf,
-    /// Window stride [default: the checkpoint's].
+    /// Samples between window starts [default: the checkpoint's].
     #[arg(long)]
     stride: Option<usize>,
     /// Score with the f32 model instead of the int8 one.
@@ -36,10 +36,11 @@ pub struct ScoreArgs {
     /// Score: elbo, elbo-sampled, iwae or recon-prob [default: the calibrated default].
     #[arg(long)]
     score: Option<String>,
-    /// Samples of a sampled score.
+    /// Samples K of a sampled score (elbo-sampled, iwae, recon-prob): more is tighter and
+    /// slower.
     #[arg(long, default_value_t = 16)]
     samples: u16,
-    /// Seed of the sampled scores.
+    /// Seed of the random draws of the sampled scores (same seed, same scores).
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Alarm threshold, any number but NaN [default: the checkpoint's calibrated one for the

@@ -18,7 +18,7 @@ pub struct ModelOpts {
     /// flags override it.
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// Samples per window [default: 64].
+    /// Samples (time steps) per window [default: 64].
     #[arg(long)]
     pub window: Option<usize>,
     /// Samples between window starts in deployment and evaluation [default: 32].
@@ -31,29 +31,32 @@ pub struct ModelOpts {
     /// Encoder hidden widths, e.g. `60` or `128,64` (1 to 3 layers) [default: 60].
     #[arg(long, value_delimiter = ',')]
     pub hidden: Option<Vec<usize>>,
-    /// Decoder hidden widths [default: the encoder's, reversed].
+    /// Decoder hidden widths, e.g. `60` or `64,128` (1 to 3 layers) [default: the encoder's,
+    /// reversed].
     #[arg(long, value_delimiter = ',')]
     pub decoder_hidden: Option<Vec<usize>>,
     /// Latent size, or `auto`: train one model per size in 8, 16, 24, 32 (with early stopping),
     /// keep the best validation ELBO and train that size to the end [default: auto].
     #[arg(long)]
     pub latent: Option<LatentSpec>,
-    /// Decoder variance: per-feature, per-channel or unit [default: per-feature].
+    /// Decoder output variance: learned per feature (each window position of each channel),
+    /// learned per channel, or unit (fixed at 1) [default: per-feature].
     #[arg(long)]
     pub noise: Option<NoiseArg>,
     /// Fraction of the stream (its tail, by time) held out for validation [default: 0.2].
     #[arg(long)]
     pub val_fraction: Option<f64>,
-    /// Maximum epochs [default: 300].
+    /// Maximum training epochs (with --patience 0 all of them run) [default: 300].
     #[arg(long)]
     pub epochs: Option<usize>,
-    /// Minibatch size [default: 64].
+    /// Training windows per minibatch [default: 64].
     #[arg(long)]
     pub batch: Option<usize>,
     /// Adam learning rate [default: 0.001].
     #[arg(long)]
     pub lr: Option<f64>,
-    /// KL warm-up epochs [default: 10].
+    /// KL warm-up: the KL term's weight rises linearly from 0 to 1 over this many epochs (0: 1
+    /// from the start) [default: 10].
     #[arg(long)]
     pub kl_warmup: Option<usize>,
     /// Early-stopping patience in epochs (0: never; every epoch runs and the weights of the best
@@ -63,7 +66,7 @@ pub struct ModelOpts {
     /// Seed of every random draw [default: 0].
     #[arg(long)]
     pub seed: Option<u64>,
-    /// No progress bar.
+    /// Do not show the training progress bar (it is shown only on a terminal anyway).
     #[arg(long)]
     pub quiet: bool,
 }
