@@ -4,9 +4,9 @@
 //! The counters are started just below their limits with `DetectorConfig::first_window`,
 //! `restore_fault_counts` and the (hidden) `at_count` states, then driven across.
 
-mod common;
+mod small_vae;
 
-use common::{model, Det, Model, TestRng, C, W, X, Z};
+use small_vae::{model, Det, Model, TestRng, C, W, X, Z};
 use tinyvae::{
     window_rng, AdaptConfig, AlarmConfig, AlarmEvent, Detector, DetectorConfig, FaultCounts,
     Normalizer, P2Quantile, Phase, SaturationLimits, ScoreKind, Welford, WindowReport, Workspace,

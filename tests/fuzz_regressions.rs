@@ -1,9 +1,9 @@
 //! Regression tests of what the fuzz targets (`fuzz/`) found, one per finding, each failing
 //! before its fix.
 
-mod common;
+mod small_vae;
 
-use common::{model, Det, Model, TestRng, C};
+use small_vae::{model, Det, Model, TestRng, C};
 use tinyvae::{AlarmConfig, Detector, DetectorConfig, Normalizer, ScoreKind, Workspace};
 
 /// Fuzz target `detector`: a configuration with an unchecked `Normalizer::new` holding NaN, an

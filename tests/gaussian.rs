@@ -5,22 +5,14 @@
 
 use tinyvae::{
     cholesky, cholesky_log_det, default_rng, log_normal_diag, log_std_normal, solve_lower,
-    solve_lower_transpose, uniform_open01, DiagGaussian, Error, FullGaussian, SYMMETRY_RTOL,
+    solve_lower_transpose, DiagGaussian, Error, FullGaussian, SYMMETRY_RTOL,
 };
 
-type Rng = rand_xorshift::XorShiftRng;
+mod common;
 
-const LN_2PI_F64: f64 = 1.837_877_066_409_345_5;
-/// Unit roundoff of f32.
-const U: f64 = 5.960_464_477_539_063e-8;
-
-fn unif(rng: &mut Rng, lo: f32, hi: f32) -> f32 {
-    lo + (hi - lo) * uniform_open01(rng)
-}
-
-fn vec_unif(rng: &mut Rng, n: usize, lo: f32, hi: f32) -> Vec<f32> {
-    (0..n).map(|_| unif(rng, lo, hi)).collect()
-}
+use common::{
+    log_det_lu, random_spd, rng_u32, solve_f64, to_f64, unif, vec_unif, Rng, LN_2PI_F64, U,
+};
 
 /// The bracketed terms of the diagonal log-density in f64.
 fn terms_f64(x: &[f32], m: &[f32], lv: &[f32]) -> Vec<f64> {
@@ -166,58 +158,7 @@ fn diag_gaussian_struct() {
     assert_eq!(PRIOR, DiagGaussian::default());
 }
 
-fn rng_u32(rng: &mut Rng) -> u32 {
-    use rand_core::Rng as _;
-    rng.next_u32()
-}
-
 // ---------------------------------------------------------------- Cholesky
-
-/// A random SPD matrix `B B^T + 0.5 I`, formed in f64 and rounded (exactly symmetric).
-fn random_spd<const D: usize>(rng: &mut Rng) -> [[f32; D]; D] {
-    let b: Vec<Vec<f64>> = (0..D)
-        .map(|_| (0..D).map(|_| f64::from(unif(rng, -1.0, 1.0))).collect())
-        .collect();
-    let mut a = [[0.0f32; D]; D];
-    for i in 0..D {
-        for j in 0..D {
-            let mut s: f64 = (0..D).map(|k| b[i][k] * b[j][k]).sum();
-            if i == j {
-                s += 0.5;
-            }
-            a[i][j] = s as f32;
-        }
-    }
-    a
-}
-
-/// ln |det A| by LU with partial pivoting in f64.
-fn log_det_lu(a: &[Vec<f64>]) -> f64 {
-    let n = a.len();
-    let mut m: Vec<Vec<f64>> = a.to_vec();
-    let mut ld = 0.0;
-    for c in 0..n {
-        let p = (c..n)
-            .max_by(|&i, &j| m[i][c].abs().partial_cmp(&m[j][c].abs()).unwrap())
-            .unwrap();
-        m.swap(c, p);
-        let piv = m[c][c];
-        ld += piv.abs().ln();
-        for r in c + 1..n {
-            let f = m[r][c] / piv;
-            for k in c..n {
-                m[r][k] -= f * m[c][k];
-            }
-        }
-    }
-    ld
-}
-
-fn to_f64<const D: usize>(a: &[[f32; D]; D]) -> Vec<Vec<f64>> {
-    a.iter()
-        .map(|r| r.iter().map(|&v| f64::from(v)).collect())
-        .collect()
-}
 
 #[derive(Default)]
 struct CholStats {
@@ -378,38 +319,6 @@ fn cholesky_errors() {
 
 // ---------------------------------------------------------------- FullGaussian
 
-fn solve_f64(a: &[Vec<f64>], b: &[f64]) -> Vec<f64> {
-    // Gaussian elimination with partial pivoting.
-    let n = a.len();
-    let mut m: Vec<Vec<f64>> = a
-        .iter()
-        .zip(b)
-        .map(|(r, &v)| {
-            let mut r = r.clone();
-            r.push(v);
-            r
-        })
-        .collect();
-    for c in 0..n {
-        let p = (c..n)
-            .max_by(|&i, &j| m[i][c].abs().partial_cmp(&m[j][c].abs()).unwrap())
-            .unwrap();
-        m.swap(c, p);
-        for r in c + 1..n {
-            let f = m[r][c] / m[c][c];
-            for k in c..=n {
-                m[r][k] -= f * m[c][k];
-            }
-        }
-    }
-    let mut x = vec![0.0; n];
-    for i in (0..n).rev() {
-        let s: f64 = (i + 1..n).map(|k| m[i][k] * x[k]).sum();
-        x[i] = (m[i][n] - s) / m[i][i];
-    }
-    x
-}
-
 fn check_full<const D: usize>(rng: &mut Rng, worst: &mut f64) {
     for _ in 0..50 {
         let cov = random_spd::<D>(rng);
@@ -422,7 +331,7 @@ fn check_full<const D: usize>(rng: &mut Rng, worst: &mut f64) {
             .zip(&mean)
             .map(|(&x, &m)| f64::from(x) - f64::from(m))
             .collect();
-        let sol = solve_f64(&af, &d);
+        let sol = solve_f64(&af, &d).0;
         let maha: f64 = d.iter().zip(&sol).map(|(a, b)| a * b).sum();
         let want = -0.5 * (D as f64 * LN_2PI_F64 + log_det_lu(&af) + maha);
         let got = f64::from(g.log_density(&x));

@@ -5,22 +5,16 @@
 use proptest::prelude::*;
 use tinyvae::{
     cholesky, default_rng, kl_diag, kl_full, kl_std_normal, log_normal_diag, log_std_normal,
-    reparameterize, uniform_open01, Error, FullGaussian, NormalSampler,
+    reparameterize, Error, FullGaussian, NormalSampler,
 };
 
-type Rng = rand_xorshift::XorShiftRng;
+mod common;
+
+use common::{random_spd, solve_f64, to_f64, unif, vec_unif, Rng};
 
 /// Monte Carlo draws per estimate; pass bound in standard errors.
 const MC_N: usize = 200_000;
 const MC_SE: f64 = 5.0;
-
-fn unif(rng: &mut Rng, lo: f32, hi: f32) -> f32 {
-    lo + (hi - lo) * uniform_open01(rng)
-}
-
-fn vec_unif(rng: &mut Rng, n: usize, lo: f32, hi: f32) -> Vec<f32> {
-    (0..n).map(|_| unif(rng, lo, hi)).collect()
-}
 
 fn kl_diag_f64(mq: &[f32], lvq: &[f32], mp: &[f32], lvp: &[f32]) -> f64 {
     let mut s = 0.0;
@@ -169,63 +163,6 @@ fn kl_std_normal_and_kl_diag_monte_carlo() {
 }
 
 // ---------------------------------------------------------------- full covariance
-
-fn random_spd<const D: usize>(rng: &mut Rng) -> [[f32; D]; D] {
-    let b: Vec<Vec<f64>> = (0..D)
-        .map(|_| (0..D).map(|_| f64::from(unif(rng, -1.0, 1.0))).collect())
-        .collect();
-    let mut a = [[0.0f32; D]; D];
-    for i in 0..D {
-        for j in 0..D {
-            let mut s: f64 = (0..D).map(|k| b[i][k] * b[j][k]).sum();
-            if i == j {
-                s += 0.5;
-            }
-            a[i][j] = s as f32;
-        }
-    }
-    a
-}
-
-fn to_f64<const D: usize>(a: &[[f32; D]; D]) -> Vec<Vec<f64>> {
-    a.iter()
-        .map(|r| r.iter().map(|&v| f64::from(v)).collect())
-        .collect()
-}
-
-/// Solves `A x = b` (partial pivoting) and returns `(x, ln |det A|)`.
-fn solve_f64(a: &[Vec<f64>], b: &[f64]) -> (Vec<f64>, f64) {
-    let n = a.len();
-    let mut m: Vec<Vec<f64>> = a
-        .iter()
-        .zip(b)
-        .map(|(r, &v)| {
-            let mut r = r.clone();
-            r.push(v);
-            r
-        })
-        .collect();
-    let mut ld = 0.0;
-    for c in 0..n {
-        let p = (c..n)
-            .max_by(|&i, &j| m[i][c].abs().partial_cmp(&m[j][c].abs()).unwrap())
-            .unwrap();
-        m.swap(c, p);
-        ld += m[c][c].abs().ln();
-        for r in c + 1..n {
-            let f = m[r][c] / m[c][c];
-            for k in c..=n {
-                m[r][k] -= f * m[c][k];
-            }
-        }
-    }
-    let mut x = vec![0.0; n];
-    for i in (0..n).rev() {
-        let s: f64 = (i + 1..n).map(|k| m[i][k] * x[k]).sum();
-        x[i] = (m[i][n] - s) / m[i][i];
-    }
-    (x, ld)
-}
 
 fn kl_full_f64<const D: usize>(
     mq: &[f32; D],

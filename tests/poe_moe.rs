@@ -4,24 +4,13 @@
 
 use proptest::prelude::*;
 use tinyvae::{
-    default_rng, log_softmax, mixture_log_density, product_of_experts, softmax, top1,
-    uniform_open01, DiagGaussian, Error,
+    default_rng, log_softmax, mixture_log_density, product_of_experts, softmax, top1, DiagGaussian,
+    Error,
 };
 
-type Rng = rand_xorshift::XorShiftRng;
+mod common;
 
-const LN_2PI_F64: f64 = 1.837_877_066_409_345_5;
-/// Unit roundoff of f32.
-const U: f64 = 5.960_464_477_539_063e-8;
-
-fn unif(rng: &mut Rng, lo: f32, hi: f32) -> f32 {
-    lo + (hi - lo) * uniform_open01(rng)
-}
-
-fn rand_u32(rng: &mut Rng) -> u32 {
-    use rand_core::Rng as _;
-    rng.next_u32()
-}
+use common::{rng_u32 as rand_u32, unif, Rng, LN_2PI_F64, U};
 
 fn random_expert<const D: usize>(rng: &mut Rng, lv_lo: f32, lv_hi: f32) -> DiagGaussian<D> {
     DiagGaussian::new(

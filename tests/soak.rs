@@ -9,12 +9,12 @@
 //! CI: `cargo test --release --test soak` (10^5 windows). The README's run:
 //! `cargo test --release --test soak -- --ignored --nocapture` (10^7 windows).
 
-mod common;
+mod small_vae;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
-use common::{model, Det, Model, TestRng, C, W};
+use small_vae::{model, Det, Model, TestRng, C, W};
 use tinyvae::{
     AdaptConfig, AlarmConfig, AlarmEvent, Detector, DetectorConfig, Normalizer, Phase,
     SaturationLimits, ScoreKind, Workspace,

@@ -4,95 +4,18 @@
 //! naming file, line and column, a non-zero exit, no output written, no panic).
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 use serde_json::Value;
 
-fn data_file(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../data/watch_shoulder_pen")
-        .join(name)
-}
+mod common;
 
-/// The header and rows `from..to` of a bundled file, written to `dir/name`.
-fn slice(dir: &Path, src: &str, name: &str, from: usize, to: usize) -> PathBuf {
-    let text = std::fs::read_to_string(data_file(src)).unwrap();
-    let mut lines = text.lines();
-    let mut out = String::from(lines.next().unwrap());
-    out.push('\n');
-    for l in lines.skip(from).take(to - from) {
-        out.push_str(l);
-        out.push('\n');
-    }
-    let p = dir.join(name);
-    std::fs::write(&p, out).unwrap();
-    p
-}
-
-fn tinyvae(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tinyvae"))
-        .args(args)
-        .env_remove("TINYVAE_MODEL")
-        .output()
-        .unwrap()
-}
-
-fn ok(args: &[&str]) -> String {
-    let o = tinyvae(args);
-    assert!(
-        o.status.success(),
-        "tinyvae {args:?} failed:\n{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8(o.stdout).unwrap()
-}
-
-/// Runs a command that must fail; returns its one-line error message.
-fn fails(args: &[&str]) -> String {
-    let o = tinyvae(args);
-    let err = String::from_utf8_lossy(&o.stderr).to_string();
-    assert_eq!(o.status.code(), Some(1), "tinyvae {args:?}: {err}");
-    assert!(
-        !err.contains("panicked") && !err.contains("backtrace"),
-        "{err}"
-    );
-    assert_eq!(err.lines().count(), 1, "not one line: {err}");
-    assert!(err.starts_with("error: "), "{err}");
-    err.trim_end().to_string()
-}
-
-const SMALL: [&str; 14] = [
-    "--window",
-    "16",
-    "--stride",
-    "8",
-    "--hidden",
-    "16",
-    "--latent",
-    "4",
-    "--epochs",
-    "4",
-    "--samples",
-    "2",
-    "--quiet",
-    "--seed=3",
-];
+use common::{demo_args, fails, ok, slice, small, tinyvae, train_args, train_small};
 
 /// Trains the small model on 1,200 rows into `dir/name`.
 fn train(dir: &Path, name: &str) -> PathBuf {
-    let train = slice(dir, "train.csv", "train.csv", 0, 1200);
-    let out = dir.join(name);
-    let mut args = vec![
-        "train",
-        "--data",
-        train.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ];
-    args.extend(SMALL);
-    ok(&args);
-    out
+    let train = slice(dir, "train.csv", "train.csv", 1200);
+    train_small(&train, &dir.join(name), "4")
 }
 
 #[test]
@@ -103,7 +26,7 @@ fn train_export_eval_score() {
     assert!(model.join("config.json").is_file() && model.join("model.safetensors").is_file());
     let m = model.to_str().unwrap();
     // 1,441 normal rows then anomalous ones
-    let test = slice(dir, "test.csv", "test.csv", 0, 1700);
+    let test = slice(dir, "test.csv", "test.csv", 1700);
     let t = test.to_str().unwrap();
 
     for (flag, name) in [(None, "model.rs"), (Some("--f32"), "model_f32.rs")] {
@@ -224,24 +147,56 @@ fn training_and_export_are_deterministic() {
     );
 }
 
+/// On a machine without QEMU where it cannot be installed (here: an empty `PATH`, so no
+/// `qemu-system-arm`, `apt-get`, `id` or `rustup`), the demo records the chip check as skipped
+/// and ends its summary with the command that installs QEMU.
+#[test]
+fn demo_without_qemu_ends_with_the_install_command() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let train = slice(dir, "train.csv", "train.csv", 1200);
+    let test = slice(dir, "test.csv", "test.csv", 1700);
+    let out = dir.join("report");
+    let empty = dir.join("empty-path");
+    std::fs::create_dir(&empty).unwrap();
+    let mut args = demo_args(&out, &train, &test);
+    args.extend(small("4"));
+    let o = Command::new(env!("CARGO_BIN_EXE_tinyvae"))
+        .args(&args)
+        .env_remove("TINYVAE_MODEL")
+        .env("PATH", &empty)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        text.contains(r#"chip: {"skipped":"qemu-system-arm is not installed"}"#),
+        "{text}"
+    );
+    let last = text.lines().last().unwrap_or("");
+    assert!(
+        last.contains(&format!(
+            "install it with `{}`",
+            tinyvae_host_tools::setup::INSTALL_HINT
+        )),
+        "{last}"
+    );
+}
+
 #[test]
 fn demo_writes_the_report() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let train = slice(dir, "train.csv", "train.csv", 0, 1200);
-    let test = slice(dir, "test.csv", "test.csv", 0, 1700);
+    let train = slice(dir, "train.csv", "train.csv", 1200);
+    let test = slice(dir, "test.csv", "test.csv", 1700);
     let out = dir.join("report");
-    let mut args = vec![
-        "demo",
-        "--out",
-        out.to_str().unwrap(),
-        "--train-data",
-        train.to_str().unwrap(),
-        "--test-data",
-        test.to_str().unwrap(),
-        "--no-firmware",
-    ];
-    args.extend(SMALL);
+    let mut args = demo_args(&out, &train, &test);
+    args.push("--no-firmware");
+    args.extend(small("4"));
     let text = ok(&args);
     assert!(
         text.contains("ROC AUC") && text.contains("VAE int8"),
@@ -350,13 +305,7 @@ fn bad_training_data() {
         assert!(!out.exists(), "{name}: wrote {}", out.display());
     }
     let missing = dir.join("missing.csv");
-    let err = fails(&[
-        "train",
-        "--data",
-        missing.to_str().unwrap(),
-        "--out",
-        dir.join("m").to_str().unwrap(),
-    ]);
+    let err = fails(&train_args(&missing, &dir.join("m")));
     assert_eq!(err, format!("error: {}: no such file", missing.display()));
     assert!(!dir.join("m").exists());
 }
@@ -489,7 +438,7 @@ fn score_reports_sensor_faults_and_alarm_options() {
     let dir = tmp.path();
     let model = train(dir, "model");
     let m = model.to_str().unwrap();
-    let text = std::fs::read_to_string(slice(dir, "test.csv", "clean.csv", 0, 1700)).unwrap();
+    let text = std::fs::read_to_string(slice(dir, "test.csv", "clean.csv", 1700)).unwrap();
     let mut lines: Vec<String> = text.lines().map(String::from).collect();
     // data rows are lines[1..]; windows of 16 every 8 rows
     let set = |lines: &mut Vec<String>, row: usize, col: usize, v: &str| {
@@ -640,7 +589,7 @@ fn score_reports_sensor_faults_and_alarm_options() {
 fn latent_auto_trains_the_early_stopped_winner_to_the_end() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let train = slice(dir, "train.csv", "train.csv", 0, 1200);
+    let train = slice(dir, "train.csv", "train.csv", 1200);
     let out = dir.join("auto");
     let text = ok(&[
         "train",
@@ -698,19 +647,14 @@ fn latent_auto_trains_the_early_stopped_winner_to_the_end() {
 fn latent_auto_keeps_the_best_validation_elbo() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let train = slice(dir, "train.csv", "train.csv", 0, 1200);
+    let train = slice(dir, "train.csv", "train.csv", 1200);
     let out = dir.join("auto");
-    let mut args: Vec<&str> = vec![
-        "train",
-        "--data",
-        train.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ];
+    let mut args = train_args(&train, &out);
     // SMALL without its fixed latent size
-    let at = SMALL.iter().position(|a| *a == "--latent").unwrap();
-    args.extend(&SMALL[..at]);
-    args.extend(&SMALL[at + 2..]);
+    let small = small("4");
+    let at = small.iter().position(|a| *a == "--latent").unwrap();
+    args.extend(&small[..at]);
+    args.extend(&small[at + 2..]);
     let text = ok(&args);
     assert!(
         text.contains("latent size chosen by validation ELBO"),

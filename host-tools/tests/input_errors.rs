@@ -5,14 +5,13 @@
 //! fix.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-fn data_file(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../data/watch_shoulder_pen")
-        .join(name)
-}
+mod common;
+
+use common::{
+    data_file, fails, ok_stderr as ok, score_args, slice, tinyvae, train_args, train_small,
+};
 
 /// The bundled file's header and rows `0..rows`, with its columns rearranged: `cols` lists, for
 /// each output column, its header name and the source column it copies.
@@ -36,45 +35,6 @@ fn rearranged(dir: &Path, src: &str, name: &str, rows: usize, cols: &[(&str, &st
     p
 }
 
-const CHANNELS: [&str; 6] = ["ax", "ay", "az", "wx", "wy", "wz"];
-
-/// The bundled file's first `rows` rows unchanged (its columns: the six channels, `label` in
-/// test.csv).
-fn slice(dir: &Path, src: &str, name: &str, rows: usize) -> PathBuf {
-    let mut cols: Vec<(&str, &str)> = CHANNELS.iter().map(|c| (*c, *c)).collect();
-    if src == "test.csv" {
-        cols.push(("label", "label"));
-    }
-    rearranged(dir, src, name, rows, &cols)
-}
-
-fn tinyvae(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tinyvae"))
-        .args(args)
-        .env_remove("TINYVAE_MODEL")
-        .output()
-        .unwrap()
-}
-
-/// Runs a command that must succeed; returns its stderr.
-fn ok(args: &[&str]) -> String {
-    let o = tinyvae(args);
-    let err = String::from_utf8_lossy(&o.stderr).to_string();
-    assert!(o.status.success(), "tinyvae {args:?} failed:\n{err}");
-    err
-}
-
-/// Runs a command that must fail with exit status 1 and a one-line error; returns it.
-fn fails(args: &[&str]) -> String {
-    let o = tinyvae(args);
-    let err = String::from_utf8_lossy(&o.stderr).to_string();
-    assert_eq!(o.status.code(), Some(1), "tinyvae {args:?}: {err}");
-    assert!(!err.contains("panicked"), "{err}");
-    assert_eq!(err.lines().count(), 1, "not one line: {err}");
-    assert!(err.starts_with("error: "), "{err}");
-    err.trim_end().to_string()
-}
-
 /// Runs a command whose option value clap refuses (exit status 2); returns stderr.
 fn refused_by_parser(args: &[&str]) -> String {
     let o = tinyvae(args);
@@ -83,31 +43,10 @@ fn refused_by_parser(args: &[&str]) -> String {
     err
 }
 
-/// Trains a small model (windows of 16, 96-16-4) on 1,200 rows into `dir/model`.
+/// Trains the small model (windows of 16, 96-16-4) on 1,200 rows into `dir/model`.
 fn train(dir: &Path) -> PathBuf {
     let data = slice(dir, "train.csv", "train.csv", 1200);
-    let out = dir.join("model");
-    ok(&[
-        "train",
-        "--data",
-        data.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--window",
-        "16",
-        "--stride",
-        "8",
-        "--hidden",
-        "16",
-        "--latent",
-        "4",
-        "--epochs",
-        "3",
-        "--samples",
-        "2",
-        "--quiet",
-    ]);
-    out
+    train_small(&data, &dir.join("model"), "3")
 }
 
 fn scores(path: &Path) -> Vec<String> {
@@ -151,10 +90,7 @@ fn columns_are_matched_by_name() {
          (ay,ax,az,wx,wy,foo), the model expects 6 (ax,ay,az,wx,wy,wz); columns are matched by \
          name (--by-position uses them in file order)"
     );
-    assert_eq!(
-        fails(&["score", "--model", m, "--data", s, "--out", o]),
-        want
-    );
+    assert_eq!(fails(&score_args(m, s, o)), want);
     assert!(!out.exists());
     assert_eq!(fails(&["eval", "--model", m, "--data", s]), want);
     let q = fails(&["quantize", "--model", m, "--data", s]);
@@ -178,15 +114,7 @@ fn columns_are_matched_by_name() {
             ("label", "label"),
         ],
     );
-    let err = fails(&[
-        "score",
-        "--model",
-        m,
-        "--data",
-        abc.to_str().unwrap(),
-        "--out",
-        o,
-    ]);
+    let err = fails(&score_args(m, abc.to_str().unwrap(), o));
     assert!(
         err.contains("the model's channels ax,ay,az,wx,wy,wz are not in the header")
             && err.contains("(a,b,c,d,e,f)"),
@@ -194,15 +122,10 @@ fn columns_are_matched_by_name() {
     );
     // --by-position: the file order, as before (the user asked for it)
     ok(&[
-        "score",
-        "--model",
-        m,
-        "--data",
-        abc.to_str().unwrap(),
-        "--out",
-        o,
-        "--by-position",
-    ]);
+        score_args(m, abc.to_str().unwrap(), o),
+        vec!["--by-position"],
+    ]
+    .concat());
     let by_position = scores(&out);
     ok(&[
         "eval",
@@ -231,15 +154,7 @@ fn columns_are_matched_by_name() {
             ("wx", "wx"),
         ],
     );
-    let note = ok(&[
-        "score",
-        "--model",
-        m,
-        "--data",
-        shuffled.to_str().unwrap(),
-        "--out",
-        o,
-    ]);
+    let note = ok(&score_args(m, shuffled.to_str().unwrap(), o));
     assert!(
         note.contains(&format!(
             "note: {}: column extra is not one of the model's channels (ax,ay,az,wx,wy,wz); \
@@ -249,15 +164,7 @@ fn columns_are_matched_by_name() {
         "{note}"
     );
     let by_name = scores(&out);
-    ok(&[
-        "score",
-        "--model",
-        m,
-        "--data",
-        plain.to_str().unwrap(),
-        "--out",
-        o,
-    ]);
+    ok(&score_args(m, plain.to_str().unwrap(), o));
     assert_eq!(by_name, scores(&out));
     assert_eq!(by_position, scores(&out), "a,b,c,... in the model's order");
 }
@@ -454,13 +361,7 @@ fn option_errors_name_the_option_value_and_range() {
     let big = dir.join("big.csv");
     std::fs::write(&big, "ax,ay\n1,2\n3,1e39\n").unwrap();
     assert_eq!(
-        fails(&[
-            "train",
-            "--data",
-            big.to_str().unwrap(),
-            "--out",
-            dir.join("m2").to_str().unwrap(),
-        ]),
+        fails(&train_args(&big, &dir.join("m2"))),
         format!(
             "error: {}:3:2: field \"1e39\" is out of the f32 range (finite values have |x| <= \
              3.4028235e38)",
@@ -477,15 +378,7 @@ fn option_errors_name_the_option_value_and_range() {
     lines[2] = format!("1e39,{rest}");
     let big_stream = dir.join("big_stream.csv");
     std::fs::write(&big_stream, lines.join("\n") + "\n").unwrap();
-    let err = fails(&[
-        "score",
-        "--model",
-        m,
-        "--data",
-        big_stream.to_str().unwrap(),
-        "--out",
-        o,
-    ]);
+    let err = fails(&score_args(m, big_stream.to_str().unwrap(), o));
     assert!(
         err.contains(":3:1: field \"1e39\" is out of the f32 range"),
         "{err}"
@@ -519,13 +412,7 @@ fn option_errors_name_the_option_value_and_range() {
     let lab = dir.join("lab.csv");
     std::fs::write(&lab, "ax,label\n1,0\n2,2\n").unwrap();
     assert_eq!(
-        fails(&[
-            "train",
-            "--data",
-            lab.to_str().unwrap(),
-            "--out",
-            dir.join("m4").to_str().unwrap(),
-        ]),
+        fails(&train_args(&lab, &dir.join("m4"))),
         format!(
             "error: {}:3:2: label \"2\" is not 0 or 1 (the `label` column marks normal samples \
              0 and anomalous ones 1)",

@@ -11,6 +11,10 @@
 
 #![cfg(target_os = "linux")]
 
+mod common;
+
+use common::{s, train_args};
+
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -89,8 +93,23 @@ fn stream(dir: &Path, name: &str, rows: usize, labels: bool) -> PathBuf {
     p
 }
 
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
+/// `train` of the tiny model (hidden 4, latent 2, one epoch, one sample) on `data` into `out`,
+/// with `more` options (the window).
+fn tiny_train<'a>(data: &'a Path, out: &'a Path, more: &[&'a str]) -> Vec<&'a str> {
+    let mut args = train_args(data, out);
+    args.extend(more);
+    args.extend([
+        "--hidden",
+        "4",
+        "--latent",
+        "2",
+        "--epochs",
+        "1",
+        "--samples",
+        "1",
+        "--quiet",
+    ]);
+    args
 }
 
 #[test]
@@ -146,27 +165,7 @@ fn training_memory_is_the_stream_not_its_windows() {
     let dir = tempfile::tempdir().unwrap();
     let data = stream(dir.path(), "long.csv", 40_000, false);
     let out = dir.path().join("ck");
-    let r = run(
-        dir.path(),
-        &[
-            "train",
-            "--data",
-            s(&data),
-            "--out",
-            s(&out),
-            "--window",
-            "128",
-            "--hidden",
-            "4",
-            "--latent",
-            "2",
-            "--epochs",
-            "1",
-            "--samples",
-            "1",
-            "--quiet",
-        ],
-    );
+    let r = run(dir.path(), &tiny_train(&data, &out, &["--window", "128"]));
     assert_eq!(r.code, Some(0), "{}", r.stderr);
     assert!(
         r.peak_mib < 60.0,
@@ -182,26 +181,7 @@ fn score_memory_does_not_grow_with_the_stream() {
     let ck = dir.path().join("ck");
     let r = run(
         dir.path(),
-        &[
-            "train",
-            "--data",
-            s(&train),
-            "--out",
-            s(&ck),
-            "--window",
-            "8",
-            "--stride",
-            "1",
-            "--hidden",
-            "4",
-            "--latent",
-            "2",
-            "--epochs",
-            "1",
-            "--samples",
-            "1",
-            "--quiet",
-        ],
+        &tiny_train(&train, &ck, &["--window", "8", "--stride", "1"]),
     );
     assert_eq!(r.code, Some(0), "{}", r.stderr);
     let mut peaks = Vec::new();
@@ -241,27 +221,7 @@ fn an_overlong_line_is_refused_without_buffering_it() {
     let dir = tempfile::tempdir().unwrap();
     let train = stream(dir.path(), "train.csv", 600, false);
     let ck = dir.path().join("ck");
-    let r = run(
-        dir.path(),
-        &[
-            "train",
-            "--data",
-            s(&train),
-            "--out",
-            s(&ck),
-            "--window",
-            "8",
-            "--hidden",
-            "4",
-            "--latent",
-            "2",
-            "--epochs",
-            "1",
-            "--samples",
-            "1",
-            "--quiet",
-        ],
-    );
+    let r = run(dir.path(), &tiny_train(&train, &ck, &["--window", "8"]));
     assert_eq!(r.code, Some(0), "{}", r.stderr);
     // a 64 MiB line of digits after a valid header
     let long = dir.path().join("long.csv");

@@ -8,24 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-fn data_file(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../data/watch_shoulder_pen")
-        .join(name)
-}
+mod common;
 
-/// The header and the first `rows` rows of a bundled file, written to `dir/name`.
-fn slice(dir: &Path, src: &str, name: &str, rows: usize) -> PathBuf {
-    let text = std::fs::read_to_string(data_file(src)).unwrap();
-    let mut out = String::new();
-    for l in text.lines().take(rows + 1) {
-        out.push_str(l);
-        out.push('\n');
-    }
-    let p = dir.join(name);
-    std::fs::write(&p, out).unwrap();
-    p
-}
+use common::{s, slice, small, succeeded, train_small};
 
 /// Runs `tinyvae` under `umask 022` (so the expected modes are known).
 fn tinyvae(args: &[&str]) -> Output {
@@ -41,14 +26,7 @@ fn tinyvae(args: &[&str]) -> Output {
 }
 
 fn ok(args: &[&str]) -> Output {
-    let o = tinyvae(args);
-    assert!(
-        o.status.success(),
-        "tinyvae {args:?} failed:\n{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    o
+    succeeded(args, tinyvae(args))
 }
 
 /// Runs a command that must fail fast (within `secs`, with a one-line error); returns the error.
@@ -65,28 +43,6 @@ fn fails_within(secs: u64, args: &[&str]) -> String {
         t0.elapsed()
     );
     err
-}
-
-const SMALL: [&str; 12] = [
-    "--window",
-    "16",
-    "--stride",
-    "8",
-    "--hidden",
-    "16",
-    "--latent",
-    "4",
-    "--samples",
-    "2",
-    "--quiet",
-    "--seed=3",
-];
-
-/// Small options with `epochs` epochs.
-fn small(epochs: &'static str) -> Vec<&'static str> {
-    let mut v = SMALL.to_vec();
-    v.extend(["--epochs", epochs]);
-    v
 }
 
 /// A run that would take minutes if the output were only checked at the end.
@@ -112,27 +68,14 @@ fn fixture() -> Fixture {
     }
 }
 
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
 fn train(f: &Fixture, out: &Path) {
-    let mut args = vec!["train", "--data", s(&f.train), "--out", s(out)];
-    args.extend(small("4"));
-    ok(&args);
+    train_small(&f.train, out, "4");
 }
 
+/// `demo` on the fixture's data into `out`, without the chip check, for `epochs` epochs.
 fn demo_args<'a>(f: &'a Fixture, out: &'a Path, epochs: &'static str) -> Vec<&'a str> {
-    let mut args = vec![
-        "demo",
-        "--out",
-        s(out),
-        "--train-data",
-        s(&f.train),
-        "--test-data",
-        s(&f.test),
-        "--no-firmware",
-    ];
+    let mut args = common::demo_args(out, &f.train, &f.test);
+    args.push("--no-firmware");
     args.extend(small(epochs));
     args
 }

@@ -93,30 +93,12 @@ fn tinyvae(args: &[&str]) -> Command {
     c
 }
 
-fn have(program: &str) -> bool {
-    Command::new(program)
-        .arg("--version")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
-}
-
 /// Installs what the suite needs on a fresh machine: the thumb targets (rustup) and
 /// qemu-system-arm (apt-get, when running as root). Returns whether QEMU is available.
 fn setup(r: &mut Runner, need_qemu: bool) -> bool {
-    if have("rustup") {
-        let mut c = Command::new("rustup");
-        c.current_dir(root()).args(["target", "add"]).args(TARGETS);
+    use tinyvae_host_tools::setup;
+    if setup::have("rustup") {
+        let mut c = setup::rustup_target_add(&root(), &TARGETS);
         r.step("install thumb targets (rust-toolchain.toml)", &mut c);
     } else {
         eprintln!("note: rustup not found; the thumb targets must already be installed");
@@ -124,37 +106,13 @@ fn setup(r: &mut Runner, need_qemu: bool) -> bool {
     if !need_qemu {
         return false;
     }
-    if have("qemu-system-arm") {
-        return true;
-    }
-    if is_root() && have("apt-get") {
-        r.step(
-            "apt-get update",
-            Command::new("apt-get").args(["update", "-qq"]),
-        );
-        r.step(
-            "apt-get install qemu-system-arm",
-            Command::new("apt-get")
-                .args([
-                    "install",
-                    "-y",
-                    "-qq",
-                    "--no-install-recommends",
-                    "qemu-system-arm",
-                ])
-                .env("DEBIAN_FRONTEND", "noninteractive"),
-        );
-    }
-    if have("qemu-system-arm") {
-        true
-    } else {
-        eprintln!(
-            "error: qemu-system-arm is not installed and could not be installed here \
-             (not root or no apt-get). Install it, e.g. `sudo apt-get install qemu-system-arm` \
-             (Debian/Ubuntu) or `brew install qemu` (macOS), then run `cargo xtask test` again."
-        );
-        r.failures.push("qemu-system-arm missing".into());
-        false
+    match setup::ensure_qemu(setup::Probe::of_this_machine(), |name, c| r.step(name, c)) {
+        Ok(()) => true,
+        Err(e) => {
+            eprintln!("error: {e}, then run `cargo xtask test` again.");
+            r.failures.push("qemu-system-arm missing".into());
+            false
+        }
     }
 }
 

@@ -1,0 +1,51 @@
+//! `tinyvae export`: write a checkpoint's model (int8 by default) as Rust source for the
+//! firmware.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::Args;
+
+use tinyvae_host_tools::output::{self, Input};
+use tinyvae_host_tools::pipeline::load_model;
+use tinyvae_host_tools::{data, export};
+
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// Checkpoint directory (written by `train`, `quantize` or `demo`'s `model/`).
+    #[arg(long)]
+    model: PathBuf,
+    /// Rust source file to write.
+    #[arg(long)]
+    out: PathBuf,
+    /// Export the f32 model instead of the int8 one.
+    #[arg(long)]
+    f32: bool,
+}
+
+/// Runs `tinyvae export`.
+///
+/// # Errors
+/// Bad options or input (one line naming the file or the option), or a failed write.
+pub fn run(a: ExportArgs) -> Result<()> {
+    output::check_file(&a.out, &[Input::Dir(&a.model)])?;
+    let m = load_model(&a.model)?;
+    let src = if a.f32 {
+        export::export_f32(&m.ck, &m.f32, m.th.f32)?
+    } else {
+        export::export_int8(&m.ck, &m.int8, m.th.int8)?
+    };
+    data::write_atomic(&a.out, src.as_bytes())?;
+    eprintln!(
+        "wrote {} ({} model, {} bytes of parameters, threshold {})",
+        a.out.display(),
+        if a.f32 { "f32" } else { "int8" },
+        if a.f32 {
+            m.f32.param_bytes()
+        } else {
+            m.int8.param_bytes()
+        },
+        if a.f32 { m.th.f32 } else { m.th.int8 }
+    );
+    Ok(())
+}

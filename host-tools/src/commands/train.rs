@@ -1,0 +1,76 @@
+//! `tinyvae train`: train a VAE on a CSV stream and write a calibrated checkpoint directory.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::Args;
+
+use tinyvae_host_tools::checkpoint;
+use tinyvae_host_tools::output::{self, Input};
+use tinyvae_host_tools::pipeline::calibrate::calibration_of;
+use tinyvae_host_tools::pipeline::train::{arch_string, selection_line};
+use tinyvae_host_tools::pipeline::{
+    default_data, train_model, CalibOpts, ModelOpts, CHECKPOINT_FILES,
+};
+
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    /// Training stream (CSV: header, one row per time step, one column per channel; an optional
+    /// `label` column must hold 0 or 1 on every row and is not used for training)
+    /// [default: the bundled data/watch_shoulder_pen/train.csv].
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Checkpoint directory to write.
+    #[arg(long)]
+    out: PathBuf,
+    #[command(flatten)]
+    model: ModelOpts,
+    #[command(flatten)]
+    calib: CalibOpts,
+}
+
+/// Runs `tinyvae train`.
+///
+/// # Errors
+/// Bad options or input (one line naming the file or the option), or a failed write.
+pub fn run(a: TrainArgs) -> Result<()> {
+    let data_path = a.data.unwrap_or_else(|| default_data("train.csv"));
+    output::check_dir(&a.out, &CHECKPOINT_FILES, &[Input::File(&data_path)])?;
+    let t = train_model(&data_path, &a.model, &a.calib)?;
+    checkpoint::save(&a.out, &t.ck)?;
+    let (th, cal) = calibration_of(&t.ck.config)?;
+    let last = t
+        .report
+        .history
+        .iter()
+        .find(|h| h.epoch == t.report.best_epoch);
+    println!(
+        "trained {} on {} windows ({} validation) in {:.2} s ({:.2} s in all), {} epochs (best {}{})",
+        arch_string(&t.ck.config.arch),
+        t.report.n_train,
+        t.report.n_val,
+        t.report.seconds,
+        t.seconds,
+        t.report.history.len(),
+        t.report.best_epoch,
+        if t.report.stopped_early {
+            ", stopped early"
+        } else {
+            ""
+        }
+    );
+    if let Some(h) = last {
+        if let Some(v) = h.val_elbo {
+            println!("validation ELBO {v:.2} nats per window");
+        }
+    }
+    if let Some(l) = selection_line(&t.ck.config) {
+        println!("{l}");
+    }
+    println!(
+        "threshold ({} at FPR {}): f32 {:.3}, int8 {:.3}; f32/int8 score difference: mean {:.4} nats, max {:.4}",
+        th.score, th.fpr, th.f32, th.int8, cal.score_diff.mean_abs, cal.score_diff.max_abs
+    );
+    println!("wrote {}", a.out.display());
+    Ok(())
+}
