@@ -1,5 +1,6 @@
 //! Shared by the long-run and fuzz-regression tests (`counters.rs`, `soak.rs`,
-//! `fuzz_regressions.rs`): a small typed VAE with fixed random weights (C = 3 channels, W = 8 steps, X = 24, H = 6, Z = 2) and a deterministic generator.
+//! `fuzz_regressions.rs`): a small typed VAE with fixed random weights (C = 3 channels,
+//! W = 8 steps, X = 24, H = 6, Z = 2) and a deterministic generator.
 #![allow(dead_code)]
 
 use tinyvae::{decoder_noise, Activation, Chain, Dense, Vae, VaeDetector};
