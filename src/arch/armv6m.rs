@@ -103,19 +103,11 @@ pub(crate) fn prepare<'a>(x: &[i8], scratch: &'a mut [MaybeUninit<i32>]) -> Opti
     let (s0, rest) = xw.split_at_mut_checked(l0)?;
     let (s1, rest) = rest.split_at_mut_checked(l1)?;
     let (s2, s3) = rest.split_at_mut_checked(l2)?;
-    for ((((v, a), b), c), d) in groups
-        .iter()
-        .zip(s0.iter_mut())
-        .zip(s1.iter_mut())
-        .zip(s2.iter_mut())
-        .zip(s3.iter_mut())
-    {
-        let [v0, v1, v2, v3] = v.map(i32::from);
-        a.write(v0);
-        b.write(v1);
-        c.write(v2);
-        d.write(v3);
+    // Always true (`n >= 4`, section 3 holds `g` or `g + 1` words); checked for `widen_groups`.
+    if g == 0 || s3.len() < g {
+        return None;
     }
+    widen_groups(groups, [s0.as_mut_ptr(), s1.as_mut_ptr(), s2.as_mut_ptr(), s3.as_mut_ptr()]);
     for (s, &v) in [s0, s1, s2, s3].into_iter().zip(tail) {
         if let Some(o) = s.get_mut(g) {
             o.write(i32::from(v));
@@ -128,6 +120,53 @@ pub(crate) fn prepare<'a>(x: &[i8], scratch: &'a mut [MaybeUninit<i32>]) -> Opti
     let xw: &'a [i32] = unsafe { &*(core::ptr::from_mut(xw) as *const [i32]) };
     let full = table(xw, &quads, MAX_ROWS);
     Some(Input { xw, n, quads, full })
+}
+
+/// Writes `groups[j][q]` (sign-extended) to `s[q] + j` for every group `j` and lane `q`: the
+/// widening of [`prepare`] in one `asm!` loop (`LDRB`, `SXTB`, `STM s!` per input and three
+/// instructions of loop control per group: 3.75 per input).
+///
+/// Its one caller, [`prepare`], checks that `groups` is not empty and that each `s[q]` points
+/// to at least `groups.len()` writable words of its `xw`.
+fn widen_groups(groups: &[[i8; 4]], s: [*mut MaybeUninit<i32>; 4]) {
+    let x = groups.as_ptr().cast::<i8>();
+    let end = x.wrapping_add(4 * groups.len());
+    let [s0, s1, s2, s3] = s;
+    // SAFETY: reads the `4 g` bytes of `groups` (`g = groups.len() >= 1`, `x` steps by 4 from
+    // its start and stops exactly at `end`), and writes `g` words at each `s[q]` (one `STM`
+    // per group per lane), which `prepare` checked are inside `xw` (section q holds at least
+    // `g` words; `xw` comes from a `&mut [MaybeUninit<i32>]`, 4-aligned as `STM` needs). No
+    // other memory, no stack; `end` goes to `r8` (declared clobbered; Thumb-1 `asm!` cannot
+    // take a high register as input) and the flags are clobbered (no `preserves_flags`).
+    unsafe {
+        asm!(
+            "mov r8, {t}",
+            "2:",
+            "ldrb {t}, [{x}, #0]",
+            "sxtb {t}, {t}",
+            "stm {s0}!, {{{t}}}",
+            "ldrb {t}, [{x}, #1]",
+            "sxtb {t}, {t}",
+            "stm {s1}!, {{{t}}}",
+            "ldrb {t}, [{x}, #2]",
+            "sxtb {t}, {t}",
+            "stm {s2}!, {{{t}}}",
+            "ldrb {t}, [{x}, #3]",
+            "sxtb {t}, {t}",
+            "stm {s3}!, {{{t}}}",
+            "adds {x}, #4",
+            "cmp {x}, r8",
+            "bne 2b",
+            x = inout(reg) x => _,
+            s0 = inout(reg) s0 => _,
+            s1 = inout(reg) s1 => _,
+            s2 = inout(reg) s2 => _,
+            s3 = inout(reg) s3 => _,
+            t = inout(reg) end => _,
+            out("r8") _,
+            options(nostack),
+        );
+    }
 }
 
 /// The state of one block in memory; the `asm!` reads it through `r0`.
@@ -158,10 +197,7 @@ pub(crate) fn layer(
     slow: impl Fn(i32, Requant) -> i8,
 ) -> usize {
     let n = inp.n;
-    let rows = (l.weights.len() / n)
-        .min(l.bias.len())
-        .min(l.requant.len())
-        .min(l.y.len());
+    let rows = rows_of(l.weights.len(), n, l.bias.len().min(l.requant.len()).min(l.y.len()));
     let fused = l.zp2.is_some();
     macro_rules! block_asm {
         ($r:literal, $cp:ident) => {
@@ -328,21 +364,22 @@ pub(crate) fn layer(
                     "muls r7, r2, r7",
                     "muls r4, r2, r4",
                     "muls r1, r5, r1",
-                    // + 2^30 as + 2^14 to `lh` (`|lh| < 2^31 - 2^15`): exact, no carry.
-                    "movs r5, #1",
-                    "lsls r5, r5, #14",
-                    "adds r4, r4, r5",
-                    "movs r5, #0",
-                    "lsls r2, r4, #16",
-                    "adds r6, r6, r2",
-                    "adcs r7, r5",
+                    // mid = lh + (ll >> 16) + 2^14 (the + 2^30) fits i32: |lh| <= (2^16 - 1)
+                    // 2^15, so -2^31 < mid < 2^31 - 2^14. The low half of `ll` cannot carry
+                    // into bit 16 and only bits >= 31 are used: drop it. Then
+                    // lo = (mid << 16) + (hl << 16), hi = hh + (mid >> 16) + (hl >> 16) + C.
+                    "lsrs r6, r6, #16",
+                    "adds r4, r4, r6",
+                    "movs r6, #1",
+                    "lsls r6, r6, #14",
+                    "adds r4, r4, r6",
+                    "lsls r6, r4, #16",
                     "asrs r4, r4, #16",
                     "adds r7, r7, r4",
                     "lsls r2, r1, #16",
-                    "adds r6, r6, r2",
-                    "adcs r7, r5",
                     "asrs r1, r1, #16",
-                    "adds r7, r7, r1",
+                    "adds r6, r6, r2",
+                    "adcs r7, r1",
                     "mov r1, r7",
                     "bics r1, r6",
                     "lsrs r1, r1, #31",
@@ -465,7 +502,7 @@ pub(crate) fn layer(
         // With the output stage in the `asm!`, all whole blocks in one go (it stops early at
         // a row it does not take); else one block per call.
         let blocks = if fused && r == MAX_ROWS {
-            (rows - i) / MAX_ROWS
+            div5(rows - i)
         } else {
             1
         };
@@ -504,6 +541,24 @@ pub(crate) fn layer(
         }
     }
     rows
+}
+
+/// `min(weights / n, most)` (`n >= 1`) without a division when `most` rows fit (Armv6-M has no
+/// divide instruction: a library division costs about 85 instructions).
+fn rows_of(weights: usize, n: usize, most: usize) -> usize {
+    match most.checked_mul(n) {
+        Some(need) if need <= weights => most,
+        _ => weights / n.max(1),
+    }
+}
+
+/// `v / 5`, by a multiply for `v < 2^14` (`(v * 52429) >> 18` is exact below 43,690).
+fn div5(v: usize) -> usize {
+    if v < 1 << 14 {
+        (v * 52429) >> 18
+    } else {
+        v / MAX_ROWS
+    }
 }
 
 const _: () = {
