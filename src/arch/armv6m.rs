@@ -43,13 +43,12 @@ struct Pass {
     adj: u32,
 }
 
-/// The prepared input of a layer: the widened input in pass order, the number of inputs of
-/// each pass and the pass table of a five-row block.
+/// The prepared input of a layer: the widened input in pass order and the number of inputs of
+/// each pass (small, so that returning it copies no table).
 pub(crate) struct Input<'a> {
     xw: &'a [i32],
     n: usize,
     quads: [u32; 4],
-    full: [Pass; 4],
 }
 
 /// The pass table of an `r`-row block for passes of `quads` inputs.
@@ -118,8 +117,7 @@ pub(crate) fn prepare<'a>(x: &[i8], scratch: &'a mut [MaybeUninit<i32>]) -> Opti
     // q-th; the sections tile `xw` (their lengths add up to `4 g + tail.len() = n`).
     // `MaybeUninit<i32>` has the layout of `i32`.
     let xw: &'a [i32] = unsafe { &*(core::ptr::from_mut(xw) as *const [i32]) };
-    let full = table(xw, &quads, MAX_ROWS);
-    Some(Input { xw, n, quads, full })
+    Some(Input { xw, n, quads })
 }
 
 /// Writes `groups[j][q]` (sign-extended) to `s[q] + j` for every group `j` and lane `q`: the
@@ -547,6 +545,7 @@ pub(crate) fn layer(
     let rows = rows_of(l.weights.len(), n, l.bias.len().min(l.requant.len()).min(l.y.len()));
     let fused = l.zp2.is_some();
     let xw = inp.xw.as_ptr();
+    let full = table(inp.xw, &inp.quads, MAX_ROWS);
     // D[0] = row 0 - xw - 4: `LDM` has advanced J by 4 when the row is read.
     let d_base = (l.weights.as_ptr() as usize)
         .wrapping_sub(xw as usize)
@@ -557,7 +556,7 @@ pub(crate) fn layer(
         n,
         xw,
         bias: l.bias.as_ptr(),
-        table: inp.full.as_ptr(),
+        table: full.as_ptr(),
         acc: [0; MAX_ROWS],
         rq: l.requant.as_ptr(),
         y: core::ptr::null_mut(),
@@ -615,11 +614,14 @@ pub(crate) fn layer(
 }
 
 /// `min(weights / n, most)` (`n >= 1`) without a division when `most` rows fit (Armv6-M has no
-/// divide instruction: a library division costs about 85 instructions).
+/// divide instruction: a library division costs about 85 instructions, and a checked multiply
+/// a 64-bit one).
 fn rows_of(weights: usize, n: usize, most: usize) -> usize {
-    match most.checked_mul(n) {
-        Some(need) if need <= weights => most,
-        _ => weights / n.max(1),
+    // Both below 2^16: the product fits 32 bits.
+    if (most | n) >> 16 == 0 && most * n <= weights {
+        most
+    } else {
+        weights / n.max(1)
     }
 }
 
