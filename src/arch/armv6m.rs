@@ -384,6 +384,10 @@ macro_rules! block_asm {
                 "ldr r1, [r0, #{o_zp2}]",
                 "str r1, [sp, #12]",
                 "ldr r0, [r0, #{o_rq}]",
+                // 2^14 (the + 2^30 of every row) in lr, free after the passes.
+                "movs r1, #1",
+                "lsls r1, r1, #14",
+                "mov lr, r1",
                 ".set tvkk, 0",
                 ".irp acc, r8, r9, r10, r11, r12",
                 ".if tvkk < {r}",
@@ -412,9 +416,7 @@ macro_rules! block_asm {
                 // lo = (mid << 16) + (hl << 16), hi = hh + (mid >> 16) + (hl >> 16) + C.
                 "lsrs r6, r6, #16",
                 "adds r4, r4, r6",
-                "movs r6, #1",
-                "lsls r6, r6, #14",
-                "adds r4, r4, r6",
+                "add r4, lr",
                 "lsls r6, r4, #16",
                 "asrs r4, r4, #16",
                 "adds r7, r7, r4",
