@@ -186,7 +186,7 @@ struct Ctx {
 
 /// One `asm!` block for `$r` rows (module doc); `$cp` is the `*mut Ctx` it reads and writes.
 macro_rules! block_asm {
-    ($r:literal, $cp:ident) => {
+    ($r:expr, $cp:ident) => {
         // SAFETY: for each of the `left` blocks of `r` rows (rows `i..i + left r`, all
         // `<= rows`, so inside `weights`, `bias`, `requant` and `y`; the pointers advance by
         // `r` rows per block: `d0` by `adv = 5 n` bytes, which only the five-row variant
@@ -522,15 +522,17 @@ macro_rules! block_asm {
     };
 }
 
-/// The five-row `asm!` block out of line: its four copies of the body (4 KB) lie beyond the
-/// reach of the branches the compiler would place around it, which it cannot see the size of.
+/// One block's `asm!` out of line, for `R` rows: the four body copies of the five-row block
+/// (4 KB) lie beyond the reach of the branches the compiler would place around an inline
+/// `asm!` (it cannot see its size), and a call keeps the driver's registers out of the
+/// `asm!`'s clobbers.
 ///
 /// # Safety
 /// `cp` points to a live `Ctx` whose fields satisfy what the `SAFETY` comment of `block_asm!`
-/// states for `r = 5` (as `layer` sets them up).
+/// states for `r = R` (as `layer` sets them up); `1 <= R <= 5`.
 #[inline(never)]
-unsafe fn block5(cp: *mut Ctx) {
-    block_asm!(5, cp)
+unsafe fn block<const R: usize>(cp: *mut Ctx) {
+    block_asm!(R, cp)
 }
 
 /// The rows of a layer (row-major `weights`, `n` apart) against the prepared input, in blocks
@@ -591,13 +593,16 @@ pub(crate) fn layer(
             core::ptr::null_mut()
         };
         let cp: *mut Ctx = &mut c;
-        match r {
-            1 => block_asm!(1, cp),
-            2 => block_asm!(2, cp),
-            3 => block_asm!(3, cp),
-            4 => block_asm!(4, cp),
-            // SAFETY: as for the other arms (`block5` is the same `asm!` out of line).
-            _ => unsafe { block5(cp) },
+        // SAFETY: `c` is set up for `r` rows as `block_asm!` requires (its SAFETY comment);
+        // `cp` points to it and it outlives the call.
+        unsafe {
+            match r {
+                1 => block::<1>(cp),
+                2 => block::<2>(cp),
+                3 => block::<3>(cp),
+                4 => block::<4>(cp),
+                _ => block::<5>(cp),
+            }
         }
         // `left` is 0 when every block was done, else the stop was in block `blocks - left`
         // after its first `done` rows.
