@@ -205,8 +205,18 @@ macro_rules! block_asm {
         unsafe {
             asm!(
                 "push {{r6, r7}}",
-                "sub sp, #16",
+                "sub sp, #24",
                 "str r0, [sp, #4]",
+                // Per call on the stack: [sp] table, [sp, #4] ctx, [sp, #8] y (null: not fused),
+                // [sp, #12] zp2, [sp, #16] the `Requant` cursor.
+                "ldr r1, [r0, #{o_table}]",
+                "str r1, [sp, #0]",
+                "ldr r1, [r0, #{o_y}]",
+                "str r1, [sp, #8]",
+                "ldr r1, [r0, #{o_zp2}]",
+                "str r1, [sp, #12]",
+                "ldr r1, [r0, #{o_rq}]",
+                "str r1, [sp, #16]",
                 // Block start (r0 = ctx). Five rows: the biases by one `LDM`, `bias`
                 // advanced for the next block (only five-row calls have more than one).
                 "12:",
@@ -235,8 +245,7 @@ macro_rules! block_asm {
                 "mov r11, r2",
                 ".endif",
                 ".endif",
-                "ldr r2, [r0, #{o_table}]",
-                "str r2, [sp, #0]",
+                "ldr r2, [sp, #0]",
                 "ldr r3, [r0, #{o_d0}]",
                 "ldr r1, [r0, #{o_n}]",
                 ".if {r} > 1",
@@ -369,21 +378,17 @@ macro_rules! block_asm {
                 "b 2b",
                 ".endif",
                 "5:",
-                "ldr r0, [sp, #4]",
                 // The output stage (if `y` is set): for each row, `finish` (super) with the
                 // 64-bit product from 16-bit halves, as `qdense::mul_add_2_30_halves`. The
                 // sums are stored only for the rows it leaves to the caller.
-                "ldr r2, [r0, #{o_y}]",
+                "ldr r2, [sp, #8]",
                 "movs r1, #0",
                 "cmp r2, #0",
                 "bne 8f",
                 "b 9f",
-                // r0 = the `Requant` cursor, y and zp2 on the stack.
+                // r0 = the `Requant` cursor; y and zp2 on the stack.
                 "8:",
-                "str r2, [sp, #8]",
-                "ldr r1, [r0, #{o_zp2}]",
-                "str r1, [sp, #12]",
-                "ldr r0, [r0, #{o_rq}]",
+                "ldr r0, [sp, #16]",
                 // 2^14 (the + 2^30 of every row) in lr, free after the passes.
                 "movs r1, #1",
                 "lsls r1, r1, #14",
@@ -444,7 +449,9 @@ macro_rules! block_asm {
                 ".endif",
                 ".set tvkk, tvkk + 1",
                 ".endr",
-                // Block done: the next one, unless it was the last (`left` of them).
+                // Block done: the next one, unless it was the last (`left` of them); the
+                // rows' `LDM`s have advanced the `Requant` cursor.
+                "str r0, [sp, #16]",
                 "ldr r0, [sp, #4]",
                 "ldr r1, [r0, #{o_left}]",
                 "subs r1, #1",
@@ -454,12 +461,9 @@ macro_rules! block_asm {
                 "ldr r2, [r0, #{o_adv}]",
                 "adds r1, r1, r2",
                 "str r1, [r0, #{o_d0}]",
-                "ldr r1, [r0, #{o_rq}]",
-                "adds r1, #(8 * {r})",
-                "str r1, [r0, #{o_rq}]",
-                "ldr r1, [r0, #{o_y}]",
+                "ldr r1, [sp, #8]",
                 "adds r1, #{r}",
-                "str r1, [r0, #{o_y}]",
+                "str r1, [sp, #8]",
                 // `BL`: the block start is beyond `B`'s 2 KB; lr is free here.
                 "bl 12b",
                 "11:",
@@ -489,7 +493,7 @@ macro_rules! block_asm {
                 "str r2, [r0, #{o_acc} + 16]",
                 ".endif",
                 "10:",
-                "add sp, #16",
+                "add sp, #24",
                 "pop {{r6, r7}}",
                 r = const $r,
                 u = const unroll($r),
