@@ -434,8 +434,15 @@ macro_rules! block_asm {
                 "lsrs r1, r1, #31",
                 "subs r7, r7, r1",
                 "asrs r7, r3",
+                // + zp2: from the stack for row 0, which then leaves it in r8 (its accumulator
+                // is read) for the other rows.
+                ".if tvkk == 0",
                 "ldr r1, [sp, #12]",
                 "adds r7, r7, r1",
+                "mov r8, r1",
+                ".else",
+                "add r7, r8",
+                ".endif",
                 "asrs r7, r7, #1",
                 "sxtb r1, r7",
                 "cmp r1, r7",
