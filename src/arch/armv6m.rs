@@ -186,7 +186,7 @@ struct Ctx {
 
 /// One `asm!` block for `$r` rows (module doc); `$cp` is the `*mut Ctx` it reads and writes.
 macro_rules! block_asm {
-    ($r:expr, $cp:ident) => {
+    ($r:expr, $lp:expr, $cp:ident) => {
         // SAFETY: for each of the `left` blocks of `r` rows (rows `i..i + left r`, all
         // `<= rows`, so inside `weights`, `bias`, `requant` and `y`; the pointers advance by
         // `r` rows per block: `d0` by `adv = 5 n` bytes, which only the five-row variant
@@ -268,8 +268,12 @@ macro_rules! block_asm {
                 ".if {r} == 5",
                 ".set tvq, 0",
                 ".rept 4",
+                // With `lp` 0 (every pass at most `u` inputs) no loop: one run of the
+                // bodies from the entry is the pass, and no end is needed.
+                ".if {lp}",
                 "ldr r1, [r2, #(12 * tvq + 4)]",
                 "mov lr, r1",
+                ".endif",
                 "ldr r1, [r2, #(12 * tvq)]",
                 "add pc, r1",
                 "nop",
@@ -300,9 +304,11 @@ macro_rules! block_asm {
                 "add r12, r2",
                 ".endif",
                 ".endr",
+                ".if {lp}",
                 "cmp r0, lr",
                 "beq 4f",
                 "b 3b",
+                ".endif",
                 "4:",
                 ".if tvq < 3",
                 "ldr r2, [sp, #0]",
@@ -503,6 +509,7 @@ macro_rules! block_asm {
                 "add sp, #24",
                 "pop {{r6, r7}}",
                 r = const $r,
+                lp = const $lp,
                 u = const unroll($r),
                 o_d0 = const offset_of!(Ctx, d0),
                 o_n = const offset_of!(Ctx, n),
@@ -542,8 +549,8 @@ macro_rules! block_asm {
 /// `cp` points to a live `Ctx` whose fields satisfy what the `SAFETY` comment of `block_asm!`
 /// states for `r = R` (as `layer` sets them up); `1 <= R <= 5`.
 #[inline(never)]
-unsafe fn block<const R: usize>(cp: *mut Ctx) {
-    block_asm!(R, cp)
+unsafe fn block<const R: usize, const LP: usize>(cp: *mut Ctx) {
+    block_asm!(R, LP, cp)
 }
 
 /// The rows of a layer (row-major `weights`, `n` apart) against the prepared input, in blocks
@@ -561,11 +568,14 @@ pub(crate) fn layer(
     let fused = l.zp2.is_some();
     let xw = inp.xw.as_ptr();
     let full = table(inp.xw, &inp.quads, MAX_ROWS);
+    // Every pass within one run of the five-row body (`n <= 128`): the variant without loop
+    // (`prepare` made every pass at least one input long).
+    let short = inp.quads.iter().all(|&q| q <= unroll(MAX_ROWS));
     // D[0] = row 0 - xw - 4: `LDM` has advanced J by 4 when the row is read.
     let d_base = (l.weights.as_ptr() as usize)
         .wrapping_sub(xw as usize)
         .wrapping_sub(4);
-    let mut short;
+    let mut short_table;
     let mut c = Ctx {
         d0: d_base,
         n,
@@ -593,8 +603,8 @@ pub(crate) fn layer(
         c.left = blocks;
         c.d0 = d_base.wrapping_add(i * n);
         if r < MAX_ROWS {
-            short = table(inp.xw, &inp.quads, r);
-            c.table = short.as_ptr();
+            short_table = table(inp.xw, &inp.quads, r);
+            c.table = short_table.as_ptr();
         }
         c.bias = l.bias.as_ptr().wrapping_add(i);
         c.rq = l.requant.as_ptr().wrapping_add(i);
@@ -608,11 +618,12 @@ pub(crate) fn layer(
         // `cp` points to it and it outlives the call.
         unsafe {
             match r {
-                1 => block::<1>(cp),
-                2 => block::<2>(cp),
-                3 => block::<3>(cp),
-                4 => block::<4>(cp),
-                _ => block::<5>(cp),
+                1 => block::<1, 1>(cp),
+                2 => block::<2, 1>(cp),
+                3 => block::<3, 1>(cp),
+                4 => block::<4, 1>(cp),
+                _ if short => block::<5, 0>(cp),
+                _ => block::<5, 1>(cp),
             }
         }
         // `left` is 0 when every block was done, else the stop was in block `blocks - left`
