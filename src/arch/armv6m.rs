@@ -180,7 +180,6 @@ struct Ctx {
     y: *mut i8,
     zp2: i32,
     done: usize,
-    adv: usize,
     left: usize,
 }
 
@@ -189,7 +188,7 @@ macro_rules! block_asm {
     ($r:expr, $lp:expr, $cp:ident) => {
         // SAFETY: for each of the `left` blocks of `r` rows (rows `i..i + left r`, all
         // `<= rows`, so inside `weights`, `bias`, `requant` and `y`; the pointers advance by
-        // `r` rows per block: `d0` by `adv = 5 n` bytes, which only the five-row variant
+        // `r` rows per block: `d0` by `5 n` bytes, which only the five-row variant
         // loops over), it reads `r` biases, the `n` words of the widened input (`xw`: pass
         // q reads its `Q_q` words, the passes tile `xw`; `LDM` needs the 4-aligned words it
         // gets), and the weights `row_k + i` for `k < r`, `i < n` (in pass q at step m,
@@ -208,7 +207,7 @@ macro_rules! block_asm {
                 "sub sp, #24",
                 "str r0, [sp, #4]",
                 // Per call on the stack: [sp] table, [sp, #4] ctx, [sp, #8] y (null: not fused),
-                // [sp, #12] zp2, [sp, #16] the `Requant` cursor.
+                // [sp, #12] zp2, [sp, #16] the `Requant` cursor, [sp, #20] 2^14.
                 "ldr r1, [r0, #{o_table}]",
                 "str r1, [sp, #0]",
                 "ldr r1, [r0, #{o_y}]",
@@ -217,6 +216,9 @@ macro_rules! block_asm {
                 "str r1, [sp, #12]",
                 "ldr r1, [r0, #{o_rq}]",
                 "str r1, [sp, #16]",
+                "movs r1, #1",
+                "lsls r1, r1, #14",
+                "str r1, [sp, #20]",
                 // Block start (r0 = ctx). Five rows: the biases by one `LDM`, `bias`
                 // advanced for the next block (only five-row calls have more than one).
                 "12:",
@@ -259,6 +261,9 @@ macro_rules! block_asm {
                 ".endif",
                 ".if {r} > 4",
                 "adds r7, r6, r1",
+                // The next block's D[0] = D[4] + n (only five-row calls have more than one).
+                "adds r1, r7, r1",
+                "str r1, [r0, #{o_d0}]",
                 ".endif",
                 "ldr r0, [r0, #{o_xw}]",
                 // Pass start: END = J + len, jump to the body that leaves `len % u` inputs.
@@ -388,16 +393,15 @@ macro_rules! block_asm {
                 // 64-bit product from 16-bit halves, as `qdense::mul_add_2_30_halves`. The
                 // sums are stored only for the rows it leaves to the caller.
                 "ldr r2, [sp, #8]",
-                "movs r1, #0",
                 "cmp r2, #0",
                 "bne 8f",
+                "movs r1, #0",
                 "b 9f",
                 // r0 = the `Requant` cursor; y and zp2 on the stack.
                 "8:",
                 "ldr r0, [sp, #16]",
                 // 2^14 (the + 2^30 of every row) in lr, free after the passes.
-                "movs r1, #1",
-                "lsls r1, r1, #14",
+                "ldr r1, [sp, #20]",
                 "mov lr, r1",
                 ".set tvkk, 0",
                 ".irp acc, r8, r9, r10, r11, r12",
@@ -470,10 +474,6 @@ macro_rules! block_asm {
                 "subs r1, #1",
                 "str r1, [r0, #{o_left}]",
                 "beq 11f",
-                "ldr r1, [r0, #{o_d0}]",
-                "ldr r2, [r0, #{o_adv}]",
-                "adds r1, r1, r2",
-                "str r1, [r0, #{o_d0}]",
                 "ldr r1, [sp, #8]",
                 "adds r1, #{r}",
                 "str r1, [sp, #8]",
@@ -521,7 +521,6 @@ macro_rules! block_asm {
                 o_y = const offset_of!(Ctx, y),
                 o_zp2 = const offset_of!(Ctx, zp2),
                 o_done = const offset_of!(Ctx, done),
-                o_adv = const offset_of!(Ctx, adv),
                 o_left = const offset_of!(Ctx, left),
                 inout("r0") $cp => _,
                 out("r1") _,
@@ -587,7 +586,6 @@ pub(crate) fn layer(
         y: core::ptr::null_mut(),
         zp2: l.zp2.unwrap_or(0),
         done: 0,
-        adv: MAX_ROWS * n,
         left: 1,
     };
     let mut i = 0;
