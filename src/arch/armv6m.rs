@@ -181,6 +181,9 @@ struct Ctx {
     zp2: i32,
     done: usize,
     left: usize,
+    /// The five-row passes without loop: the entries of the four passes, then the first
+    /// three adjustments (copied to the `asm!`'s frame once per call).
+    flat: [u32; 7],
 }
 
 /// One `asm!` block for `$r` rows (module doc); `$cp` is the `*mut Ctx` it reads and writes.
@@ -204,7 +207,7 @@ macro_rules! block_asm {
         unsafe {
             asm!(
                 "push {{r6, r7}}",
-                "sub sp, #24",
+                "sub sp, #52",
                 "str r0, [sp, #4]",
                 // Per call on the stack: [sp] table, [sp, #4] ctx, [sp, #8] y (null: not fused),
                 // [sp, #12] zp2, [sp, #16] the `Requant` cursor, [sp, #20] 2^14.
@@ -219,6 +222,18 @@ macro_rules! block_asm {
                 "movs r1, #1",
                 "lsls r1, r1, #14",
                 "str r1, [sp, #20]",
+                // Five rows without loop: [sp, #24 + 4 q] the entry of pass q, [sp, #40 + 4 q]
+                // its adjustment (`LDM` without writeback: the base r1 is in the list).
+                ".if {r} == 5",
+                ".if {lp} == 0",
+                "movs r1, #{o_flat}",
+                "adds r1, r0, r1",
+                "ldm r1, {{r1, r2, r3, r4, r5, r6, r7}}",
+                "add r0, sp, #24",
+                "stm r0!, {{r1, r2, r3, r4, r5, r6, r7}}",
+                "ldr r0, [sp, #4]",
+                ".endif",
+                ".endif",
                 // Block start (r0 = ctx). Five rows: the biases by one `LDM`, `bias`
                 // advanced for the next block (only five-row calls have more than one).
                 "12:",
@@ -247,7 +262,9 @@ macro_rules! block_asm {
                 "mov r11, r2",
                 ".endif",
                 ".endif",
+                ".if {lp}",
                 "ldr r2, [sp, #0]",
+                ".endif",
                 "ldr r3, [r0, #{o_d0}]",
                 "ldr r1, [r0, #{o_n}]",
                 ".if {r} > 1",
@@ -279,7 +296,11 @@ macro_rules! block_asm {
                 "ldr r1, [r2, #(12 * tvq + 4)]",
                 "mov lr, r1",
                 ".endif",
+                ".if {lp}",
                 "ldr r1, [r2, #(12 * tvq)]",
+                ".else",
+                "ldr r1, [sp, #(24 + 4 * tvq)]",
+                ".endif",
                 "add pc, r1",
                 "nop",
                 "3:",
@@ -316,8 +337,12 @@ macro_rules! block_asm {
                 ".endif",
                 "4:",
                 ".if tvq < 3",
+                ".if {lp}",
                 "ldr r2, [sp, #0]",
                 "ldr r1, [r2, #(12 * tvq + 8)]",
+                ".else",
+                "ldr r1, [sp, #(40 + 4 * tvq)]",
+                ".endif",
                 "adds r3, r3, r1",
                 "adds r4, r4, r1",
                 "adds r5, r5, r1",
@@ -506,7 +531,7 @@ macro_rules! block_asm {
                 "str r2, [r0, #{o_acc} + 16]",
                 ".endif",
                 "10:",
-                "add sp, #24",
+                "add sp, #52",
                 "pop {{r6, r7}}",
                 r = const $r,
                 lp = const $lp,
@@ -522,6 +547,7 @@ macro_rules! block_asm {
                 o_zp2 = const offset_of!(Ctx, zp2),
                 o_done = const offset_of!(Ctx, done),
                 o_left = const offset_of!(Ctx, left),
+                o_flat = const offset_of!(Ctx, flat),
                 inout("r0") $cp => _,
                 out("r1") _,
                 out("r2") _,
@@ -587,6 +613,15 @@ pub(crate) fn layer(
         zp2: l.zp2.unwrap_or(0),
         done: 0,
         left: 1,
+        flat: [
+            full[0].entry,
+            full[1].entry,
+            full[2].entry,
+            full[3].entry,
+            full[0].adj,
+            full[1].adj,
+            full[2].adj,
+        ],
     };
     let mut i = 0;
     while i < rows {
@@ -665,6 +700,8 @@ const _: () = {
     assert!(core::mem::size_of::<Pass>() == 12);
     // `LDR rt, [rn, #imm]` reaches 124 bytes.
     assert!(offset_of!(Ctx, done) <= 124);
+    // `MOVS r1, #o_flat` takes 8 bits.
+    assert!(offset_of!(Ctx, flat) <= 255);
     assert!(offset_of!(Requant, multiplier) == 0);
     assert!(offset_of!(Requant, shift) == 4);
     assert!(size_of::<Requant>() == 8);
