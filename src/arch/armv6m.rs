@@ -170,6 +170,10 @@ fn widen_groups(groups: &[[i8; 4]], s: [*mut MaybeUninit<i32>; 4]) {
 /// The state of one block in memory; the `asm!` reads it through `r0`.
 #[repr(C)]
 struct Ctx {
+    /// The five-row passes without loop: the entries of the four passes, then the first
+    /// three adjustments (copied to the `asm!`'s frame once per call; first, for
+    /// `LDM r0!`).
+    flat: [u32; 7],
     d0: usize,
     n: usize,
     xw: *const i32,
@@ -181,9 +185,6 @@ struct Ctx {
     zp2: i32,
     done: usize,
     left: usize,
-    /// The five-row passes without loop: the entries of the four passes, then the first
-    /// three adjustments (copied to the `asm!`'s frame once per call).
-    flat: [u32; 7],
 }
 
 /// One `asm!` block for `$r` rows (module doc); `$cp` is the `*mut Ctx` it reads and writes.
@@ -223,12 +224,10 @@ macro_rules! block_asm {
                 "lsls r1, r1, #14",
                 "str r1, [sp, #20]",
                 // Five rows without loop: [sp, #24 + 4 q] the entry of pass q, [sp, #40 + 4 q]
-                // its adjustment (`LDM` without writeback: the base r1 is in the list).
+                // its adjustment (`flat`, the first field; r0 is reloaded after the `LDM`).
                 ".if {r} == 5",
                 ".if {lp} == 0",
-                "movs r1, #{o_flat}",
-                "adds r1, r0, r1",
-                "ldm r1, {{r1, r2, r3, r4, r5, r6, r7}}",
+                "ldm r0!, {{r1, r2, r3, r4, r5, r6, r7}}",
                 "add r0, sp, #24",
                 "stm r0!, {{r1, r2, r3, r4, r5, r6, r7}}",
                 "ldr r0, [sp, #4]",
@@ -488,6 +487,11 @@ macro_rules! block_asm {
                 "7:",
                 "ldr r2, [sp, #8]",
                 "strb r1, [r2, #tvkk]",
+                // The last row advances y for the next block.
+                ".if tvkk == {r} - 1",
+                "adds r2, #{r}",
+                "str r2, [sp, #8]",
+                ".endif",
                 ".endif",
                 ".set tvkk, tvkk + 1",
                 ".endr",
@@ -499,9 +503,6 @@ macro_rules! block_asm {
                 "subs r1, #1",
                 "str r1, [r0, #{o_left}]",
                 "beq 11f",
-                "ldr r1, [sp, #8]",
-                "adds r1, #{r}",
-                "str r1, [sp, #8]",
                 // `BL`: the block start is beyond `B`'s 2 KB; lr is free here.
                 "bl 12b",
                 "11:",
@@ -547,7 +548,6 @@ macro_rules! block_asm {
                 o_zp2 = const offset_of!(Ctx, zp2),
                 o_done = const offset_of!(Ctx, done),
                 o_left = const offset_of!(Ctx, left),
-                o_flat = const offset_of!(Ctx, flat),
                 inout("r0") $cp => _,
                 out("r1") _,
                 out("r2") _,
@@ -700,8 +700,8 @@ const _: () = {
     assert!(core::mem::size_of::<Pass>() == 12);
     // `LDR rt, [rn, #imm]` reaches 124 bytes.
     assert!(offset_of!(Ctx, done) <= 124);
-    // `MOVS r1, #o_flat` takes 8 bits.
-    assert!(offset_of!(Ctx, flat) <= 255);
+    // `LDM r0!` reads `flat` from the start of `Ctx`.
+    assert!(offset_of!(Ctx, flat) == 0);
     assert!(offset_of!(Requant, multiplier) == 0);
     assert!(offset_of!(Requant, shift) == 4);
     assert!(size_of::<Requant>() == 8);
