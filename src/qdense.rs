@@ -1062,7 +1062,9 @@ mod tests {
         let hl = ah * (ml as i32);
         let hh = ah * mh;
         // `adds` that must not overflow: checked.
-        let mid = lh.checked_add((ll >> 16) as i32).and_then(|v| v.checked_add(1 << 14));
+        let mid = lh
+            .checked_add((ll >> 16) as i32)
+            .and_then(|v| v.checked_add(1 << 14));
         assert!(mid.is_some(), "mid overflows: a {a}, m {m}");
         let mid = mid.unwrap_or_default();
         let (lo, c) = ((mid as u32) << 16).overflowing_add((hl as u32) << 16);

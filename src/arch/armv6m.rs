@@ -106,7 +106,15 @@ pub(crate) fn prepare<'a>(x: &[i8], scratch: &'a mut [MaybeUninit<i32>]) -> Opti
     if g == 0 || s3.len() < g {
         return None;
     }
-    widen_groups(groups, [s0.as_mut_ptr(), s1.as_mut_ptr(), s2.as_mut_ptr(), s3.as_mut_ptr()]);
+    widen_groups(
+        groups,
+        [
+            s0.as_mut_ptr(),
+            s1.as_mut_ptr(),
+            s2.as_mut_ptr(),
+            s3.as_mut_ptr(),
+        ],
+    );
     for (s, &v) in [s0, s1, s2, s3].into_iter().zip(tail) {
         if let Some(o) = s.get_mut(g) {
             o.write(i32::from(v));
@@ -589,7 +597,11 @@ pub(crate) fn layer(
     slow: impl Fn(i32, Requant) -> i8,
 ) -> usize {
     let n = inp.n;
-    let rows = rows_of(l.weights.len(), n, l.bias.len().min(l.requant.len()).min(l.y.len()));
+    let rows = rows_of(
+        l.weights.len(),
+        n,
+        l.bias.len().min(l.requant.len()).min(l.y.len()),
+    );
     let fused = l.zp2.is_some();
     let xw = inp.xw.as_ptr();
     let full = table(inp.xw, &inp.quads, MAX_ROWS);
