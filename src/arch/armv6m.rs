@@ -20,7 +20,16 @@
 //! `i ≡ q mod 4`) cover a row; between passes every `D[k]` moves by `1 - 4 Q_q` (`Q_q` inputs
 //! in pass `q`). The body is unrolled 32 times (16 for three rows or fewer) and entered by a
 //! computed `ADD PC` for the inputs left over, so the loop test costs 3 instructions per 32
-//! inputs.
+//! inputs. Five-row blocks of layers whose passes all fit one run of the body (`n <= 128`)
+//! use a variant with a copy of the body per pass and no loop test (26 instructions of pass
+//! control per block instead of about 70; 4.7 KB of code).
+//!
+//! The output stage (`finish`, per row) forms the 64-bit product from four 16 x 16 `MULS`:
+//! `mid = al mh + (al ml >> 16) + 2^14` fits an i32, and the high word is
+//! `ah mh + (mid >> 16) + (ah ml >> 16)` plus the carry of `(mid << 16) + (ah ml << 16)` (the
+//! low half of `al ml` cannot carry, and only bit 31 of the low word is used): 38
+//! instructions per row, with `2^14` in `lr` and `2 zp + 1` in `r8` once the first row has
+//! read its accumulator (`qdense` tests this arithmetic against i64).
 //!
 //! Registers: `J = r0`, `x = r1`, `t = r2`, `D[0..5] = r3..r7` (`r6`, `r7` saved and restored
 //! by the block: `asm!` may not name them), accumulators `r8..r12`, the pass end in `lr`.
@@ -210,9 +219,13 @@ macro_rules! block_asm {
         // computed jump lands on a body start: `entry` is a multiple of the body size below
         // `u` bodies, and `ADD PC` reads PC as its own address + 4, where the first body
         // starts (after one 16-bit NOP). The loop ends when J reaches the pass end exactly
-        // (J steps by 4, the pass is `4 Q_q` bytes). r6/r7 (base and frame pointer, not
-        // nameable) are pushed and popped; sp is restored. No instruction needs more than
-        // Armv6-M.
+        // (J steps by 4, the pass is `4 Q_q` bytes); without the loop (`lp` 0, five rows),
+        // `layer` checked that every `Q_q` is in `1..=u`, so the run from the entry to the
+        // end of the bodies reads exactly `Q_q` inputs. r6/r7 (base and frame pointer, not
+        // nameable) are pushed and popped, and 52 bytes of frame (the per-call state, written
+        // before it is read) allocated and freed; sp is restored on every exit. `lr` is
+        // clobbered (declared), the `BL` back to the block start included. No instruction
+        // needs more than Armv6-M.
         unsafe {
             asm!(
                 "push {{r6, r7}}",
