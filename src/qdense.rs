@@ -1045,7 +1045,33 @@ mod tests {
                 let want = i64::from(a) * i64::from(m) + (1 << 30);
                 let want = ((want >> 32) as i32, want as u32);
                 assert_eq!(mul_add_2_30_halves(a, m), want, "a {a}, m {m}");
+                let (hi, lo) = mid_scheme(a, m);
+                assert_eq!((hi, lo >> 31), (want.0, want.1 >> 31), "mid: a {a}, m {m}");
             }
         }
+    }
+
+    /// The Armv6-M output stage's product (`arch/armv6m.rs`), instruction by instruction: the
+    /// high word and bit 31 of the low word of `a m + 2^30` (the only bits it uses), with
+    /// `mid = lh + (ll >> 16) + 2^14` in one i32 and the low half of `ll` dropped.
+    fn mid_scheme(a: i32, m: i32) -> (i32, u32) {
+        let (al, ah) = (a as u32 & 0xFFFF, a >> 16);
+        let (ml, mh) = (m as u32 & 0xFFFF, m >> 16);
+        let ll = al * ml;
+        let lh = (al as i32) * mh;
+        let hl = ah * (ml as i32);
+        let hh = ah * mh;
+        // `adds` that must not overflow: checked.
+        let mid = lh
+            .checked_add((ll >> 16) as i32)
+            .and_then(|v| v.checked_add(1 << 14));
+        assert!(mid.is_some(), "mid overflows: a {a}, m {m}");
+        let mid = mid.unwrap_or_default();
+        let (lo, c) = ((mid as u32) << 16).overflowing_add((hl as u32) << 16);
+        let hi = hh
+            .wrapping_add(mid >> 16)
+            .wrapping_add(hl >> 16)
+            .wrapping_add(i32::from(c));
+        (hi, lo)
     }
 }
