@@ -49,7 +49,10 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(norm.channels(), c);
     let window = 1 + usize::from(mode == NonFinite::Keep) + rows % 3;
     if let Ok(w) = Windows::cut(&series, window, 1 + rows % 2, &norm) {
-        assert_eq!(w.data.len(), w.len() * w.dim());
+        assert_eq!(w.stream.len(), rows * c);
+        for i in 0..w.len() {
+            assert_eq!(w.get(i).len(), w.dim());
+        }
     }
     let _ = split_tail(&series, 0.25, window);
 });
