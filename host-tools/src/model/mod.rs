@@ -12,11 +12,11 @@
 //! # Post-training int8 quantization
 //! - Weights: symmetric per output channel, `s_w[o] = max_i |W[o][i]| / 127` (1 for an all-zero
 //!   row), `w_q = round(W / s_w)` (half away from zero), zero point 0.
-//! - Activations: asymmetric int8, [`QParams::from_range`] of the min/max that the f32 model
-//!   produces on the calibration (training) windows ([`Ranges`]) at each layer boundary: the
-//!   standardized input, each hidden layer's ReLU output, the `mu` and `logvar` heads, the
-//!   decoder input `z` (range of `mu ± 3 sigma`, so sampled scores stay in range), each decoder
-//!   hidden output and the decoder output.
+//! - Activations: asymmetric int8, [`QParams::from_range`](tinyvae::QParams::from_range) of
+//!   the min/max that the f32 model produces on the calibration (training) windows
+//!   ([`Ranges`]) at each layer boundary: the standardized input, each hidden layer's ReLU
+//!   output, the `mu` and `logvar` heads, the decoder input `z` (range of `mu ± 3 sigma`, so
+//!   sampled scores stay in range), each decoder hidden output and the decoder output.
 //! - Bias: `round(b[o] / (s_in s_w[o]))` as i32 with the input zero point folded in
 //!   ([`tinyvae::fold_bias`]); requantization `quantize_multiplier(s_in s_w[o] / s_out)`
 //!   ([`tinyvae::per_channel_multiplier`]); ReLU fused as the clamp of
