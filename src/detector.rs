@@ -123,6 +123,9 @@
 //! of configuration and state; no heap, no recursion. Measured `size_of`: 5 616 bytes for
 //! `C = 6, W = 64, Z = 8` (workspace 1 704), 952 bytes for `C = 3, W = 8, Z = 2`. A [`Detector`]
 //! can live in a `static` ([`Detector::new`] is `const`).
+//!
+//! It is kept as one file because it is one concept: the streaming detector's state machine, every
+//! part of which updates the same state per sample.
 
 use core::marker::PhantomData;
 

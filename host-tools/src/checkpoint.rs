@@ -46,6 +46,9 @@
 //! written to a temporary file in it and renamed over the old one (weights first, config last).
 //! [`load`] checks every tensor's presence, dtype, shape and finiteness against the config
 //! and names the offending tensor in its error.
+//!
+//! It is kept as one file because it is one concept: the checkpoint directory format, read and
+//! written.
 
 use crate::train::{Arch, Linear, NoiseKind, Params, TrainConfig};
 use crate::train::{DECODER_LOGVAR_MAX, DECODER_LOGVAR_MIN};

@@ -18,6 +18,9 @@
 //! `LOG_NORM`; the type `Model`, a typed [`tinyvae::Vae`] whose layers are
 //! [`tinyvae::QDense`] between [`tinyvae::Quantize`] / [`tinyvae::Dequantize`] (int8) or
 //! [`tinyvae::Dense`] (f32); and `pub static MODEL: Model`.
+//!
+//! It is kept as one file because it is one concept: the writer of the generated model source,
+//! whose sections share one set of formatting rules.
 
 use std::fmt::Write as _;
 

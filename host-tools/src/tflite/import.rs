@@ -5,6 +5,9 @@
 //! TFLite's `schema.fbs`); `flatbuffers::root_with_opts` verifies the whole buffer first, after
 //! which every accessor reads in bounds. Vector indexing in the generated code asserts, so every
 //! index taken from the file goes through [`at`], which checks it first.
+//!
+//! It is kept as one file because it is one concept: the checked walk of one TFLite flatbuffer into
+//! imported layers.
 
 use flatbuffers::{Follow, Vector};
 use tinyvae::{

@@ -33,6 +33,9 @@
 //!
 //! The finite-difference check (`tests/gradcheck.rs`) runs these functions in f64 on every
 //! parameter of small models of each variant.
+//!
+//! It is kept as one file because it is one concept: the VAE's forward and backward passes, whose
+//! buffers and gradients pair up line for line.
 
 use super::arch::{
     Arch, NoiseKind, DECODER_LOGVAR_MAX, DECODER_LOGVAR_MIN, ENCODER_LOGVAR_MAX, ENCODER_LOGVAR_MIN,
