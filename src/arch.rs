@@ -49,6 +49,9 @@
 //! module docs say how); they read weight bytes only (`LDRSB`, no alignment), the input widened
 //! to 4-aligned words (`LDM`), and push `r6`/`r7`, which `asm!` cannot name, with a few words of
 //! state, restoring `sp` on every exit.
+//!
+//! It is kept as one file (with its per-core children in `arch/`) because it is one concept:
+//! the only `unsafe` of the library, the kernels' `asm!` and their portable twins.
 
 use crate::Requant;
 

@@ -121,6 +121,9 @@
 //! pre-activation grid calibrated on the layer's range (steps of 0.01..0.03), the error against
 //! `tanh` of the f32 layer reached 2.4 output steps: the pre-activation rounding dominates, as
 //! the bound says; each LUT entry alone is within half a step of `tanh` of its input.
+//!
+//! It is kept as one file because it is one concept: the int8 dense layer (typed and run-time
+//! views) with its kernel selection; the per-core `asm!` lives in `arch`.
 
 use crate::arch;
 use crate::quant::{dequantize_into, quantize_into};

@@ -33,6 +33,8 @@
 //!
 //! Registers: `J = r0`, `x = r1`, `t = r2`, `D[0..5] = r3..r7` (`r6`, `r7` saved and restored
 //! by the block: `asm!` may not name them), accumulators `r8..r12`, the pass end in `lr`.
+//!
+//! It is kept as one file because it is one concept: the Armv6-M multi-row int8 kernel.
 
 use crate::Requant;
 use core::arch::asm;

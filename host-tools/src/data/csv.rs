@@ -12,6 +12,8 @@
 //! not an input error; a row whose channel fields are all empty is a dropped sample (a gap).
 //! Errors name the file, the 1-based line and the 1-based column, e.g.
 //! `data.csv:17:3: field "abc" is not a number`.
+//!
+//! It is kept as one file because it is one concept: the sensor CSV reader and its checks.
 
 use std::collections::HashMap;
 use std::fmt;
