@@ -187,14 +187,17 @@ fn replay<V: VaeModel>(
         let ll = m.noise().log_likelihood(x, &mean).unwrap();
         recon_sum += ll;
         let mut lw = f64::from(ll);
+        // The library sums the log weight's terms in f32: its rounding error scales with the sum
+        // of their magnitudes, not the largest one.
+        let mut terms = f64::from(ll.abs());
         for j in 0..zd {
             let (zj, ej, lj) = (f64::from(z[j]), f64::from(eps[j]), f64::from(lv[j]));
             let lp = -0.5 * (ln_2pi + zj * zj);
             let lq = -0.5 * (ln_2pi + lj + ej * ej);
             lw += lp - lq;
-            mag = mag.max(lp.abs() + lq.abs());
+            terms += lp.abs() + lq.abs();
         }
-        mag = mag.max(f64::from(ll.abs()));
+        mag = mag.max(terms);
         lls.push(f64::from(ll));
         lws.push(lw);
     }
@@ -762,40 +765,94 @@ proptest! {
         xs in proptest::collection::vec(-5.0f32..5.0, 10),
         rng_seed in any::<u64>(),
     ) {
-        let dims = [dims.0, dims.1, dims.2, dims.3];
-        let m = random_rt(seed, dims, [acts.0, acts.1], wscale);
-        let x = &xs[..dims[0]];
-        let mut s = rt_scratch(&m);
-        let det = slice_score(&m, &mut s, x, ScoreKind::Elbo, 0).unwrap();
-        prop_assert!(det.score.is_finite() && !det.overflow, "{det:?}");
-        prop_assert!(det.kl >= 0.0 && det.kl.is_finite(), "{det:?}");
-        prop_assert_eq!(det.score.to_bits(), (-(det.recon - det.kl)).to_bits());
-        // The deterministic reconstruction term is at most the log-normaliser.
-        prop_assert!(det.recon <= m.log_norm);
-
-        let e1 = slice_score(&m, &mut s, x, ScoreKind::ElboSampled { samples: 1 }, rng_seed).unwrap();
-        let i1 = slice_score(&m, &mut s, x, ScoreKind::Iwae { samples: 1 }, rng_seed).unwrap();
-        let r1 = slice_score(&m, &mut s, x, ScoreKind::ReconProb { samples: 1 }, rng_seed).unwrap();
-        for v in [&e1, &i1, &r1] {
-            prop_assert!(v.score.is_finite() && v.kl >= 0.0, "{v:?}");
-            prop_assert_eq!(v.kl.to_bits(), det.kl.to_bits());
-            // Same seed, same draw: the same log-likelihood in every sampled kind.
-            prop_assert_eq!(v.recon.to_bits(), e1.recon.to_bits());
-        }
-        // One draw: ELBO-1 = ll - KL exactly, RP-1 = ll exactly.
-        prop_assert_eq!(e1.score.to_bits(), (-(e1.recon - e1.kl)).to_bits());
-        prop_assert_eq!((-r1.score).to_bits(), e1.recon.to_bits());
-        // IWAE-1 = ll + ln p(z) - ln q(z|x): equal to ELBO-1 only in expectation (below).
-        let r = replay(&m, &mut s, x, 1, rng_seed);
-        let tol = lse_tol(r.mag, 1);
-        prop_assert!((-f64::from(i1.score) - r.iwae).abs() <= tol,
-            "IWAE-1 {} vs replayed {}", -i1.score, r.iwae);
-
-        // Larger K: finite, and RP-K (a log-mean-exp) >= the mean log-likelihood (Jensen).
-        let rk = slice_score(&m, &mut s, x, ScoreKind::ReconProb { samples: 8 }, rng_seed).unwrap();
-        prop_assert!(rk.score.is_finite(), "{rk:?}");
-        prop_assert!(-rk.score >= rk.recon - 1e-5 * (1.0 + rk.recon.abs()), "{rk:?}");
+        scores_finite_and_consistent(seed, dims, acts, wscale, &xs, rng_seed)?;
     }
+}
+
+/// A case the property once failed on (an IWAE-1 tolerance that counted only the largest term
+/// of the f32 log weight, not the sum of their magnitudes).
+#[test]
+fn iwae_tolerance_counts_every_term() {
+    let xs = [
+        4.047_563_6,
+        -3.760_538_3,
+        -2.584_446_4,
+        0.0,
+        0.0,
+        0.0,
+        0.0,
+        0.0,
+        0.0,
+        0.0,
+    ];
+    scores_finite_and_consistent(
+        5_642_176_968_880_471_727,
+        (3, 2, 6, 4),
+        (Activation::Identity, Activation::Relu),
+        2.570_042,
+        &xs,
+        16_133_236_924_951_295_247,
+    )
+    .unwrap();
+}
+
+/// The property of `prop_scores_finite_and_consistent` for one input.
+fn scores_finite_and_consistent(
+    seed: u64,
+    dims: (usize, usize, usize, usize),
+    acts: (Activation, Activation),
+    wscale: f32,
+    xs: &[f32],
+    rng_seed: u64,
+) -> Result<(), TestCaseError> {
+    let dims = [dims.0, dims.1, dims.2, dims.3];
+    let m = random_rt(seed, dims, [acts.0, acts.1], wscale);
+    let x = &xs[..dims[0]];
+    let mut s = rt_scratch(&m);
+    let det = slice_score(&m, &mut s, x, ScoreKind::Elbo, 0).unwrap();
+    prop_assert!(det.score.is_finite() && !det.overflow, "{det:?}");
+    prop_assert!(det.kl >= 0.0 && det.kl.is_finite(), "{det:?}");
+    prop_assert_eq!(det.score.to_bits(), (-(det.recon - det.kl)).to_bits());
+    // The deterministic reconstruction term is at most the log-normaliser.
+    prop_assert!(det.recon <= m.log_norm);
+
+    let e1 = slice_score(
+        &m,
+        &mut s,
+        x,
+        ScoreKind::ElboSampled { samples: 1 },
+        rng_seed,
+    )
+    .unwrap();
+    let i1 = slice_score(&m, &mut s, x, ScoreKind::Iwae { samples: 1 }, rng_seed).unwrap();
+    let r1 = slice_score(&m, &mut s, x, ScoreKind::ReconProb { samples: 1 }, rng_seed).unwrap();
+    for v in [&e1, &i1, &r1] {
+        prop_assert!(v.score.is_finite() && v.kl >= 0.0, "{v:?}");
+        prop_assert_eq!(v.kl.to_bits(), det.kl.to_bits());
+        // Same seed, same draw: the same log-likelihood in every sampled kind.
+        prop_assert_eq!(v.recon.to_bits(), e1.recon.to_bits());
+    }
+    // One draw: ELBO-1 = ll - KL exactly, RP-1 = ll exactly.
+    prop_assert_eq!(e1.score.to_bits(), (-(e1.recon - e1.kl)).to_bits());
+    prop_assert_eq!((-r1.score).to_bits(), e1.recon.to_bits());
+    // IWAE-1 = ll + ln p(z) - ln q(z|x): equal to ELBO-1 only in expectation (below).
+    let r = replay(&m, &mut s, x, 1, rng_seed);
+    let tol = lse_tol(r.mag, 1);
+    prop_assert!(
+        (-f64::from(i1.score) - r.iwae).abs() <= tol,
+        "IWAE-1 {} vs replayed {}",
+        -i1.score,
+        r.iwae
+    );
+
+    // Larger K: finite, and RP-K (a log-mean-exp) >= the mean log-likelihood (Jensen).
+    let rk = slice_score(&m, &mut s, x, ScoreKind::ReconProb { samples: 8 }, rng_seed).unwrap();
+    prop_assert!(rk.score.is_finite(), "{rk:?}");
+    prop_assert!(
+        -rk.score >= rk.recon - 1e-5 * (1.0 + rk.recon.abs()),
+        "{rk:?}"
+    );
+    Ok(())
 }
 
 /// IWAE-1 and ELBO-1 with the same seed differ by `ln p(z) - ln q(z|x) + KL`, whose expectation
