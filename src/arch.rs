@@ -574,7 +574,7 @@ pub(crate) struct Rows4<'a> {
 /// The output stage of [`rows4`] for a clamp of `[-128, 127]` without table, given
 /// `zp2 = 2 zp + 1` with `|zp| <= 2^20`; `None` when the shift is outside `-31..=-2` (then the
 /// caller runs the general stage). Equal to `saturate_i8(requantize(acc, rq) + zp)` (see
-/// `qdense::requantize_fast` for the derivation): with `H` the high word of
+/// `qkernel::requantize_fast` for the derivation): with `H` the high word of
 /// `acc m + 2^30 - [acc m + 2^30 < 0] 2^31` and `e = -shift`,
 /// `requantize = floor((H + 2^(e-2)) / 2^(e-1)) = floor((floor(H / 2^(e-2)) + 1) / 2)`, so
 /// `requantize + zp = floor((floor(H / 2^(e-2)) + zp2) / 2)`: one SSAT with `ASR #1`.

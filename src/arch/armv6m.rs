@@ -419,7 +419,7 @@ macro_rules! block_asm {
                 ".endif",
                 "5:",
                 // The output stage (if `y` is set): for each row, `finish` (super) with the
-                // 64-bit product from 16-bit halves, as `qdense::mul_add_2_30_halves`. The
+                // 64-bit product from 16-bit halves, as `qkernel::mul_add_2_30_halves`. The
                 // sums are stored only for the rows it leaves to the caller.
                 "ldr r2, [sp, #8]",
                 "cmp r2, #0",
