@@ -1,0 +1,76 @@
+//! What a [`StreamDetector`](crate::StreamDetector) reports: a [`WindowReport`] per formed
+//! window and, on request, an [`Attribution`] (or [`ChannelAttribution`]) of the last scored
+//! window.
+//!
+//! # Attribution
+//!
+//! [`Detector::attribute`](crate::Detector::attribute) explains the last scored window through the reconstruction term at
+//! the posterior mean: with `m = D(mu)` (for [`ScoreKind::Elbo`](crate::ScoreKind::Elbo) the score's own decode; for
+//! sampled kinds one extra decode) and the decoder precisions `p`,
+//!
+//! ```text
+//! e[t C + c]   = 1/2 (x[t C + c] - m[t C + c])^2 p[t C + c]      (DecoderNoise::contributions)
+//! channels[c]  = sum_t e[t C + c],     steps[t] = sum_c e[t C + c]
+//! ```
+//!
+//! with the top channel and time step (first maximum). `sum_c channels[c] = log_norm - ln p(x|mu)`
+//! up to rounding. Cost: `X` multiply-adds (plus one decode for sampled kinds).
+
+use crate::{AlarmEvent, Faults, Phase, Score};
+
+/// What [`Detector::push`](crate::Detector::push) reports for each formed window.
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct WindowReport {
+    /// Window index `k` (0-based, counting skipped windows).
+    pub window: u64,
+    /// Index of the window's first sample (`k stride`).
+    pub start: u64,
+    /// One past the index of its last sample (`start + W`).
+    pub end: u64,
+    /// The score, `None` if the window was skipped (see [`Faults::skips_window`]).
+    pub score: Option<Score>,
+    /// The level (EMA-smoothed score) given to the alarm or to the threshold estimate, `None`
+    /// if the window updated neither.
+    pub level: Option<f32>,
+    /// The alarm state after this window.
+    pub alarm: bool,
+    /// The alarm event this window caused.
+    pub event: Option<AlarmEvent>,
+    /// Sensor faults within the window.
+    pub faults: Faults,
+    /// The phase the window was processed in.
+    pub phase: Phase,
+}
+
+/// Which channels and time steps of the last scored window contribute most to its
+/// reconstruction term (see the module doc).
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Attribution<const C: usize, const W: usize> {
+    /// The window explained.
+    pub window: u64,
+    /// Per-channel sums of `1/2 (x - m)^2 p` over the window's time steps.
+    pub channels: [f32; C],
+    /// Per-time-step sums over the channels, oldest first.
+    pub steps: [f32; W],
+    /// The channel with the largest sum (first on ties).
+    pub top_channel: usize,
+    /// The time step with the largest sum (0 = oldest; first on ties).
+    pub top_step: usize,
+}
+
+/// [`Attribution`] without the per-time-step sums, which
+/// [`StreamDetector::attribute_into`](crate::StreamDetector::attribute_into) writes to a caller's slice (window length at run time).
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct ChannelAttribution<const C: usize> {
+    /// The window explained.
+    pub window: u64,
+    /// Per-channel sums of `1/2 (x - m)^2 p` over the window's time steps.
+    pub channels: [f32; C],
+    /// The channel with the largest sum (first on ties).
+    pub top_channel: usize,
+    /// The time step with the largest sum (0 = oldest; first on ties).
+    pub top_step: usize,
+}
