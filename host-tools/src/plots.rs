@@ -14,7 +14,7 @@ use std::path::Path;
 use anyhow::{anyhow, Result};
 use plotters::prelude::*;
 
-use crate::data::write_atomic;
+use crate::output::write_file;
 
 /// One epoch of training history.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -168,7 +168,7 @@ pub fn training_curves(path: &Path, history: &[EpochPoint]) -> Result<()> {
         }
         root.present().map_err(err)?;
     }
-    write_atomic(path, svg.as_bytes())
+    write_file(path, svg.as_bytes())
 }
 
 /// One panel of [`score_histograms`].
@@ -285,7 +285,7 @@ pub fn score_histograms(path: &Path, panels: &[HistPanel<'_>]) -> Result<()> {
         }
         root.present().map_err(err)?;
     }
-    write_atomic(path, svg.as_bytes())
+    write_file(path, svg.as_bytes())
 }
 
 /// One curve of [`roc_curves`].
@@ -357,7 +357,7 @@ pub fn roc_curves(path: &Path, title: &str, lines: &[RocLine]) -> Result<()> {
         }
         root.present().map_err(err)?;
     }
-    write_atomic(path, svg.as_bytes())
+    write_file(path, svg.as_bytes())
 }
 
 #[cfg(test)]

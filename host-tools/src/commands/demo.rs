@@ -21,7 +21,7 @@ use tinyvae_host_tools::pipeline::train::{arch_string, selection_line};
 use tinyvae_host_tools::pipeline::{
     default_data, load_model, train_model, CalibOpts, KindMetrics, Loaded, ModelOpts,
 };
-use tinyvae_host_tools::{checkpoint, data, export, setup};
+use tinyvae_host_tools::{checkpoint, export, setup};
 
 use super::{error_line, fmt_opt, kb};
 
@@ -71,7 +71,7 @@ pub fn run(a: DemoArgs) -> Result<()> {
     let samples = samples_of(&m.th);
     let mut r = evaluate(&m, &test_path, None, 0, samples, Matching::ByName)?;
     let src = export::export_int8(&m.ck, &m.int8, m.th.int8)?;
-    data::write_atomic(&dir.join("model.rs"), src.as_bytes())?;
+    output::write_file(&dir.join("model.rs"), src.as_bytes())?;
     let baseline = gaussian_baseline_for(&m, &train_path, &r.windows)
         .map_err(|e| eprintln!("warning: Gaussian baseline skipped: {}", error_line(&e)))
         .ok();
@@ -119,7 +119,7 @@ pub fn run(a: DemoArgs) -> Result<()> {
     }
     let mut text = serde_json::to_string_pretty(&r.json)?;
     text.push('\n');
-    data::write_atomic(&dir.join("metrics.json"), text.as_bytes())?;
+    output::write_file(&dir.join("metrics.json"), text.as_bytes())?;
     let out = staging.commit()?;
     let _ = t.split;
     let _ = (&t.f32, &t.int8);

@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Args;
 
+use tinyvae_host_tools::export;
 use tinyvae_host_tools::output::{self, Input};
 use tinyvae_host_tools::pipeline::load_model;
-use tinyvae_host_tools::{data, export};
 
 #[derive(Args, Debug)]
 pub struct ExportArgs {
@@ -35,7 +35,7 @@ pub fn run(a: ExportArgs) -> Result<()> {
     } else {
         export::export_int8(&m.ck, &m.int8, m.th.int8)?
     };
-    data::write_atomic(&a.out, src.as_bytes())?;
+    output::write_file(&a.out, src.as_bytes())?;
     eprintln!(
         "wrote {} ({} model, {} bytes of parameters, threshold {})",
         a.out.display(),

@@ -10,7 +10,7 @@ use clap::{Args, Subcommand};
 use tinyvae_host_tools::firmware::{self, Core};
 use tinyvae_host_tools::pipeline::chip::chip_vs_host;
 use tinyvae_host_tools::pipeline::load_model;
-use tinyvae_host_tools::{data, export};
+use tinyvae_host_tools::{export, output};
 
 #[derive(Subcommand, Debug)]
 pub enum FirmwareCmd {
@@ -64,7 +64,7 @@ pub fn run(cmd: FirmwareCmd) -> Result<ExitCode> {
             let tmp = tempfile::tempdir()?;
             let model_rs = tmp.path().join("model.rs");
             let src = export::export_int8(&m.ck, &m.int8, m.th.int8)?;
-            data::write_atomic(&model_rs, src.as_bytes())?;
+            output::write_file(&model_rs, src.as_bytes())?;
             let r = chip_vs_host(&cores, &model_rs, &m.int8, &m.ck.config, m.th.int8)?;
             let ok = r.iter().all(|p| p.mismatch.is_none());
             if a.json {

@@ -206,7 +206,7 @@ pub fn run(a: ScoreArgs) -> Result<()> {
     let hm = if a.f32 { &m.f32 } else { &m.int8 };
     let channels = &m.ck.config.channels;
     let has_labels = src.has_labels();
-    let mut out = data::AtomicWriter::create(&a.out)?;
+    let mut out = output::FileWriter::create(&a.out)?;
     let write_err = || format!("{}: cannot write", a.out.display());
     let mut line = String::from("window,start,end,score,alarm");
     if has_labels {

@@ -6,8 +6,9 @@
 //! - `series`: [`Series`], a loaded stream, and the selection of the model's channels;
 //! - `windows`: window starts and counts, [`Windows`] and [`WindowView`];
 //! - `norm`: [`Norm`], per-channel standardization;
-//! - `split`: the train/validation split by time ([`split_tail`]);
-//! - here: the output-file wrappers [`write_atomic`] and [`AtomicWriter`].
+//! - `split`: the train/validation split by time ([`split_tail`]).
+//!
+//! Output files are written by [`crate::output`].
 
 mod csv;
 mod error;
@@ -23,22 +24,8 @@ pub use self::series::*;
 pub use self::split::*;
 pub use self::windows::*;
 
-use std::path::Path;
-
-/// Writes `bytes` as the output file `path`: [`crate::output::write_file`] (atomic
-/// replacement of regular files, links followed, devices, FIFOs and `-` written through).
-///
-/// # Errors
-/// Any I/O error, with the path in the message.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    crate::output::write_file(path, bytes)
-}
-
-/// An output file written as a stream: [`crate::output::FileWriter`].
-pub type AtomicWriter = crate::output::FileWriter;
-
 /// Parses `s` as the CSV file `d.csv` (the unit tests' input).
 #[cfg(test)]
 fn parse_str(s: &str) -> Result<Series, InputError> {
-    parse_csv(Path::new("d.csv"), s.as_bytes())
+    parse_csv(std::path::Path::new("d.csv"), s.as_bytes())
 }

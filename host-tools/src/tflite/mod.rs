@@ -441,16 +441,12 @@ pub fn import_to_dir(tflite_path: &Path, out_dir: &Path) -> anyhow::Result<Impor
         .map(|b| format!("{b:02x}"))
         .collect();
     std::fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
-    write_atomic(
+    crate::output::write_file(
         &out_dir.join("model.rs"),
         to_rust_source(&model, &name).as_bytes(),
     )?;
     let mut json = serde_json::to_vec_pretty(&summary)?;
     json.push(b'\n');
-    write_atomic(&out_dir.join("model.json"), &json)?;
+    crate::output::write_file(&out_dir.join("model.json"), &json)?;
     Ok(model)
-}
-
-fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    crate::output::write_file(path, bytes)
 }
