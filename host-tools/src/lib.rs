@@ -5,6 +5,7 @@ pub mod columns;
 pub mod data;
 pub mod export;
 pub mod firmware;
+pub mod kernel;
 pub mod metrics;
 pub mod model;
 pub mod options;

@@ -65,6 +65,9 @@ pub struct HostModel {
     pub inv_var: Vec<f32>,
     /// `-1/2 sum (ln 2 pi + logvar_x)`.
     pub log_norm: f32,
+    /// The int8 layers packed for the active SIMD kernel (`crate::kernel`), which encode and
+    /// decode then run; `None` for f32 models and with the portable kernel.
+    pub packed: Option<crate::kernel::PackedModel>,
 }
 
 /// Intermediate buffers of a [`HostModel`] (see [`HostModel::scratch`]).
@@ -74,6 +77,7 @@ pub struct HostScratch {
     fb: Vec<f32>,
     qa: Vec<i8>,
     qb: Vec<i8>,
+    packed: crate::kernel::PackedScratch,
 }
 
 pub(super) fn lib(e: Error) -> anyhow::Error {
@@ -256,6 +260,7 @@ impl HostModel {
         let mut inv_var = vec![0.0f32; input];
         let log_norm = tinyvae::decoder_noise(&p.decoder_logvar, &mut inv_var)
             .map_err(|e| anyhow::anyhow!("decoder.logvar: {e}"))?;
+        let packed = crate::kernel::pack_layers(&layers)?;
         let m = Self {
             input,
             latent,
@@ -263,6 +268,7 @@ impl HostModel {
             decoder_logvar: p.decoder_logvar.clone(),
             inv_var,
             log_norm,
+            packed,
         };
         m.check().context("model shapes")?;
         Ok(m)
@@ -387,6 +393,7 @@ impl HostModel {
             fb: vec![0.0; w],
             qa: vec![0; w],
             qb: vec![0; w],
+            packed: crate::kernel::PackedScratch::default(),
         }
     }
 }
@@ -409,6 +416,9 @@ impl VaeModel for HostModel {
         logvar: &mut [f32],
         s: &mut HostScratch,
     ) -> Result<(), Error> {
+        if let Some(p) = &self.packed {
+            return p.encode(x, mu, logvar, &mut s.packed);
+        }
         match &self.layers {
             Layers::Float {
                 encoder,
@@ -450,6 +460,9 @@ impl VaeModel for HostModel {
     }
 
     fn decode(&self, z: &[f32], mean: &mut [f32], s: &mut HostScratch) -> Result<(), Error> {
+        if let Some(p) = &self.packed {
+            return p.decode(z, mean, &mut s.packed);
+        }
         match &self.layers {
             Layers::Float {
                 decoder, output, ..
