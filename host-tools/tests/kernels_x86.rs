@@ -171,3 +171,81 @@ fn kernel_names_parse() {
         assert_eq!(Int8Kernel::parse(Some(k.name())).is_ok(), k.supported());
     }
 }
+
+fn check_quantize(x: &[f32], qp: tinyvae::QParams) {
+    let mut want = vec![0i8; x.len()];
+    tinyvae::quantize_slice(x, qp, &mut want).unwrap();
+    for k in supported() {
+        let mut got = vec![0x55i8; x.len()];
+        tinyvae_host_tools::kernel::quantize_slice(k, x, qp, &mut got).unwrap();
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert_eq!(
+                g,
+                w,
+                "kernel {k}, x {:e} ({:#x}), {qp:?}",
+                x[i],
+                x[i].to_bits()
+            );
+        }
+    }
+}
+
+/// The vectorized `quantize` against the library's on the values where rounding and
+/// saturation can go wrong: every tie `k + 1/2` and its neighbours, NaN, infinities, signed
+/// zeros, subnormals, values beyond `i32`, for several scales and every edge zero point.
+#[test]
+fn quantize_edges() {
+    let mut x = vec![
+        0.0,
+        -0.0,
+        f32::NAN,
+        -f32::NAN,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        f32::MIN_POSITIVE,
+        -f32::MIN_POSITIVE,
+        1e-45,
+        -1e-45,
+        f32::MAX,
+        f32::MIN,
+        3e9,
+        -3e9,
+        8_388_607.5,
+        8_388_608.0,
+        -8_388_607.5,
+        16_777_217.0,
+        0.49999997,
+        -0.49999997,
+    ];
+    for k in -300..=300 {
+        let t = k as f32 + 0.5;
+        x.extend([
+            t,
+            -t,
+            f32::from_bits(t.to_bits() + 1),
+            f32::from_bits(t.to_bits() - 1),
+        ]);
+    }
+    for zp in [-128, -1, 0, 1, 127] {
+        for scale in [1.0, 0.5, 0.1, 3.0e-3, 7.0] {
+            check_quantize(&x, tinyvae::QParams::new(scale, zp));
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+    /// Random values (any bit pattern, and values near the int8 range) and parameters.
+    #[test]
+    fn quantize_random(
+        bits in proptest::collection::vec(any::<u32>(), 0..100),
+        near in proptest::collection::vec(-200.0f32..200.0, 0..100),
+        scale in 1e-4f32..10.0,
+        zp in -128i32..=127,
+    ) {
+        let mut x: Vec<f32> = bits.into_iter().map(f32::from_bits).collect();
+        x.extend(near);
+        check_quantize(&x, tinyvae::QParams::new(scale, zp));
+    }
+}

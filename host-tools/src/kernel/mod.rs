@@ -25,11 +25,13 @@
 
 mod model;
 mod packed;
+mod quantize;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
 pub use model::*;
 pub use packed::*;
+pub use quantize::*;
 
 use anyhow::{bail, Result};
 use std::sync::OnceLock;

@@ -1,7 +1,7 @@
 //! [`PackedModel`]: the int8 layers of a [`HostModel`](crate::model::HostModel) packed once at
 //! load for the SIMD kernel of this CPU, with the encode and decode passes the host model runs
-//! through them: the same quantize/dequantize boundaries (the library's `quantize_slice` and
-//! `dequantize_slice`), the same layer order, the same bits as the library's kernels; only the
+//! through them: the same quantize/dequantize boundaries (the library's `dequantize_slice`
+//! and a vectorized twin of its `quantize_slice`, `quantize.rs`), the same layer order, the same bits as the library's kernels; only the
 //! int8 layers run on [`PackedLayer`], and the intermediate buffers are reused (no allocation per
 //! window).
 
@@ -118,7 +118,7 @@ impl PackedModel {
             expected: self.width,
             found: x.len(),
         })?;
-        tinyvae::quantize_slice(x, self.input_q, q_in)?;
+        super::quantize_slice(self.kernel(), x, self.input_q, q_in)?;
         let (h, _) = run(&self.encoder, x.len(), &mut s.a, &mut s.b, &mut s.kernel)?;
         let q = &mut s.q[..self.mu.out_dim()];
         self.mu.forward(h, q, &mut s.kernel)?;
@@ -139,7 +139,7 @@ impl PackedModel {
             expected: self.width,
             found: z.len(),
         })?;
-        tinyvae::quantize_slice(z, self.z_q, q_in)?;
+        super::quantize_slice(self.kernel(), z, self.z_q, q_in)?;
         let (out, _) = run(&self.decoder, z.len(), &mut s.a, &mut s.b, &mut s.kernel)?;
         tinyvae::dequantize_slice(out, self.output_q, mean)
     }

@@ -292,3 +292,92 @@ unsafe fn out_stage8(p: &PackedLayer, o0: usize, acc: __m256i) -> __m256i {
     let v = _mm256_max_epi32(v, _mm256_set1_epi32(i32::from(p.act.0)));
     _mm256_min_epi32(v, _mm256_set1_epi32(i32::from(p.act.1)))
 }
+
+/// `q[i] = tinyvae::quantize(x[i], qp)` for whole vectors of 16 (AVX-512); returns how many
+/// values it did (the caller does the rest with the library). Needs `-128 <= zp <= 127`.
+///
+/// `quantize` is `saturate_i8(roundf(x / s) as i32 + zp)` (saturating add, NaN to 0): the
+/// division is IEEE's in both; `roundf` (half away from zero) is `t = trunc(d)` plus
+/// `copysign(1, d)` when `|d - t| >= 1/2` (`d - t` is exact; `t` is `d` itself from 2^23
+/// on); clamping to `[-512, 512]` before the conversion cannot change the saturated result
+/// (`|zp| <= 128`), NaN becomes 0 as `as i32` does, infinities saturate.
+pub(super) fn quantize16(x: &[f32], qp: tinyvae::QParams, q: &mut [i8]) -> usize {
+    assert!((-128..=127).contains(&qp.zero_point));
+    // SAFETY: called only by `quantize::quantize_slice` for the AVX-512 kernel, whose layers
+    // exist only on a CPU with AVX-512 F/BW/VL (`PackedLayer::new`).
+    unsafe { quantize16_impl(x, qp, q) }
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+fn quantize16_impl(x: &[f32], qp: tinyvae::QParams, q: &mut [i8]) -> usize {
+    let s = _mm512_set1_ps(qp.scale);
+    let half = _mm512_set1_ps(0.5);
+    let one = _mm512_set1_epi32(1.0f32.to_bits() as i32);
+    let sign = _mm512_set1_epi32(i32::MIN);
+    let abs = _mm512_set1_epi32(i32::MAX);
+    let (lo, hi) = (_mm512_set1_ps(-512.0), _mm512_set1_ps(512.0));
+    let zp = _mm512_set1_epi32(qp.zero_point);
+    let (qlo, qhi) = (_mm512_set1_epi32(-128), _mm512_set1_epi32(127));
+    let mut done = 0;
+    for (xs, qs) in x.chunks_exact(16).zip(q.chunks_exact_mut(16)) {
+        // SAFETY: 16 floats read from a 16-value chunk, 16 bytes stored into a 16-byte chunk.
+        unsafe {
+            let d = _mm512_div_ps(_mm512_loadu_ps(xs.as_ptr()), s);
+            let t = _mm512_roundscale_ps::<{ _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC }>(d);
+            let f = _mm512_and_si512(_mm512_castps_si512(_mm512_sub_ps(d, t)), abs);
+            let up = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(_mm512_castsi512_ps(f), half);
+            let step = _mm512_or_si512(_mm512_and_si512(_mm512_castps_si512(d), sign), one);
+            let r = _mm512_mask_add_ps(t, up, t, _mm512_castsi512_ps(step));
+            let r = _mm512_min_ps(_mm512_max_ps(r, lo), hi);
+            let nan = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(d, d);
+            let r = _mm512_mask_mov_ps(r, nan, _mm512_setzero_ps());
+            let v = _mm512_add_epi32(_mm512_cvttps_epi32(r), zp);
+            let v = _mm512_min_epi32(_mm512_max_epi32(v, qlo), qhi);
+            _mm_storeu_si128(qs.as_mut_ptr().cast(), _mm512_cvtepi32_epi8(v));
+        }
+        done += 16;
+    }
+    done
+}
+
+/// [`quantize16`] with AVX2, 8 values per vector.
+pub(super) fn quantize8(x: &[f32], qp: tinyvae::QParams, q: &mut [i8]) -> usize {
+    assert!((-128..=127).contains(&qp.zero_point));
+    // SAFETY: called only for the AVX2 kernel, whose layers exist only on a CPU with AVX2.
+    unsafe { quantize8_impl(x, qp, q) }
+}
+
+#[target_feature(enable = "avx2")]
+fn quantize8_impl(x: &[f32], qp: tinyvae::QParams, q: &mut [i8]) -> usize {
+    let s = _mm256_set1_ps(qp.scale);
+    let half = _mm256_set1_ps(0.5);
+    let one = _mm256_set1_ps(1.0);
+    let sign = _mm256_set1_ps(-0.0);
+    let (lo, hi) = (_mm256_set1_ps(-512.0), _mm256_set1_ps(512.0));
+    let zp = _mm256_set1_epi32(qp.zero_point);
+    let (qlo, qhi) = (_mm256_set1_epi32(-128), _mm256_set1_epi32(127));
+    let mut done = 0;
+    for (xs, qs) in x.chunks_exact(8).zip(q.chunks_exact_mut(8)) {
+        let mut lanes = [0i32; 8];
+        // SAFETY: 8 floats read from an 8-value chunk, 8 i32 stored into a local array.
+        unsafe {
+            let d = _mm256_div_ps(_mm256_loadu_ps(xs.as_ptr()), s);
+            let t = _mm256_round_ps::<{ _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC }>(d);
+            let f = _mm256_andnot_ps(sign, _mm256_sub_ps(d, t));
+            let up = _mm256_cmp_ps::<_CMP_GE_OQ>(f, half);
+            let step = _mm256_and_ps(up, _mm256_or_ps(_mm256_and_ps(d, sign), one));
+            let r = _mm256_add_ps(t, step);
+            let r = _mm256_min_ps(_mm256_max_ps(r, lo), hi);
+            let ord = _mm256_cmp_ps::<_CMP_ORD_Q>(d, d);
+            let r = _mm256_and_ps(r, ord);
+            let v = _mm256_add_epi32(_mm256_cvttps_epi32(r), zp);
+            let v = _mm256_min_epi32(_mm256_max_epi32(v, qlo), qhi);
+            _mm256_storeu_si256(lanes.as_mut_ptr().cast(), v);
+        }
+        for (o, &l) in qs.iter_mut().zip(&lanes) {
+            *o = l as i8;
+        }
+        done += 8;
+    }
+    done
+}
