@@ -244,6 +244,8 @@ impl<R: Read> Read for LineLimit<R> {
 pub struct CsvRows<R> {
     path: PathBuf,
     reader: csv::Reader<LineLimit<R>>,
+    /// The record as read (untrimmed); `record` is it with every field trimmed.
+    raw: csv::StringRecord,
     record: csv::StringRecord,
     names: Vec<String>,
     label_col: Option<usize>,
@@ -290,11 +292,14 @@ impl<R: Read> CsvRows<R> {
         let reader = csv::ReaderBuilder::new()
             .has_headers(false)
             .flexible(true)
-            .trim(csv::Trim::All)
+            // Fields are trimmed by `read_record` into a reused record: the csv crate's own
+            // trimming (`Trim::All`) allocates two new records per row.
+            .trim(csv::Trim::None)
             .from_reader(limited);
         let mut s = CsvRows {
             path: path.to_path_buf(),
             reader,
+            raw: csv::StringRecord::new(),
             record: csv::StringRecord::new(),
             names: Vec::new(),
             label_col: None,
@@ -359,10 +364,18 @@ impl<R: Read> CsvRows<R> {
         InputError::new(&self.path, line, None, msg)
     }
 
-    /// Reads the next record into `self.record`; `false` at the end.
+    /// Reads the next record into `self.record`, every field trimmed of leading and trailing
+    /// (Unicode) whitespace as `csv::Trim::All` would; `false` at the end.
     fn read_record(&mut self) -> Result<bool, InputError> {
-        match self.reader.read_record(&mut self.record) {
-            Ok(more) => Ok(more),
+        match self.reader.read_record(&mut self.raw) {
+            Ok(more) => {
+                self.record.clear();
+                for f in &self.raw {
+                    self.record.push_field(f.trim());
+                }
+                self.record.set_position(self.raw.position().cloned());
+                Ok(more)
+            }
             Err(e) => Err(self.csv_err(e)),
         }
     }
