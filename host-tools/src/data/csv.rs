@@ -220,19 +220,22 @@ struct LineLimit<R> {
 impl<R: Read> Read for LineLimit<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
-        for &b in buf.get(..n).unwrap_or(&[]) {
-            if b == b'\n' {
-                self.line += 1;
-                self.len = 0;
-            } else {
-                self.len += 1;
-                if self.len > MAX_LINE_BYTES {
-                    return Err(std::io::Error::new(
-                        std::io::ErrorKind::InvalidData,
-                        LineTooLong { line: self.line },
-                    ));
-                }
+        // Line by line (`memchr` finds each newline with SIMD): the current line grows by the
+        // bytes before the next newline, and fails as soon as it is over the limit.
+        let mut rest = buf.get(..n).unwrap_or(&[]);
+        loop {
+            let nl = memchr::memchr(b'\n', rest);
+            self.len += nl.unwrap_or(rest.len());
+            if self.len > MAX_LINE_BYTES {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    LineTooLong { line: self.line },
+                ));
             }
+            let Some(p) = nl else { break };
+            self.line += 1;
+            self.len = 0;
+            rest = rest.get(p + 1..).unwrap_or(&[]);
         }
         Ok(n)
     }
