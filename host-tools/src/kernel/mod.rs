@@ -13,7 +13,16 @@
 //! grouping of the products gives the same `acc`, bit for bit; the output stage is integer
 //! arithmetic with one exact formula. The SIMD kernels therefore compute exactly what the
 //! library's portable kernel (and the chip) computes; the tests check it on random layers
-//! (`tests/kernels_x86.rs`) and on `tinyvae score`'s output (`tests/cli.rs`).
+//! (`tests/kernels_x86.rs`) and on the output of `tinyvae score` and `eval`
+//! (`tests/kernel_parity.rs`).
+//!
+//! # Why in the host tool
+//!
+//! The packed weights are allocated at model load and the kernel is chosen per process from
+//! the CPU (std's feature detection); the library stays heap-free and the exported firmware
+//! model, the library's kernels and the chips' code are unchanged. Every host path that runs a
+//! `HostModel` (`score`, `eval`, `quantize`'s calibration, the fleet engine) gets the SIMD
+//! kernel through `HostModel::encode`/`decode`.
 //!
 //! # Selection
 //!
