@@ -18,6 +18,7 @@ pub mod chip;
 pub mod config;
 pub mod evaluate;
 pub mod load;
+pub mod poe;
 pub mod report;
 pub mod train;
 
