@@ -126,3 +126,108 @@ pub fn eval(
     );
     Ok(())
 }
+
+/// `tinyvae score` of a PoE checkpoint: the library's detector over the stream (NaN values and
+/// empty rows kept as sensor faults), one CSV row per window:
+/// `window,start,end,score,alarm[,label],level,event,faults,groups`.
+///
+/// # Errors
+/// Bad input or a failed write.
+pub fn score(
+    model: &Path,
+    data: &Path,
+    out: &Path,
+    stride: Option<usize>,
+    f32: bool,
+    threshold: Option<f32>,
+) -> Result<()> {
+    use std::fmt::Write as _;
+    let m = load_poe(model)?;
+    let cfg = &m.ck.config;
+    let cal = cfg
+        .calibration
+        .as_ref()
+        .ok_or_else(|| anyhow::anyhow!("{}: not calibrated", model.display()))?;
+    let full = cfg.subset_name(tinyvae::GroupSet::first(cfg.groups.len()));
+    let th = match threshold {
+        Some(t) => t,
+        None => {
+            let table = if f32 {
+                &cal.thresholds_f32
+            } else {
+                &cal.thresholds_int8
+            };
+            table
+                .get(&full)
+                .copied()
+                .ok_or_else(|| anyhow::anyhow!("no threshold for {full}"))?
+        }
+    };
+    let series =
+        tinyvae_host_tools::data::load_csv_with(data, tinyvae_host_tools::data::NonFinite::Keep)?
+            .select_channels(&cfg.channels)?;
+    let host = if f32 { &m.f32 } else { &m.int8 };
+    let reports = tinyvae_host_tools::pipeline::poe_stream::run_poe(
+        host,
+        cfg,
+        &series,
+        stride.unwrap_or(cfg.stride),
+        th,
+    )?;
+    let labels = series.labels.as_deref();
+    let mut text = String::from("window,start,end,score,alarm");
+    if labels.is_some() {
+        text.push_str(",label");
+    }
+    text.push_str(",level,event,faults,groups\n");
+    let (mut degraded, mut skipped) = (0usize, 0usize);
+    for r in &reports {
+        let score = r.score.map_or(String::new(), |s| format!("{:?}", s.score));
+        write!(
+            text,
+            "{},{},{},{score},{}",
+            r.window,
+            r.start,
+            r.end,
+            u8::from(r.alarm)
+        )?;
+        if let Some(l) = labels {
+            let any = l
+                .get(r.start as usize..(r.end as usize).min(l.len()))
+                .is_some_and(|s| s.iter().any(|&v| v != 0));
+            write!(text, ",{}", u8::from(any))?;
+        }
+        let level = r.level.map_or(String::new(), |l| format!("{l:?}"));
+        let event = match r.event {
+            None => "",
+            Some(tinyvae::AlarmEvent::AlarmRaised { .. }) => "raised",
+            Some(tinyvae::AlarmEvent::AlarmCleared { .. }) => "cleared",
+        };
+        let row = tinyvae_host_tools::stream::WindowRow {
+            report: *r,
+            top_channel: None,
+        };
+        let groups = cfg.subset_name(r.groups);
+        if r.groups.is_empty() {
+            skipped += 1;
+        } else if groups != full {
+            degraded += 1;
+        }
+        writeln!(
+            text,
+            ",{level},{event},{},{groups}",
+            row.faults_text(&cfg.channels)
+        )?;
+    }
+    tinyvae_host_tools::output::write_file(out, text.as_bytes())?;
+    eprintln!(
+        "{} windows, {} scored with fewer groups than {full}, {} skipped (no healthy group); {} {}, full-set threshold {th:.4}; wrote {}",
+        reports.len(),
+        degraded,
+        skipped,
+        if f32 { "f32" } else { "int8" },
+        "elbo",
+        out.display()
+    );
+    Ok(())
+}

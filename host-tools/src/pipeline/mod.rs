@@ -19,6 +19,7 @@ pub mod config;
 pub mod evaluate;
 pub mod load;
 pub mod poe;
+pub mod poe_stream;
 pub mod report;
 pub mod train;
 
