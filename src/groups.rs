@@ -111,20 +111,22 @@ impl SensorGroups {
     /// [`Error::InvalidParameter`] for no group, more than [`MAX_GROUPS`], an empty group or two
     /// groups sharing a channel.
     pub const fn new(groups: &[ChannelMask]) -> Result<Self, Error> {
-        if groups.is_empty() || groups.len() > MAX_GROUPS {
-            return Err(Error::InvalidParameter);
-        }
-        let mut channels = [ChannelMask::EMPTY; MAX_GROUPS];
+        const E: ChannelMask = ChannelMask::EMPTY;
+        let channels = match groups {
+            [a] => [*a, E, E, E],
+            [a, b] => [*a, *b, E, E],
+            [a, b, c] => [*a, *b, *c, E],
+            [a, b, c, d] => [*a, *b, *c, *d],
+            _ => return Err(Error::InvalidParameter),
+        };
         let mut seen = 0u32;
-        let mut g = 0;
-        while g < groups.len() {
-            let m = groups[g].0;
-            if m == 0 || m & seen != 0 {
+        let mut rest = groups;
+        while let [first, tail @ ..] = rest {
+            if first.0 == 0 || first.0 & seen != 0 {
                 return Err(Error::InvalidParameter);
             }
-            seen |= m;
-            channels[g] = ChannelMask(m);
-            g += 1;
+            seen |= first.0;
+            rest = tail;
         }
         Ok(Self {
             count: groups.len() as u8,

@@ -244,7 +244,7 @@ where
         let present = GroupSet(present.0 & self.groups.all().0);
         same_len(self.inv_var.len(), x.len())?;
         let c = self.channels;
-        if c == 0 || x.len() % c != 0 {
+        if c == 0 || !x.len().is_multiple_of(c) {
             return Err(Error::ShapeMismatch {
                 expected: c,
                 found: x.len(),

@@ -200,8 +200,8 @@ fn dense_f64<const I: usize, const O: usize>(d: &Dense<I, O>, x: &[f64]) -> Vec<
 /// `-ELBO_S` in f64: experts, product with the prior, decode at the mean, likelihood over the
 /// present groups' features, KL.
 fn elbo_f64(m: &Model, x: &[f32; X], set: GroupSet) -> f64 {
-    let mut prec = vec![1.0f64; Z];
-    let mut num = vec![0.0f64; Z];
+    let mut prec = [1.0f64; Z];
+    let mut num = [0.0f64; Z];
     for g in set.iter() {
         let xg: Vec<f64> = (0..X)
             .filter(|i| m.groups.channels(g).contains(i % C))

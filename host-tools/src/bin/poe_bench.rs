@@ -123,9 +123,10 @@ fn elbo(m: &HostModel, flat: &[f32]) -> Result<Vec<f32>> {
 
 fn main() -> Result<()> {
     let o = parse()?;
-    let mut mo = ModelOpts::default();
-    mo.quiet = true;
-    let r = resolve(&mo)?;
+    let r = resolve(&ModelOpts {
+        quiet: true,
+        ..ModelOpts::default()
+    })?;
     let series = data::load_csv(&o.train)?;
     let names = series.channels.clone();
     let c = names.len();

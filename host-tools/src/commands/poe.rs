@@ -221,12 +221,11 @@ pub fn score(
     }
     tinyvae_host_tools::output::write_file(out, text.as_bytes())?;
     eprintln!(
-        "{} windows, {} scored with fewer groups than {full}, {} skipped (no healthy group); {} {}, full-set threshold {th:.4}; wrote {}",
+        "{} windows, {} scored with fewer groups than {full}, {} skipped (no healthy group); {} elbo, full-set threshold {th:.4}; wrote {}",
         reports.len(),
         degraded,
         skipped,
         if f32 { "f32" } else { "int8" },
-        "elbo",
         out.display()
     );
     Ok(())
