@@ -109,10 +109,20 @@ fn train_eval_by_groups_drop_and_score_with_dead_sensors() {
     for g in ["acc+gyro", "acc", "gyro"] {
         assert!(groups.contains(&g), "no {g} window: {groups:?}");
     }
-    // A degraded window is scored (not skipped).
+    // A degraded window is scored (not skipped) and its level is its score moved by
+    // threshold(acc+gyro) - threshold(acc): it is compared with the acc-only threshold.
+    let full = th["acc+gyro"].as_f64().unwrap() as f32;
+    let acc = th["acc"].as_f64().unwrap() as f32;
+    let mut seen = 0;
     for l in csv.lines().skip(1).filter(|l| l.ends_with(",acc")) {
-        assert!(!l.split(',').nth(3).unwrap().is_empty(), "{l}");
+        let f: Vec<&str> = l.split(',').collect();
+        let score: f32 = f[3].parse().unwrap();
+        let level: f32 = f[6].parse().unwrap();
+        assert_eq!(level, score + (full - acc), "{l}");
+        assert_eq!(f[4] == "1", level > full, "{l}");
+        seen += 1;
     }
+    assert!(seen > 0);
 }
 
 #[test]
