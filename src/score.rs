@@ -124,8 +124,9 @@ pub fn score<V: VaeModel, R: Rng + ?Sized>(
     sampler: &mut NormalSampler,
     rng: &mut R,
 ) -> Result<Score, Error> {
-    let all = model.groups().all();
-    score_groups(model, x, all, kind, buf, scratch, sampler, rng)
+    let groups = model.groups();
+    let present = (groups.count() > 1).then(|| groups.all());
+    score_impl(model, x, present, kind, buf, scratch, sampler, rng)
 }
 
 /// Scores one standardized window with only the sensor groups in `present` (see
@@ -148,9 +149,29 @@ pub fn score_groups<V: VaeModel, R: Rng + ?Sized>(
     sampler: &mut NormalSampler,
     rng: &mut R,
 ) -> Result<Score, Error> {
-    if (present.0 & model.groups().all().0) == 0 {
+    let groups = model.groups();
+    if groups.count() <= 1 {
+        return score_impl(model, x, None, kind, buf, scratch, sampler, rng);
+    }
+    if (present.0 & groups.all().0) == 0 {
         return Err(Error::Empty);
     }
+    score_impl(model, x, Some(present), kind, buf, scratch, sampler, rng)
+}
+
+/// The score; `present: None` is the single-group path (the model's own `encode` and noise
+/// model, exactly the arithmetic and code of the single VAE), `Some(S)` the group hooks.
+#[allow(clippy::too_many_arguments)]
+fn score_impl<V: VaeModel, R: Rng + ?Sized>(
+    model: &V,
+    x: &[f32],
+    present: Option<GroupSet>,
+    kind: ScoreKind,
+    buf: Buffers<'_>,
+    scratch: &mut V::Scratch,
+    sampler: &mut NormalSampler,
+    rng: &mut R,
+) -> Result<Score, Error> {
     let zd = model.latent_dim();
     same_len(model.input_dim(), x.len())?;
     same_len(model.input_dim(), buf.mean.len())?;
@@ -163,7 +184,10 @@ pub fn score_groups<V: VaeModel, R: Rng + ?Sized>(
     crate::check_finite(x)?;
 
     sampler.reset();
-    model.encode_groups(x, present, buf.mu, buf.logvar, scratch)?;
+    match present {
+        None => model.encode(x, buf.mu, buf.logvar, scratch)?,
+        Some(p) => model.encode_groups(x, p, buf.mu, buf.logvar, scratch)?,
+    }
     let mut clamped = false;
     for lv in buf.logvar.iter_mut() {
         let c = lv.clamp(LOGVAR_MIN, LOGVAR_MAX);
@@ -181,11 +205,16 @@ pub fn score_groups<V: VaeModel, R: Rng + ?Sized>(
     } else {
         f32::INFINITY
     };
+    let noise = model.noise();
+    let log_likelihood = |x: &[f32], mean: &[f32]| match present {
+        None => noise.log_likelihood(x, mean),
+        Some(p) => model.log_likelihood_groups(x, mean, p),
+    };
 
     let (bound, recon) = match kind {
         ScoreKind::Elbo => {
             model.decode(buf.mu, buf.mean, scratch)?;
-            let recon = model.log_likelihood_groups(x, buf.mean, present)?;
+            let recon = log_likelihood(x, buf.mean)?;
             (recon - kl, recon)
         }
         ScoreKind::ElboSampled { samples }
@@ -197,7 +226,7 @@ pub fn score_groups<V: VaeModel, R: Rng + ?Sized>(
                 sampler.fill(rng, buf.eps);
                 crate::reparameterize(buf.mu, buf.logvar, buf.eps, buf.z)?;
                 model.decode(buf.z, buf.mean, scratch)?;
-                let ll = model.log_likelihood_groups(x, buf.mean, present)?;
+                let ll = log_likelihood(x, buf.mean)?;
                 recon_sum += ll;
                 let term = match kind {
                     ScoreKind::Iwae { .. } => {
