@@ -162,6 +162,7 @@ pub fn score_groups<V: VaeModel, R: Rng + ?Sized>(
 /// The score; `present: None` is the single-group path (the model's own `encode` and noise
 /// model, exactly the arithmetic and code of the single VAE), `Some(S)` the group hooks.
 #[allow(clippy::too_many_arguments)]
+#[inline(always)]
 fn score_impl<V: VaeModel, R: Rng + ?Sized>(
     model: &V,
     x: &[f32],
