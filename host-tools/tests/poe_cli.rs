@@ -168,3 +168,14 @@ fn group_and_drop_errors() {
     let e = fails(&["eval", "--model", s(&single), "--drop", "gyro"]);
     assert!(e.contains("single-sensor model"), "{e}");
 }
+
+#[test]
+fn commands_without_poe_support_say_so() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let model = train_poe(dir);
+    let out = dir.join("model.rs");
+    let e = fails(&["export", "--model", s(&model), "--out", s(&out)]);
+    assert!(e.contains("multi-sensor (--group) checkpoint"), "{e}");
+    assert!(!out.exists());
+}
