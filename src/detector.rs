@@ -76,8 +76,8 @@ use heapless::Deque;
 use crate::vae::same_len;
 use crate::{
     window_rng, AdaptConfig, Alarm, Attribution, ChannelAttribution, ChannelMask, DecoderNoise,
-    DetectorConfig, Error, FaultCounts, Faults, Normalizer, P2Quantile, Phase, SampleRing,
-    SliceRing, VaeModel, Welford, WindowReport, WindowScorer, Workspace,
+    DetectorConfig, Error, FaultCounts, Faults, GroupSet, Normalizer, P2Quantile, Phase,
+    SampleRing, SliceRing, VaeModel, Welford, WindowReport, WindowScorer, Workspace,
 };
 
 /// A [`Detector`] scoring a typed model with the typed [`Workspace`].
@@ -337,7 +337,7 @@ where
         let stored = self.placeholder();
         if self.store(stored) {
             // The window contains the gap: it is skipped, no model needed.
-            let faults = self.faults_in(self.window_start());
+            let faults = self.faults_in(self.window_start(), false);
             Some(self.skip(faults))
         } else {
             None
@@ -357,8 +357,10 @@ where
         }
     }
 
-    /// The faults of the window starting at sample `start` (the current ring).
-    fn faults_in(&self, start: u64) -> Faults {
+    /// The faults of the window starting at sample `start` (the current ring). Stuck channels
+    /// are looked for in windows that are not skipped, and, for a multi-group model (`multi`),
+    /// in windows without a gap (among the channels that are finite).
+    fn faults_in(&self, start: u64, multi: bool) -> Faults {
         let within = |v: Option<u64>| matches!(v, Some(i) if i >= start);
         let mut f = Faults {
             gap: within(self.last_gap),
@@ -377,7 +379,7 @@ where
                 f.saturated.insert(c);
             }
         }
-        if !f.skips_window() && self.window_len() >= 2 {
+        if (!f.skips_window() || (multi && !f.gap)) && self.window_len() >= 2 {
             if let Some(first) = self.ring.oldest() {
                 let mut same = [true; C];
                 for s in self.ring.samples() {
@@ -386,7 +388,7 @@ where
                     }
                 }
                 for (c, &eq) in same.iter().enumerate() {
-                    if eq {
+                    if eq && !f.non_finite.contains(c) {
                         f.stuck.insert(c);
                     }
                 }
@@ -408,6 +410,7 @@ where
             alarm: self.alarm.is_active(),
             event: None,
             faults,
+            groups: GroupSet::EMPTY,
             phase: self.phase,
         }
     }
@@ -501,35 +504,66 @@ where
                     *last = Some(i);
                 }
             }
-            self.placeholder()
+            // Finite channels are kept (a multi-group model scores the healthy groups); the
+            // others repeat the previous stored sample.
+            let mut s = self.placeholder();
+            for (c, (v, &xv)) in s.iter_mut().zip(x).enumerate() {
+                if !non_finite.contains(c) {
+                    *v = xv;
+                }
+            }
+            s
         };
         if !self.store(stored) {
             return Ok(None);
         }
-        let faults = self.faults_in(self.window_start());
-        if faults.skips_window() {
+        let groups = model.groups();
+        let faults = self.faults_in(self.window_start(), groups.count() > 1);
+        let present = groups.healthy(&faults, self.config.drop_flagged_groups);
+        if present.is_empty() {
             return Ok(Some(self.skip(faults)));
         }
-        self.score_window(model, faults)
+        self.score_window(model, faults, present)
     }
 
-    fn score_window(&mut self, model: &V, faults: Faults) -> Result<Option<WindowReport>, Error> {
-        if faults.flags_window() {
+    fn score_window(
+        &mut self,
+        model: &V,
+        faults: Faults,
+        present: GroupSet,
+    ) -> Result<Option<WindowReport>, Error> {
+        let groups = model.groups();
+        let used = groups.channels_of(present);
+        let flagged = (faults.stuck | faults.saturated).0 & used.0 != 0;
+        if flagged {
             self.counts.flagged_windows = self.counts.flagged_windows.saturating_add(1);
         }
         let mut report = self.next_report(faults);
+        report.groups = present;
+        let shift = if present == groups.all() {
+            None
+        } else {
+            Some(model.threshold_shift(present))
+        };
         let xbuf = self.xbuf.as_mut();
         for (step, s) in xbuf.chunks_exact_mut(C).zip(self.ring.samples()) {
             self.normalizer.normalize_into(s, step);
         }
         let mut rng = window_rng(self.config.seed, report.window);
-        let result = self
-            .scorer
-            .score_window(model, xbuf, self.config.kind, &mut rng);
+        let result =
+            self.scorer
+                .score_window_groups(model, xbuf, present, self.config.kind, &mut rng);
         if let Ok(score) = result {
             self.last_scored = Some(report.window);
             report.score = Some(score);
-            let usable = !faults.flags_window();
+            let usable = !flagged;
+            let score = match shift {
+                None => score,
+                Some(d) => crate::Score {
+                    score: score.score + d,
+                    ..score
+                },
+            };
             match self.phase {
                 Phase::AdaptingStats => {}
                 Phase::AdaptingThreshold => {

@@ -107,6 +107,10 @@ pub struct DetectorConfig<const C: usize> {
     pub alarm: AlarmConfig,
     /// Whether saturated/stuck windows update the alarm (default false).
     pub alarm_on_flagged: bool,
+    /// Whether a sensor group with a saturated or stuck channel is left out of the window's
+    /// score, like a group with a non-finite sample (default false: it is scored and the window
+    /// flagged). For a single-group model, such windows are then skipped.
+    pub drop_flagged_groups: bool,
     /// On-device adaptation (default off).
     pub adapt: Option<AdaptConfig>,
     /// Index of the first window (default 0): samples are numbered from `first_window *
@@ -133,6 +137,7 @@ impl<const C: usize> DetectorConfig<C> {
             limits: SaturationLimits::none(),
             alarm,
             alarm_on_flagged: false,
+            drop_flagged_groups: false,
             adapt: None,
             first_window: 0,
         }
@@ -157,6 +162,15 @@ impl<const C: usize> DetectorConfig<C> {
     pub const fn with_alarm_on_flagged(self, alarm_on_flagged: bool) -> Self {
         Self {
             alarm_on_flagged,
+            ..self
+        }
+    }
+
+    /// The same with flagged (saturated or stuck) sensor groups left out of the score or not
+    /// (see [`DetectorConfig::drop_flagged_groups`]).
+    pub const fn with_drop_flagged_groups(self, drop_flagged_groups: bool) -> Self {
+        Self {
+            drop_flagged_groups,
             ..self
         }
     }

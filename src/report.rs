@@ -16,7 +16,7 @@
 //! with the top channel and time step (first maximum). `sum_c channels[c] = log_norm - ln p(x|mu)`
 //! up to rounding. Cost: `X` multiply-adds (plus one decode for sampled kinds).
 
-use crate::{AlarmEvent, Faults, Phase, Score};
+use crate::{AlarmEvent, Faults, GroupSet, Phase, Score};
 
 /// What [`Detector::push`](crate::Detector::push) reports for each formed window.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -39,6 +39,11 @@ pub struct WindowReport {
     pub event: Option<AlarmEvent>,
     /// Sensor faults within the window.
     pub faults: Faults,
+    /// The sensor groups the window was scored with (empty if skipped; group 0 alone for a
+    /// single-group model). Fewer than all of the model's groups is a *degraded* window: its
+    /// score is `-ELBO` over those groups and the alarm compares it with their own threshold
+    /// (see [`VaeModel::threshold_shift`](crate::VaeModel::threshold_shift)).
+    pub groups: GroupSet,
     /// The phase the window was processed in.
     pub phase: Phase,
 }

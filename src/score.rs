@@ -30,7 +30,7 @@ use rand_core::Rng;
 
 use crate::math::{self, LogSumExp, LN_2PI};
 use crate::vae::same_len;
-use crate::{Error, NormalSampler, VaeModel, LOGVAR_MAX, LOGVAR_MIN};
+use crate::{Error, GroupSet, NormalSampler, VaeModel, LOGVAR_MAX, LOGVAR_MIN};
 
 /// Which bound the anomaly score is the negative of.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -124,6 +124,55 @@ pub fn score<V: VaeModel, R: Rng + ?Sized>(
     sampler: &mut NormalSampler,
     rng: &mut R,
 ) -> Result<Score, Error> {
+    let groups = model.groups();
+    let present = (groups.count() > 1).then(|| groups.all());
+    score_impl(model, x, present, kind, buf, scratch, sampler, rng)
+}
+
+/// Scores one standardized window with only the sensor groups in `present` (see
+/// [`PoeVae`](crate::PoeVae)): minus `ELBO_S` (or IWAE over `S`), where the posterior is the
+/// product of the present groups' experts and the likelihood counts their features only.
+/// [`score()`] is this with every group of the model; for a single-group model `present` is
+/// ignored. Values of absent groups' features may be anything finite (the detector leaves the
+/// placeholder samples there).
+///
+/// # Errors
+/// As [`score()`]; [`Error::Empty`] if `present` holds none of the model's groups.
+#[allow(clippy::too_many_arguments)]
+pub fn score_groups<V: VaeModel, R: Rng + ?Sized>(
+    model: &V,
+    x: &[f32],
+    present: GroupSet,
+    kind: ScoreKind,
+    buf: Buffers<'_>,
+    scratch: &mut V::Scratch,
+    sampler: &mut NormalSampler,
+    rng: &mut R,
+) -> Result<Score, Error> {
+    let groups = model.groups();
+    if groups.count() <= 1 {
+        return score_impl(model, x, None, kind, buf, scratch, sampler, rng);
+    }
+    if (present.0 & groups.all().0) == 0 {
+        return Err(Error::Empty);
+    }
+    score_impl(model, x, Some(present), kind, buf, scratch, sampler, rng)
+}
+
+/// The score; `present: None` is the single-group path (the model's own `encode` and noise
+/// model, exactly the arithmetic and code of the single VAE), `Some(S)` the group hooks.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn score_impl<V: VaeModel, R: Rng + ?Sized>(
+    model: &V,
+    x: &[f32],
+    present: Option<GroupSet>,
+    kind: ScoreKind,
+    buf: Buffers<'_>,
+    scratch: &mut V::Scratch,
+    sampler: &mut NormalSampler,
+    rng: &mut R,
+) -> Result<Score, Error> {
     let zd = model.latent_dim();
     same_len(model.input_dim(), x.len())?;
     same_len(model.input_dim(), buf.mean.len())?;
@@ -136,7 +185,10 @@ pub fn score<V: VaeModel, R: Rng + ?Sized>(
     crate::check_finite(x)?;
 
     sampler.reset();
-    model.encode(x, buf.mu, buf.logvar, scratch)?;
+    match present {
+        None => model.encode(x, buf.mu, buf.logvar, scratch)?,
+        Some(p) => model.encode_groups(x, p, buf.mu, buf.logvar, scratch)?,
+    }
     let mut clamped = false;
     for lv in buf.logvar.iter_mut() {
         let c = lv.clamp(LOGVAR_MIN, LOGVAR_MAX);
@@ -155,11 +207,15 @@ pub fn score<V: VaeModel, R: Rng + ?Sized>(
         f32::INFINITY
     };
     let noise = model.noise();
+    let log_likelihood = |x: &[f32], mean: &[f32]| match present {
+        None => noise.log_likelihood(x, mean),
+        Some(p) => model.log_likelihood_groups(x, mean, p),
+    };
 
     let (bound, recon) = match kind {
         ScoreKind::Elbo => {
             model.decode(buf.mu, buf.mean, scratch)?;
-            let recon = noise.log_likelihood(x, buf.mean)?;
+            let recon = log_likelihood(x, buf.mean)?;
             (recon - kl, recon)
         }
         ScoreKind::ElboSampled { samples }
@@ -171,7 +227,7 @@ pub fn score<V: VaeModel, R: Rng + ?Sized>(
                 sampler.fill(rng, buf.eps);
                 crate::reparameterize(buf.mu, buf.logvar, buf.eps, buf.z)?;
                 model.decode(buf.z, buf.mean, scratch)?;
-                let ll = noise.log_likelihood(x, buf.mean)?;
+                let ll = log_likelihood(x, buf.mean)?;
                 recon_sum += ll;
                 let term = match kind {
                     ScoreKind::Iwae { .. } => {
@@ -264,6 +320,42 @@ impl<S, const X: usize, const Z: usize> Workspace<S, X, Z> {
         score(
             model,
             x,
+            kind,
+            buf,
+            &mut self.scratch,
+            &mut self.sampler,
+            rng,
+        )
+    }
+
+    /// Scores one standardized window with only the sensor groups in `present` (see
+    /// [`score_groups`]).
+    ///
+    /// # Errors
+    /// As [`score_groups`].
+    pub fn score_groups<V, R>(
+        &mut self,
+        model: &V,
+        x: &[f32; X],
+        present: GroupSet,
+        kind: ScoreKind,
+        rng: &mut R,
+    ) -> Result<Score, Error>
+    where
+        V: VaeModel<Scratch = S>,
+        R: Rng + ?Sized,
+    {
+        let buf = Buffers {
+            mu: &mut self.mu,
+            logvar: &mut self.logvar,
+            z: &mut self.z,
+            eps: &mut self.eps,
+            mean: &mut self.mean,
+        };
+        score_groups(
+            model,
+            x,
+            present,
             kind,
             buf,
             &mut self.scratch,

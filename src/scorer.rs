@@ -5,7 +5,7 @@
 use rand_core::SeedableRng;
 use rand_xorshift::XorShiftRng;
 
-use crate::{Buffers, Error, NormalSampler, Score, ScoreKind, VaeModel, Workspace};
+use crate::{Buffers, Error, GroupSet, NormalSampler, Score, ScoreKind, VaeModel, Workspace};
 
 /// The buffers a [`Detector`](crate::Detector) scores windows with: the typed [`Workspace`], a
 /// [`BorrowedWorkspace`] over caller-owned slices (runtime-shaped models), or any other.
@@ -22,6 +22,24 @@ pub trait WindowScorer<V: VaeModel + ?Sized> {
         kind: ScoreKind,
         rng: &mut XorShiftRng,
     ) -> Result<Score, Error>;
+
+    /// Scores one standardized window with only the sensor groups in `present` (see
+    /// [`score_groups`](crate::score_groups)). The default serves single-group models: it is
+    /// [`score_window`](Self::score_window).
+    ///
+    /// # Errors
+    /// As [`score_groups`](crate::score_groups).
+    fn score_window_groups(
+        &mut self,
+        model: &V,
+        x: &[f32],
+        present: GroupSet,
+        kind: ScoreKind,
+        rng: &mut XorShiftRng,
+    ) -> Result<Score, Error> {
+        let _ = present;
+        self.score_window(model, x, kind, rng)
+    }
 
     /// The decoder mean at the posterior mean, `D(mu)`, of the last scored window (`kind` is
     /// the kind it was scored with; for [`ScoreKind::Elbo`] no decode is needed).
@@ -48,6 +66,22 @@ where
         })?;
         self.reset_sampler();
         self.score(model, x, kind, rng)
+    }
+
+    fn score_window_groups(
+        &mut self,
+        model: &V,
+        x: &[f32],
+        present: GroupSet,
+        kind: ScoreKind,
+        rng: &mut XorShiftRng,
+    ) -> Result<Score, Error> {
+        let x: &[f32; X] = x.try_into().map_err(|_| Error::ShapeMismatch {
+            expected: X,
+            found: x.len(),
+        })?;
+        self.reset_sampler();
+        self.score_groups(model, x, present, kind, rng)
     }
 
     fn reconstruction(&mut self, model: &V, kind: ScoreKind) -> Result<&[f32], Error> {
@@ -99,6 +133,34 @@ where
             mean: &mut *self.buf.mean,
         };
         crate::score(model, x, kind, buf, self.scratch, &mut self.sampler, rng)
+    }
+
+    fn score_window_groups(
+        &mut self,
+        model: &V,
+        x: &[f32],
+        present: GroupSet,
+        kind: ScoreKind,
+        rng: &mut XorShiftRng,
+    ) -> Result<Score, Error> {
+        self.sampler = NormalSampler::new();
+        let buf = Buffers {
+            mu: &mut *self.buf.mu,
+            logvar: &mut *self.buf.logvar,
+            z: &mut *self.buf.z,
+            eps: &mut *self.buf.eps,
+            mean: &mut *self.buf.mean,
+        };
+        crate::score_groups(
+            model,
+            x,
+            present,
+            kind,
+            buf,
+            self.scratch,
+            &mut self.sampler,
+            rng,
+        )
     }
 
     fn reconstruction(&mut self, model: &V, kind: ScoreKind) -> Result<&[f32], Error> {

@@ -29,7 +29,7 @@
 //! flagged in [`Score::clamped`](crate::Score)): outside that range `exp(logvar)` under- or
 //! overflows f32 in the KL term.
 
-use crate::{math, Error, Layer};
+use crate::{math, Error, GroupSet, Layer, SensorGroups};
 
 /// Smallest encoder log-variance the scores use (sigma ≈ 3.4e-4).
 pub const LOGVAR_MIN: f32 = -16.0;
@@ -132,6 +132,53 @@ pub trait VaeModel {
         -> Result<(), Error>;
     /// The decoder's noise model.
     fn noise(&self) -> DecoderNoise<'_>;
+
+    /// The model's sensor groups (default: one group holding every channel).
+    fn groups(&self) -> SensorGroups {
+        SensorGroups::SINGLE
+    }
+
+    /// Encodes a window with only the groups in `present` (the posterior of a product of
+    /// experts over them, see [`PoeVae`](crate::PoeVae)). The default, for a single-group
+    /// model, is [`encode`](Self::encode).
+    ///
+    /// # Errors
+    /// As [`encode`](Self::encode).
+    fn encode_groups(
+        &self,
+        x: &[f32],
+        present: GroupSet,
+        mu: &mut [f32],
+        logvar: &mut [f32],
+        scratch: &mut Self::Scratch,
+    ) -> Result<(), Error> {
+        let _ = present;
+        self.encode(x, mu, logvar, scratch)
+    }
+
+    /// `log p(x_S | mean)` over the features of the groups in `present` only. The default, for
+    /// a single-group model, is the [`noise`](Self::noise) model's
+    /// [`log_likelihood`](DecoderNoise::log_likelihood).
+    ///
+    /// # Errors
+    /// [`Error::ShapeMismatch`] if `x` or `mean` has the wrong length.
+    fn log_likelihood_groups(
+        &self,
+        x: &[f32],
+        mean: &[f32],
+        present: GroupSet,
+    ) -> Result<f32, Error> {
+        let _ = present;
+        self.noise().log_likelihood(x, mean)
+    }
+
+    /// What the detector adds to a score computed with the groups `present` before the alarm
+    /// sees it: `threshold(all groups) - threshold(present)`, so that the one alarm threshold
+    /// is each subset's own calibrated threshold. Default (and for the full set): 0.
+    fn threshold_shift(&self, present: GroupSet) -> f32 {
+        let _ = present;
+        0.0
+    }
 }
 
 /// A VAE with every width in its type.

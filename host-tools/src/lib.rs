@@ -12,6 +12,7 @@ pub mod options;
 pub mod output;
 pub mod pipeline;
 pub mod plots;
+pub mod poe_checkpoint;
 pub mod scale;
 pub mod setup;
 pub mod stream;

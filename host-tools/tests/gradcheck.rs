@@ -380,3 +380,71 @@ fn bad_training_input_is_an_error() {
     };
     assert!(train::train(&bad_arch, &c, &[0.0; 12], &[]).is_err());
 }
+
+// ---- product of experts (train/poe.rs) ----
+
+use tinyvae_host_tools::train::gradcheck::{check_poe, rel_err};
+use tinyvae_host_tools::train::poe::PoeArch;
+
+fn poe_arch(groups: Vec<Vec<usize>>, noise: NoiseKind) -> PoeArch {
+    PoeArch {
+        window: 2,
+        channels: 3,
+        groups,
+        encoder_hidden: vec![4],
+        latent: 2,
+        decoder_hidden: vec![4],
+        noise,
+    }
+}
+
+#[test]
+fn poe_gradient_matches_finite_differences() {
+    for (what, arch, beta) in [
+        (
+            "poe 2 groups, per-feature",
+            poe_arch(vec![vec![0, 2], vec![1]], NoiseKind::PerFeature),
+            1.0,
+        ),
+        (
+            "poe 3 groups, per-channel, beta 0.3",
+            poe_arch(vec![vec![0], vec![1], vec![2]], NoiseKind::PerChannel),
+            0.3,
+        ),
+        (
+            "poe 1 group",
+            poe_arch(vec![vec![0, 1, 2]], NoiseKind::PerFeature),
+            1.0,
+        ),
+    ] {
+        let r = check_poe(&arch, BATCH, 5, beta, H, FLOOR, |_, _| {}).unwrap();
+        println!(
+            "{what}: {} params, worst rel err {:.2e} at {}, max |g| {:.3}",
+            r.checked, r.worst.0, r.worst.1, r.max_abs_grad
+        );
+        assert!(r.max_abs_grad > 1e-2, "{what}");
+        assert!(r.worst.0 <= TOL, "{what}: {:?}", r.worst);
+    }
+}
+
+#[test]
+fn poe_gradient_check_sees_clamped_logvars_and_catches_a_broken_component() {
+    let arch = poe_arch(vec![vec![0, 2], vec![1]], NoiseKind::PerFeature);
+    // Push expert 1's logvar bias far below the clamp: its s gradient must be 0.
+    let r = check_poe(&arch, BATCH, 9, 1.0, H, FLOOR, |l, t| {
+        let h = l.experts[1].heads;
+        t[h.b + 2] = -40.0;
+    })
+    .unwrap();
+    assert!(r.worst.0 <= TOL, "{:?}", r.worst);
+    // A 0.1 % error in one component is caught.
+    let i = r
+        .analytic
+        .iter()
+        .enumerate()
+        .max_by(|a, b| a.1.abs().total_cmp(&b.1.abs()))
+        .unwrap()
+        .0;
+    let broken = r.analytic[i] * 1.001;
+    assert!(rel_err(broken, r.numeric[i], FLOOR) > 100.0 * TOL);
+}

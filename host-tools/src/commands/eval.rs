@@ -51,6 +51,9 @@ pub struct EvalArgs {
     /// channels by name (the default; extra columns are then ignored with a note).
     #[arg(long)]
     by_position: bool,
+    /// Score as if this sensor group were dead (multi-sensor models trained with `--group`).
+    #[arg(long, value_name = "GROUP")]
+    drop: Option<String>,
 }
 
 fn print_eval_table(r: &EvalResult) {
@@ -80,6 +83,16 @@ fn print_eval_table(r: &EvalResult) {
 /// # Errors
 /// Bad options or input (one line naming the file or the option), or a failed write.
 pub fn run(a: EvalArgs) -> Result<()> {
+    if tinyvae_host_tools::poe_checkpoint::is_poe(&a.model) {
+        let path = a.data.clone().unwrap_or_else(|| default_data("test.csv"));
+        return super::poe::eval(&a.model, &path, a.stride, a.drop.as_deref(), a.json);
+    }
+    if let Some(g) = &a.drop {
+        anyhow::bail!(
+            "--drop {g:?}: {} is a single-sensor model (train with --group to drop a sensor group)",
+            a.model.display()
+        );
+    }
     let m = load_model(&a.model)?;
     let path = a.data.clone().unwrap_or_else(|| default_data("test.csv"));
     let samples = samples_of(&m.th);

@@ -12,6 +12,7 @@ pub mod eval;
 pub mod export;
 pub mod firmware;
 pub mod import;
+pub mod poe;
 pub mod quantize;
 pub mod score;
 pub mod train;

@@ -135,6 +135,9 @@ fn parse_adapt(s: &str) -> Result<(u32, u32), String> {
 /// Bad options or input (one line naming the file or the option), or a failed write.
 pub fn run(a: ScoreArgs) -> Result<()> {
     output::check_file(&a.out, &[Input::Dir(&a.model), Input::File(&a.data)])?;
+    if tinyvae_host_tools::poe_checkpoint::is_poe(&a.model) {
+        return super::poe::score(&a.model, &a.data, &a.out, a.stride, a.f32, a.threshold);
+    }
     let m = load_model(&a.model)?;
     let kind = match &a.score {
         Some(name) => model::parse_score_kind(name, a.samples)?,

@@ -27,6 +27,11 @@ pub struct TrainArgs {
     model: ModelOpts,
     #[command(flatten)]
     calib: CalibOpts,
+    /// A sensor group `NAME=CHANNEL,CHANNEL,...` (repeatable, at most 4; every channel in
+    /// exactly one group): trains the multi-sensor product-of-experts model, one encoder per
+    /// group, that keeps scoring when a sensor dies. Without it: the single VAE.
+    #[arg(long = "group", value_name = "NAME=CH,CH,...")]
+    groups: Vec<String>,
 }
 
 /// Runs `tinyvae train`.
@@ -36,6 +41,9 @@ pub struct TrainArgs {
 pub fn run(a: TrainArgs) -> Result<()> {
     let data_path = a.data.unwrap_or_else(|| default_data("train.csv"));
     output::check_dir(&a.out, &CHECKPOINT_FILES, &[Input::File(&data_path)])?;
+    if !a.groups.is_empty() {
+        return super::poe::train(&data_path, &a.out, &a.model, &a.calib, &a.groups);
+    }
     let t = train_model(&data_path, &a.model, &a.calib)?;
     checkpoint::save(&a.out, &t.ck)?;
     let (th, cal) = calibration_of(&t.ck.config)?;

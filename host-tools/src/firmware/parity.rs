@@ -358,6 +358,7 @@ mod tests {
             alarm: true,
             event: Some(tinyvae::AlarmEvent::AlarmRaised { window: 7 }),
             faults: tinyvae::Faults::default(),
+            groups: tinyvae::GroupSet(1),
             phase: tinyvae::Phase::Running,
         };
         assert_eq!(window_diff(&chip, &host), None);

@@ -36,11 +36,13 @@
 mod calibrate;
 mod host;
 mod layers;
+mod poe;
 mod score;
 
 pub use self::calibrate::*;
 pub use self::host::*;
 pub use self::layers::*;
+pub use self::poe::*;
 pub use self::score::*;
 
 #[cfg(test)]

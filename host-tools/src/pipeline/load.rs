@@ -35,6 +35,13 @@ pub fn load_checkpoint(dir: &Path) -> Result<Checkpoint> {
             checkpoint::CONFIG_FILE
         );
     }
+    if crate::poe_checkpoint::is_poe(dir) {
+        bail!(
+            "{}: a multi-sensor (--group) checkpoint; `train`, `eval` and `score` handle it, \
+             this command does not support it yet",
+            dir.display()
+        );
+    }
     checkpoint::load(dir)
 }
 

@@ -18,6 +18,8 @@ pub mod chip;
 pub mod config;
 pub mod evaluate;
 pub mod load;
+pub mod poe;
+pub mod poe_stream;
 pub mod report;
 pub mod train;
 

@@ -156,3 +156,70 @@ pub fn real_grad(
 ) -> anyhow::Result<()> {
     model.loss_grad(theta, x, eps, beta, grad).map(|_| ())
 }
+
+/// Result of [`check_poe`]: the worst relative error over every parameter of a
+/// product-of-experts model, and the largest |gradient|.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PoeCheck {
+    /// Parameters compared (all of them).
+    pub checked: usize,
+    /// Worst `rel_err` and its index.
+    pub worst: (f64, usize),
+    /// Largest |numeric gradient|.
+    pub max_abs_grad: f64,
+    /// The analytic gradient.
+    pub analytic: Vec<f64>,
+    /// The central-difference gradient.
+    pub numeric: Vec<f64>,
+}
+
+/// Compares [`PoeModel::loss_grad`](super::poe::PoeModel::loss_grad) with central differences
+/// of its loss on every parameter, at fresh weights from `seed` (with `edit` applied), on a
+/// batch of `batch` standard-normal windows and noise from `seed + 1`.
+///
+/// # Errors
+/// An invalid architecture.
+pub fn check_poe(
+    arch: &super::poe::PoeArch,
+    batch: usize,
+    seed: u64,
+    beta: f64,
+    h: f64,
+    floor: f64,
+    edit: impl FnOnce(&super::poe::PoeLayout, &mut [f64]),
+) -> anyhow::Result<PoeCheck> {
+    let model = super::poe::PoeModel::new(arch)?;
+    let mut rng = XorShiftRng::seed_from_u64(seed);
+    let mut theta: Vec<f64> = model
+        .layout
+        .init(&mut rng)
+        .iter()
+        .map(|&v| f64::from(v))
+        .collect();
+    edit(&model.layout, &mut theta);
+    let mut rng = XorShiftRng::seed_from_u64(seed.wrapping_add(1));
+    let mut x32 = vec![0.0f32; batch * arch.input()];
+    let mut e32 = vec![0.0f32; model.eps_len(batch)];
+    rng::fill_normal(&mut rng, &mut x32);
+    rng::fill_normal(&mut rng, &mut e32);
+    let x: Vec<f64> = x32.iter().map(|&v| f64::from(v)).collect();
+    let eps: Vec<f64> = e32.iter().map(|&v| f64::from(v)).collect();
+    let mut analytic = vec![0.0; theta.len()];
+    model.loss_grad(&theta, &x, &eps, beta, &mut analytic)?;
+    let numeric = numeric_gradient(&theta, h, |t| Ok(model.loss(t, &x, &eps, beta)?.loss))?;
+    let mut worst = (-1.0f64, 0usize);
+    for (i, (&a, &n)) in analytic.iter().zip(&numeric).enumerate() {
+        let r = rel_err(a, n, floor);
+        let r = if r.is_nan() { f64::INFINITY } else { r };
+        if r > worst.0 {
+            worst = (r, i);
+        }
+    }
+    Ok(PoeCheck {
+        checked: theta.len(),
+        worst,
+        max_abs_grad: numeric.iter().fold(0.0, |m, v| m.max(v.abs())),
+        analytic,
+        numeric,
+    })
+}

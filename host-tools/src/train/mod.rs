@@ -43,6 +43,7 @@ pub mod gradcheck;
 pub mod limits;
 pub mod model;
 pub mod params;
+pub mod poe;
 pub mod real;
 pub mod rng;
 pub mod trainer;

@@ -281,7 +281,7 @@ pub struct Model<T: Real> {
 }
 
 /// out (b x s.out) ← input (b x s.inp) W^T + bias, then ReLU if `relu`.
-fn dense_forward<T: Real>(
+pub(super) fn dense_forward<T: Real>(
     theta: &[T],
     s: &DenseSlot,
     input: &[T],
@@ -317,7 +317,7 @@ fn dense_forward<T: Real>(
 /// Given dy (b x s.out): grad W, grad b ← (dy^T input, sum dy); din (b x s.inp) ← dy W, then
 /// masked by `input > 0` when the input came out of a ReLU.
 #[allow(clippy::too_many_arguments)]
-fn dense_backward<T: Real>(
+pub(super) fn dense_backward<T: Real>(
     theta: &[T],
     s: &DenseSlot,
     input: &[T],
@@ -669,7 +669,7 @@ impl<T: Real> Model<T> {
 
 /// `v` clamped to `[lo, hi]` (NaN passes through).
 #[inline]
-fn clamp<T: Real>(v: T, lo: T, hi: T) -> T {
+pub(super) fn clamp<T: Real>(v: T, lo: T, hi: T) -> T {
     if v < lo {
         lo
     } else if v > hi {

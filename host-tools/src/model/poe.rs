@@ -1,0 +1,679 @@
+//! [`PoeHost`]: the runtime-shaped product-of-experts VAE (f32 or int8), run through the
+//! library's [`tinyvae::PoeVae`] and kernels, and its int8 calibration and per-subset
+//! thresholds.
+//!
+//! Each expert is quantized like a [`HostModel`](super::HostModel)'s encoder (its own input
+//! range over its group's standardized channels, per-layer ranges, dequantized heads); the
+//! shared decoder like a `HostModel`'s decoder, with the `z` range the union over every
+//! non-empty subset `S` of the fused `mu_S ± 3 sigma_S` on the calibration windows, and its
+//! hidden and output ranges from decoding `mu_S`. Everything else (fusion, likelihood over the
+//! present groups, scores) is the library's code, so the host computes what the chip computes.
+
+use anyhow::{bail, Context, Result};
+use tinyvae::{
+    Activation, Error, ExpertEncoder, GroupSet, LatentDecoder, PoeScratch, PoeVae, QParams,
+    ScoreKind, SensorGroups,
+};
+
+use super::host::{lib, run_float, run_int8};
+use super::{FloatLayer, QLayer};
+use crate::train::poe::PoeParams;
+use crate::train::Linear;
+
+/// One expert: f32 or int8 layers.
+#[derive(Clone, Debug, PartialEq)]
+pub enum HostExpert {
+    /// f32.
+    Float {
+        /// Hidden layers (ReLU).
+        encoder: Vec<FloatLayer>,
+        /// Mean head.
+        mu: FloatLayer,
+        /// Log-variance head.
+        logvar: FloatLayer,
+    },
+    /// int8.
+    Int8 {
+        /// Input quantization.
+        input_q: QParams,
+        /// Hidden layers (fused ReLU).
+        encoder: Vec<QLayer>,
+        /// Mean head, dequantized with its output parameters.
+        mu: QLayer,
+        /// Log-variance head.
+        logvar: QLayer,
+    },
+}
+
+/// The shared decoder: f32 or int8 layers.
+#[derive(Clone, Debug, PartialEq)]
+pub enum HostDecoder {
+    /// f32.
+    Float {
+        /// Hidden layers (ReLU).
+        decoder: Vec<FloatLayer>,
+        /// Output layer.
+        output: FloatLayer,
+    },
+    /// int8.
+    Int8 {
+        /// Quantization of `z`.
+        z_q: QParams,
+        /// Hidden layers (fused ReLU).
+        decoder: Vec<QLayer>,
+        /// Output layer, dequantized.
+        output: QLayer,
+    },
+}
+
+/// Buffers of a [`PoeHost`]'s layers.
+#[derive(Clone, Debug)]
+pub struct HostBufs {
+    fa: Vec<f32>,
+    fb: Vec<f32>,
+    qa: Vec<i8>,
+    qb: Vec<i8>,
+}
+
+impl HostBufs {
+    fn new(w: usize) -> Self {
+        Self {
+            fa: vec![0.0; w],
+            fb: vec![0.0; w],
+            qa: vec![0; w],
+            qb: vec![0; w],
+        }
+    }
+}
+
+impl ExpertEncoder for HostExpert {
+    type Scratch = HostBufs;
+
+    fn input_dim(&self) -> usize {
+        match self {
+            HostExpert::Float { encoder, mu, .. } => encoder.first().unwrap_or(mu).in_dim,
+            HostExpert::Int8 { encoder, mu, .. } => encoder.first().unwrap_or(mu).in_dim,
+        }
+    }
+
+    fn encode(
+        &self,
+        x: &[f32],
+        mu: &mut [f32],
+        logvar: &mut [f32],
+        s: &mut HostBufs,
+    ) -> Result<(), Error> {
+        match self {
+            HostExpert::Float {
+                encoder,
+                mu: mh,
+                logvar: lh,
+            } => {
+                let refs: Vec<&FloatLayer> = encoder.iter().collect();
+                let h = encoder.last().map_or(x.len(), |l| l.out_dim);
+                let mut hidden = vec![0.0f32; h];
+                run_float(&refs, x, &mut hidden, &mut s.fa, &mut s.fb)?;
+                mh.view()?.forward(&hidden, mu)?;
+                lh.view()?.forward(&hidden, logvar)
+            }
+            HostExpert::Int8 {
+                input_q,
+                encoder,
+                mu: mh,
+                logvar: lh,
+            } => {
+                let n = x.len();
+                tinyvae::quantize_slice(
+                    x,
+                    *input_q,
+                    s.qa.get_mut(..n).ok_or(Error::ShapeMismatch {
+                        expected: n,
+                        found: 0,
+                    })?,
+                )?;
+                let refs: Vec<&QLayer> = encoder.iter().collect();
+                let hidden = run_int8(&refs, &mut s.qa, &mut s.qb)?.to_vec();
+                let mut q = vec![0i8; mu.len()];
+                mh.view()?.forward(&hidden, &mut q)?;
+                tinyvae::dequantize_slice(&q, mh.output_q, mu)?;
+                lh.view()?.forward(&hidden, &mut q)?;
+                tinyvae::dequantize_slice(&q, lh.output_q, logvar)
+            }
+        }
+    }
+}
+
+/// A borrowed [`HostDecoder`] (the [`LatentDecoder`] of a [`PoeVae`]).
+#[derive(Clone, Copy, Debug)]
+pub struct DecoderRef<'a>(pub &'a HostDecoder);
+
+impl LatentDecoder for DecoderRef<'_> {
+    type Scratch = HostBufs;
+
+    fn latent_dim(&self) -> usize {
+        match self.0 {
+            HostDecoder::Float { decoder, output } => decoder.first().unwrap_or(output).in_dim,
+            HostDecoder::Int8 {
+                decoder, output, ..
+            } => decoder.first().unwrap_or(output).in_dim,
+        }
+    }
+
+    fn decode(&self, z: &[f32], mean: &mut [f32], s: &mut HostBufs) -> Result<(), Error> {
+        match self.0 {
+            HostDecoder::Float { decoder, output } => {
+                let refs: Vec<&FloatLayer> = decoder.iter().chain([output]).collect();
+                run_float(&refs, z, mean, &mut s.fa, &mut s.fb)
+            }
+            HostDecoder::Int8 {
+                z_q,
+                decoder,
+                output,
+            } => {
+                let n = z.len();
+                tinyvae::quantize_slice(
+                    z,
+                    *z_q,
+                    s.qa.get_mut(..n).ok_or(Error::ShapeMismatch {
+                        expected: n,
+                        found: 0,
+                    })?,
+                )?;
+                let refs: Vec<&QLayer> = decoder.iter().chain([output]).collect();
+                let out = run_int8(&refs, &mut s.qa, &mut s.qb)?;
+                tinyvae::dequantize_slice(out, output.output_q, mean)
+            }
+        }
+    }
+}
+
+/// Calibration ranges of a product-of-experts model.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PoeRanges {
+    /// Per expert: input, hidden layers, mu, logvar.
+    pub experts: Vec<ExpertRanges>,
+    /// Decoder input `z`.
+    pub z: (f32, f32),
+    /// Decoder hidden layers.
+    pub decoder: Vec<(f32, f32)>,
+    /// Decoder output.
+    pub output: (f32, f32),
+}
+
+/// One expert's ranges.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ExpertRanges {
+    /// Its standardized input.
+    pub input: (f32, f32),
+    /// Hidden layers.
+    pub encoder: Vec<(f32, f32)>,
+    /// Mean head.
+    pub mu: (f32, f32),
+    /// Log-variance head.
+    pub logvar: (f32, f32),
+}
+
+/// A product-of-experts model on the host.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PoeHost {
+    /// One per group.
+    pub experts: Vec<HostExpert>,
+    /// The shared decoder.
+    pub decoder: HostDecoder,
+    /// The channels of each group.
+    pub groups: SensorGroups,
+    /// C.
+    pub channels: usize,
+    /// Z.
+    pub latent: usize,
+    /// Decoder log-variances (X).
+    pub decoder_logvar: Vec<f32>,
+    /// `exp(-logvar_x)` (X).
+    pub inv_var: Vec<f32>,
+    /// Per-group log-normalizers.
+    pub group_log_norm: Vec<f32>,
+    /// `threshold(all) - threshold(S)` per subset (0 until [`PoeHost::set_thresholds`]).
+    pub shifts: [f32; 16],
+}
+
+/// The model as the library sees it.
+pub type PoeView<'a> = PoeVae<'a, HostExpert, DecoderRef<'a>, Vec<f32>>;
+
+/// Scratch of a [`PoeView`].
+pub type PoeHostScratch = PoeScratch<HostBufs, HostBufs, Vec<f32>>;
+
+fn upd(r: &mut (f32, f32), v: &[f32]) {
+    for &x in v {
+        r.0 = r.0.min(x);
+        r.1 = r.1.max(x);
+    }
+}
+
+const EMPTY: (f32, f32) = (f32::INFINITY, f32::NEG_INFINITY);
+
+impl PoeHost {
+    /// The f32 model of trained weights.
+    ///
+    /// # Errors
+    /// Inconsistent shapes or a non-finite decoder log-variance.
+    pub fn float(p: &PoeParams) -> Result<Self> {
+        let fl = |l: &Linear, a| FloatLayer::from_linear(l, a);
+        let experts = p
+            .experts
+            .iter()
+            .map(|e| HostExpert::Float {
+                encoder: e.encoder.iter().map(|l| fl(l, Activation::Relu)).collect(),
+                mu: fl(&e.mu, Activation::Identity),
+                logvar: fl(&e.logvar, Activation::Identity),
+            })
+            .collect();
+        let decoder = HostDecoder::Float {
+            decoder: p.decoder.iter().map(|l| fl(l, Activation::Relu)).collect(),
+            output: fl(&p.decoder_out, Activation::Identity),
+        };
+        Self::assemble(p, experts, decoder)
+    }
+
+    /// The int8 model of trained weights with activation ranges `r`.
+    ///
+    /// # Errors
+    /// A degenerate range or shapes that do not chain.
+    pub fn int8(p: &PoeParams, r: &PoeRanges) -> Result<Self> {
+        let qp = |what: &str, (lo, hi): (f32, f32)| {
+            QParams::from_range(lo, hi)
+                .map_err(|e| anyhow::anyhow!("quantization range of {what} [{lo}, {hi}]: {e}"))
+        };
+        let layer = |name: &str, l: &Linear, i: QParams, o: QParams, act: Activation| {
+            QLayer::quantize(l, i, o, act).with_context(|| format!("layer {name}"))
+        };
+        if r.experts.len() != p.experts.len() || r.decoder.len() != p.decoder.len() {
+            bail!("calibration ranges do not match the model's layers");
+        }
+        let mut experts = Vec::new();
+        for (g, (e, er)) in p.experts.iter().zip(&r.experts).enumerate() {
+            let input_q = qp(&format!("expert {g} input"), er.input)?;
+            let mut prev = input_q;
+            let mut encoder = Vec::new();
+            for (i, (l, &rr)) in e.encoder.iter().zip(&er.encoder).enumerate() {
+                let name = format!("expert.{g}.encoder.{i}");
+                let out_q = qp(&name, rr)?;
+                encoder.push(layer(&name, l, prev, out_q, Activation::Relu)?);
+                prev = out_q;
+            }
+            let mu = layer(
+                "mu",
+                &e.mu,
+                prev,
+                qp(&format!("expert.{g}.mu"), er.mu)?,
+                Activation::Identity,
+            )?;
+            let logvar = layer(
+                "logvar",
+                &e.logvar,
+                prev,
+                qp(&format!("expert.{g}.logvar"), er.logvar)?,
+                Activation::Identity,
+            )?;
+            experts.push(HostExpert::Int8 {
+                input_q,
+                encoder,
+                mu,
+                logvar,
+            });
+        }
+        let z_q = qp("z", r.z)?;
+        let mut prev = z_q;
+        let mut decoder = Vec::new();
+        for (i, (l, &rr)) in p.decoder.iter().zip(&r.decoder).enumerate() {
+            let name = format!("decoder.{i}");
+            let out_q = qp(&name, rr)?;
+            decoder.push(layer(&name, l, prev, out_q, Activation::Relu)?);
+            prev = out_q;
+        }
+        let output = layer(
+            "decoder.out",
+            &p.decoder_out,
+            prev,
+            qp("decoder.out", r.output)?,
+            Activation::Identity,
+        )?;
+        Self::assemble(
+            p,
+            experts,
+            HostDecoder::Int8 {
+                z_q,
+                decoder,
+                output,
+            },
+        )
+    }
+
+    fn assemble(p: &PoeParams, experts: Vec<HostExpert>, decoder: HostDecoder) -> Result<Self> {
+        let a = &p.arch;
+        let masks: Vec<tinyvae::ChannelMask> = a
+            .groups
+            .iter()
+            .map(|g| {
+                let mut m = tinyvae::ChannelMask::EMPTY;
+                for &c in g {
+                    m.insert(c);
+                }
+                m
+            })
+            .collect();
+        let groups = SensorGroups::new(&masks).map_err(lib)?;
+        let x = a.input();
+        if p.decoder_logvar.len() != x {
+            bail!(
+                "decoder.logvar has {} values, expected {x}",
+                p.decoder_logvar.len()
+            );
+        }
+        let mut inv_var = vec![0.0f32; x];
+        tinyvae::decoder_noise(&p.decoder_logvar, &mut inv_var).map_err(lib)?;
+        let mut group_log_norm = Vec::new();
+        for g in 0..groups.count() {
+            let lv: Vec<f32> = (0..x)
+                .filter(|j| groups.channels(g).contains(j % a.channels))
+                .map(|j| p.decoder_logvar[j])
+                .collect();
+            let mut iv = vec![0.0f32; lv.len()];
+            group_log_norm.push(tinyvae::decoder_noise(&lv, &mut iv).map_err(lib)?);
+        }
+        Ok(Self {
+            experts,
+            decoder,
+            groups,
+            channels: a.channels,
+            latent: a.latent,
+            decoder_logvar: p.decoder_logvar.clone(),
+            inv_var,
+            group_log_norm,
+            shifts: [0.0; 16],
+        })
+    }
+
+    /// The library's view of the model.
+    pub fn view(&self) -> PoeView<'_> {
+        PoeVae::new(
+            &self.experts,
+            DecoderRef(&self.decoder),
+            self.groups,
+            self.channels,
+            &self.inv_var,
+            &self.group_log_norm,
+            &self.shifts,
+        )
+    }
+
+    /// X.
+    pub fn input(&self) -> usize {
+        self.inv_var.len()
+    }
+
+    /// Zeroed scratch.
+    pub fn scratch(&self) -> PoeHostScratch {
+        let w = self.widest();
+        PoeScratch {
+            experts: HostBufs::new(w),
+            decoder: HostBufs::new(w),
+            gather: vec![0.0; self.input()],
+            means: vec![0.0; self.experts.len() * self.latent],
+            logvars: vec![0.0; self.experts.len() * self.latent],
+        }
+    }
+
+    fn widest(&self) -> usize {
+        let mut w = self.input().max(self.latent);
+        let mut see = |i: usize, o: usize| w = w.max(i).max(o);
+        for e in &self.experts {
+            match e {
+                HostExpert::Float {
+                    encoder,
+                    mu,
+                    logvar,
+                } => encoder
+                    .iter()
+                    .chain([mu, logvar])
+                    .for_each(|l| see(l.in_dim, l.out_dim)),
+                HostExpert::Int8 {
+                    encoder,
+                    mu,
+                    logvar,
+                    ..
+                } => encoder
+                    .iter()
+                    .chain([mu, logvar])
+                    .for_each(|l| see(l.in_dim, l.out_dim)),
+            }
+        }
+        w
+    }
+
+    /// `(in, out)` of every dense layer (experts in order, then the decoder).
+    pub fn dims(&self) -> Vec<(usize, usize)> {
+        let mut v = Vec::new();
+        for e in &self.experts {
+            match e {
+                HostExpert::Float {
+                    encoder,
+                    mu,
+                    logvar,
+                } => v.extend(
+                    encoder
+                        .iter()
+                        .chain([mu, logvar])
+                        .map(|l| (l.in_dim, l.out_dim)),
+                ),
+                HostExpert::Int8 {
+                    encoder,
+                    mu,
+                    logvar,
+                    ..
+                } => v.extend(
+                    encoder
+                        .iter()
+                        .chain([mu, logvar])
+                        .map(|l| (l.in_dim, l.out_dim)),
+                ),
+            }
+        }
+        match &self.decoder {
+            HostDecoder::Float { decoder, output } => v.extend(
+                decoder
+                    .iter()
+                    .chain([output])
+                    .map(|l| (l.in_dim, l.out_dim)),
+            ),
+            HostDecoder::Int8 {
+                decoder, output, ..
+            } => v.extend(
+                decoder
+                    .iter()
+                    .chain([output])
+                    .map(|l| (l.in_dim, l.out_dim)),
+            ),
+        }
+        v
+    }
+
+    /// Multiply-accumulates of the full-set ELBO score (every expert, one decode).
+    pub fn macs(&self) -> usize {
+        self.dims().iter().map(|(a, b)| a * b).sum()
+    }
+
+    /// Parameter bytes as [`HostModel::param_bytes`](super::HostModel::param_bytes) counts
+    /// them (int8: 1 byte per weight, 4 per bias, 8 per output for requantization), plus the
+    /// noise constants (`4 X + 4 G`). The 64 bytes of per-subset threshold shifts are
+    /// configuration, like the single model's threshold, and not counted.
+    pub fn param_bytes(&self, int8: bool) -> usize {
+        let noise = 4 * self.input() + 4 * self.experts.len();
+        let d = self.dims();
+        if int8 {
+            d.iter().map(|(a, b)| a * b + 12 * b).sum::<usize>() + noise
+        } else {
+            d.iter().map(|(a, b)| 4 * a * b + 4 * b).sum::<usize>() + noise
+        }
+    }
+
+    /// The activation ranges of the f32 model over `windows` (see the module doc).
+    ///
+    /// # Errors
+    /// Not the f32 model, a window of the wrong length, or no windows.
+    pub fn calibrate<'a>(&self, windows: impl Iterator<Item = &'a [f32]>) -> Result<PoeRanges> {
+        let HostDecoder::Float { decoder, output } = &self.decoder else {
+            bail!("calibration needs the f32 model");
+        };
+        let g = self.experts.len();
+        let z = self.latent;
+        let mut er: Vec<ExpertRanges> = self
+            .experts
+            .iter()
+            .map(|e| match e {
+                HostExpert::Float { encoder, .. } => Ok(ExpertRanges {
+                    input: EMPTY,
+                    encoder: vec![EMPTY; encoder.len()],
+                    mu: EMPTY,
+                    logvar: EMPTY,
+                }),
+                HostExpert::Int8 { .. } => bail!("calibration needs the f32 model"),
+            })
+            .collect::<Result<_>>()?;
+        let mut r = PoeRanges {
+            experts: Vec::new(),
+            z: EMPTY,
+            decoder: vec![EMPTY; decoder.len()],
+            output: EMPTY,
+        };
+        let c = self.channels;
+        let mut n = 0usize;
+        let mut means = vec![0.0f32; g * z];
+        let mut lvs = vec![0.0f32; g * z];
+        for x in windows {
+            if x.len() != self.input() {
+                bail!(
+                    "window of {} values, the model takes {}",
+                    x.len(),
+                    self.input()
+                );
+            }
+            n += 1;
+            for (gi, (e, rr)) in self.experts.iter().zip(er.iter_mut()).enumerate() {
+                let HostExpert::Float {
+                    encoder,
+                    mu,
+                    logvar,
+                } = e
+                else {
+                    bail!("calibration needs the f32 model");
+                };
+                let mask = self.groups.channels(gi);
+                let xg: Vec<f32> = x
+                    .chunks_exact(c)
+                    .flat_map(|s| s.iter().enumerate().filter(|(ch, _)| mask.contains(*ch)))
+                    .map(|(_, &v)| v)
+                    .collect();
+                upd(&mut rr.input, &xg);
+                let mut cur = xg;
+                for (l, lr) in encoder.iter().zip(rr.encoder.iter_mut()) {
+                    let mut y = vec![0.0; l.out_dim];
+                    l.view().map_err(lib)?.forward(&cur, &mut y).map_err(lib)?;
+                    upd(lr, &y);
+                    cur = y;
+                }
+                let m = &mut means[gi * z..(gi + 1) * z];
+                let lv = &mut lvs[gi * z..(gi + 1) * z];
+                mu.view().map_err(lib)?.forward(&cur, m).map_err(lib)?;
+                logvar.view().map_err(lib)?.forward(&cur, lv).map_err(lib)?;
+                upd(&mut rr.mu, m);
+                upd(&mut rr.logvar, lv);
+                for v in lv.iter_mut() {
+                    let cl = v.clamp(tinyvae::LOGVAR_MIN, tinyvae::LOGVAR_MAX);
+                    *v = if cl.is_nan() { tinyvae::LOGVAR_MAX } else { cl };
+                }
+            }
+            for bits in 1..(1u8 << g) {
+                let (mut m, mut lv) = (vec![0.0f32; z], vec![0.0f32; z]);
+                tinyvae::fuse_experts(&means, &lvs, GroupSet(bits), &mut m, &mut lv)
+                    .map_err(lib)?;
+                for (&mj, &lj) in m.iter().zip(&lv) {
+                    let s = 3.0 * tinyvae::math::exp(0.5 * lj);
+                    upd(&mut r.z, &[mj - s, mj + s]);
+                }
+                let mut cur = m;
+                for (l, rr) in decoder.iter().zip(r.decoder.iter_mut()) {
+                    let mut y = vec![0.0; l.out_dim];
+                    l.view().map_err(lib)?.forward(&cur, &mut y).map_err(lib)?;
+                    upd(rr, &y);
+                    cur = y;
+                }
+                let mut y = vec![0.0; output.out_dim];
+                output
+                    .view()
+                    .map_err(lib)?
+                    .forward(&cur, &mut y)
+                    .map_err(lib)?;
+                upd(&mut r.output, &y);
+            }
+        }
+        if n == 0 {
+            bail!("no calibration windows");
+        }
+        r.experts = er;
+        Ok(r)
+    }
+
+    /// Scores `windows` with the groups `present` (see [`tinyvae::score_groups`]); window `i`
+    /// draws from `window_rng(seed, i)`.
+    ///
+    /// # Errors
+    /// A library error, with the window index.
+    pub fn scores<'a>(
+        &self,
+        windows: impl Iterator<Item = &'a [f32]>,
+        present: GroupSet,
+        kind: ScoreKind,
+        seed: u64,
+    ) -> Result<Vec<f32>> {
+        let v = self.view();
+        let z = self.latent;
+        let (mut mu, mut lv, mut zb, mut eps) =
+            (vec![0.0; z], vec![0.0; z], vec![0.0; z], vec![0.0; z]);
+        let mut mean = vec![0.0; self.input()];
+        let mut scratch = self.scratch();
+        let mut sampler = tinyvae::NormalSampler::new();
+        let mut out = Vec::new();
+        for (i, x) in windows.enumerate() {
+            let mut rng = tinyvae::window_rng(seed, i as u64);
+            let buf = tinyvae::Buffers {
+                mu: &mut mu,
+                logvar: &mut lv,
+                z: &mut zb,
+                eps: &mut eps,
+                mean: &mut mean,
+            };
+            let s = tinyvae::score_groups(
+                &v,
+                x,
+                present,
+                kind,
+                buf,
+                &mut scratch,
+                &mut sampler,
+                &mut rng,
+            )
+            .map_err(|e| anyhow::anyhow!("window {i}: {e}"))?;
+            out.push(s.score);
+        }
+        Ok(out)
+    }
+
+    /// Sets [`PoeHost::shifts`] from per-subset thresholds (indexed by [`GroupSet::index`]).
+    pub fn set_thresholds(&mut self, thresholds: &[f32; 16]) {
+        let full = thresholds[self.groups.all().index()];
+        for (s, &t) in self.shifts.iter_mut().zip(thresholds) {
+            *s = if t.is_finite() { full - t } else { 0.0 };
+        }
+        self.shifts[self.groups.all().index()] = 0.0;
+    }
+}

@@ -1,0 +1,181 @@
+//! End-to-end tests of the multi-sensor model (`tinyvae train --group`): train, eval by
+//! subset and with a dead group (`--drop`), score a recording in which one sensor dies and later
+//! the other (`groups` column), and the `--group` / `--drop` errors.
+
+use std::path::Path;
+
+use serde_json::Value;
+
+mod common;
+
+use common::{fails, ok, s, slice, small, train_args, train_small};
+
+const GROUPS: [&str; 4] = ["--group", "acc=ax,ay,az", "--group", "gyro=wx,wy,wz"];
+
+fn train_poe(dir: &Path) -> std::path::PathBuf {
+    let data = slice(dir, "train.csv", "train.csv", 1200);
+    let out = dir.join("poe");
+    let mut args = train_args(&data, &out);
+    args.extend(small("4"));
+    args.extend(GROUPS);
+    let text = ok(&args);
+    assert!(text.contains("product-of-experts"), "{text}");
+    out
+}
+
+#[test]
+fn train_eval_by_groups_drop_and_score_with_dead_sensors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let model = train_poe(dir);
+    let cfg: Value =
+        serde_json::from_str(&std::fs::read_to_string(model.join("config.json")).unwrap()).unwrap();
+    let th = &cfg["calibration"]["thresholds_int8"];
+    for k in ["acc+gyro", "acc", "gyro"] {
+        assert!(th[k].as_f64().is_some(), "threshold of {k}: {cfg}");
+    }
+    let test = slice(dir, "test.csv", "test.csv", 1700);
+    let j: Value = serde_json::from_str(&ok(&[
+        "eval",
+        "--model",
+        s(&model),
+        "--data",
+        s(&test),
+        "--json",
+    ]))
+    .unwrap();
+    for key in ["roc_auc_int8_by_groups", "roc_auc_f32_by_groups"] {
+        let o = j[key].as_object().unwrap();
+        assert_eq!(o.len(), 3, "{j}");
+        for k in ["acc+gyro", "acc", "gyro"] {
+            assert!(
+                o[k].as_f64().is_some_and(|v| (0.0..=1.0).contains(&v)),
+                "{j}"
+            );
+        }
+    }
+    assert_eq!(j["roc_auc_int8"], j["roc_auc_int8_by_groups"]["acc+gyro"]);
+    let d: Value = serde_json::from_str(&ok(&[
+        "eval",
+        "--model",
+        s(&model),
+        "--data",
+        s(&test),
+        "--json",
+        "--drop",
+        "gyro",
+    ]))
+    .unwrap();
+    assert_eq!(d["groups"], "acc");
+    assert_eq!(d["roc_auc_int8"], j["roc_auc_int8_by_groups"]["acc"]);
+
+    // One sensor dies for a stretch, later the other, then a dropped row.
+    let text = std::fs::read_to_string(&test).unwrap();
+    let mut lines: Vec<String> = text.lines().map(String::from).collect();
+    for (i, l) in lines.iter_mut().enumerate().skip(1) {
+        let mut f: Vec<String> = l.split(',').map(String::from).collect();
+        if (200..260).contains(&i) {
+            for v in &mut f[3..6] {
+                *v = "nan".into();
+            }
+        }
+        if (500..530).contains(&i) {
+            for v in &mut f[0..3] {
+                *v = "nan".into();
+            }
+        }
+        *l = f.join(",");
+    }
+    let dead = dir.join("dead.csv");
+    std::fs::write(&dead, lines.join("\n") + "\n").unwrap();
+    let out = dir.join("scores.csv");
+    ok(&[
+        "score",
+        "--model",
+        s(&model),
+        "--data",
+        s(&dead),
+        "--out",
+        s(&out),
+    ]);
+    let csv = std::fs::read_to_string(&out).unwrap();
+    let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+    assert_eq!(header.last(), Some(&"groups"));
+    let groups: Vec<&str> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.rsplit(',').next().unwrap())
+        .collect();
+    for g in ["acc+gyro", "acc", "gyro"] {
+        assert!(groups.contains(&g), "no {g} window: {groups:?}");
+    }
+    // A degraded window is scored (not skipped) and its level is its score moved by
+    // threshold(acc+gyro) - threshold(acc): it is compared with the acc-only threshold.
+    let full = th["acc+gyro"].as_f64().unwrap() as f32;
+    let acc = th["acc"].as_f64().unwrap() as f32;
+    let mut seen = 0;
+    for l in csv.lines().skip(1).filter(|l| l.ends_with(",acc")) {
+        let f: Vec<&str> = l.split(',').collect();
+        let score: f32 = f[3].parse().unwrap();
+        let level: f32 = f[6].parse().unwrap();
+        assert_eq!(level, score + (full - acc), "{l}");
+        assert_eq!(f[4] == "1", level > full, "{l}");
+        seen += 1;
+    }
+    assert!(seen > 0);
+}
+
+#[test]
+fn group_and_drop_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let data = slice(dir, "train.csv", "train.csv", 400);
+    let out = dir.join("bad");
+    for (groups, want) in [
+        (
+            vec!["--group", "acc=ax,ay", "--group", "gyro=wx,wy,wz"],
+            "\"az\" is in no group",
+        ),
+        (
+            vec!["--group", "acc=ax,ay,az", "--group", "acc=wx,wy,wz"],
+            "used twice",
+        ),
+        (
+            vec!["--group", "acc=ax,ay,az,wx", "--group", "gyro=wx,wy,wz"],
+            "already in group",
+        ),
+        (
+            vec!["--group", "acc=ax,ay,az,q", "--group", "gyro=wx,wy,wz"],
+            "no channel \"q\"",
+        ),
+        (vec!["--group", "accax,ay"], "expected NAME=CHANNEL"),
+        (
+            vec![
+                "--group", "a=ax", "--group", "b=ay", "--group", "c=az", "--group", "d=wx",
+                "--group", "e=wy,wz",
+            ],
+            "at most 4",
+        ),
+    ] {
+        let mut args = train_args(&data, &out);
+        args.extend(small("1"));
+        args.extend(groups);
+        let e = fails(&args);
+        assert!(e.contains(want), "{e}");
+        assert!(!out.exists(), "nothing written on error");
+    }
+    let single = train_small(&data, &dir.join("single"), "1");
+    let e = fails(&["eval", "--model", s(&single), "--drop", "gyro"]);
+    assert!(e.contains("single-sensor model"), "{e}");
+}
+
+#[test]
+fn commands_without_poe_support_say_so() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let model = train_poe(dir);
+    let out = dir.join("model.rs");
+    let e = fails(&["export", "--model", s(&model), "--out", s(&out)]);
+    assert!(e.contains("multi-sensor (--group) checkpoint"), "{e}");
+    assert!(!out.exists());
+}

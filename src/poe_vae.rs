@@ -1,0 +1,461 @@
+//! The multi-sensor VAE: one encoder per sensor group, fused by a product of Gaussian experts
+//! with the prior expert (MVAE, Wu & Goodman 2018), one shared decoder.
+//!
+//! For a standardized window `x` (time-major, `x[t C + c]`) and sensor groups `g` with channels
+//! `M_g` ([`SensorGroups`]), group `g`'s sub-window is its channels in ascending order at every
+//! step, `x_g[t |M_g| + j] = x[t C + M_g[j]]`, and its encoder is an expert
+//! `q_g(z | x_g) = N(mu_g, diag exp(lv_g))` ([`ExpertEncoder`]; `lv_g` clamped to
+//! [`LOGVAR_MIN`]..=[`LOGVAR_MAX`], NaN to the maximum). With the present groups `S`:
+//!
+//! ```text
+//! q_S(z | x)     = N(0, I) * prod_{g in S} q_g(z | x_g)      (normalized):
+//! precision      = 1 + sum_{g in S} exp(-lv_g),  lv_S = -ln(precision)
+//! mean           = sum_{g in S} exp(-lv_g - ln precision) mu_g
+//! mean_x         = D(z)                                     shared decoder, all X features
+//! log p(x_S | z) = sum_{g in S} log_norm_g - 1/2 sum_{i: channel(i) in M_S} (x_i - mean_i)^2 inv_var_i
+//! ELBO_S         = log p(x_S | z = mu_S) - KL(q_S || N(0, I))
+//! ```
+//!
+//! (`log_norm_g = -1/2 sum_{i in group g} (ln 2 pi + logvar_x[i])`, the sum over features in
+//! index order.) The fusion is evaluated exactly as [`product_of_experts`](crate::product_of_experts)
+//! with the prior (log-sum-exp per dimension, the prior first, then the present experts in group
+//! order), so results are bit-identical to it (`tests/poe_vae.rs`). With no group present the
+//! posterior would be the prior; the scores refuse that ([`Error::Empty`]) and the detector
+//! skips such a window.
+//!
+//! The scores in [`score_groups`](crate::score_groups) and the detector run this model through
+//! [`VaeModel`]'s group hooks, so everything else (sampled scores, IWAE, alarms) is shared with
+//! the single-group [`Vae`](crate::Vae). The threshold depends on `S` (fewer features, a wider
+//! posterior), so the model carries a per-subset shift `threshold(all) - threshold(S)` that the
+//! detector adds to a degraded window's score before the alarm.
+//!
+//! Cost of the full-set score: every expert's encoder (`sum_g` its MACs), `2 G Z + Z` `exp` and
+//! `Z` `ln` for the fusion, one decode, and `X` multiply-adds for the likelihood.
+
+use core::marker::PhantomData;
+
+use crate::math::{exp, LogSumExp};
+use crate::vae::same_len;
+use crate::{
+    DecoderNoise, Error, GroupSet, Layer, SensorGroups, VaeModel, LOGVAR_MAX, LOGVAR_MIN,
+    MAX_GROUPS,
+};
+
+/// One sensor group's encoder: its sub-window to the expert's `mu` and `logvar`.
+pub trait ExpertEncoder {
+    /// Intermediate buffers.
+    type Scratch;
+    /// Length of the group's sub-window (`W |M_g|`).
+    fn input_dim(&self) -> usize;
+    /// Encodes the sub-window (unclamped `logvar`).
+    ///
+    /// # Errors
+    /// [`Error::ShapeMismatch`] if a slice has the wrong length.
+    fn encode(
+        &self,
+        x: &[f32],
+        mu: &mut [f32],
+        logvar: &mut [f32],
+        scratch: &mut Self::Scratch,
+    ) -> Result<(), Error>;
+}
+
+/// The shared decoder: a latent to the mean of every feature.
+pub trait LatentDecoder {
+    /// Intermediate buffers.
+    type Scratch;
+    /// Latent size `Z`.
+    fn latent_dim(&self) -> usize;
+    /// Decodes `z` into the likelihood mean (`X` values).
+    ///
+    /// # Errors
+    /// [`Error::ShapeMismatch`] if a slice has the wrong length.
+    fn decode(&self, z: &[f32], mean: &mut [f32], scratch: &mut Self::Scratch)
+        -> Result<(), Error>;
+}
+
+/// A product-of-experts VAE (see the module doc). All parts are borrowed, so it can be a
+/// `static` with the weights in flash. `F` is the scratch's buffer type (see [`PoeScratch`]).
+#[derive(Clone, Copy, Debug)]
+pub struct PoeVae<'a, E, D, F> {
+    /// One encoder per group, in group order.
+    pub experts: &'a [E],
+    /// The shared decoder.
+    pub decoder: D,
+    /// The channels of each group.
+    pub groups: SensorGroups,
+    /// Channels per sample `C`.
+    pub channels: usize,
+    /// Decoder precisions `exp(-logvar_x)`, `X` values.
+    pub inv_var: &'a [f32],
+    /// Per-group decoder log-normalizers `log_norm_g`.
+    pub group_log_norm: &'a [f32],
+    /// `threshold(all) - threshold(S)` per subset, indexed by [`GroupSet::index`].
+    pub shifts: &'a [f32; 16],
+    buffers: PhantomData<fn() -> F>,
+}
+
+/// Scratch of a [`PoeVae`]: the experts' and the decoder's scratch, a buffer for a group's
+/// sub-window (at least the largest `W |M_g|`), and the experts' means and log-variances
+/// (at least `G Z` each). `F` is an array for the typed firmware or a `Vec<f32>` on the host.
+#[derive(Clone, Copy, Debug)]
+pub struct PoeScratch<ES, DS, F> {
+    /// Scratch of the expert encoders (shared: they run one after the other).
+    pub experts: ES,
+    /// Scratch of the decoder.
+    pub decoder: DS,
+    /// A group's gathered sub-window.
+    pub gather: F,
+    /// The experts' means, `G Z`.
+    pub means: F,
+    /// The experts' clamped log-variances, `G Z`.
+    pub logvars: F,
+}
+
+/// The product of the experts in `present` and of `N(0, I)`: `means` and `logvars` hold `Z`
+/// values per group (group `g` at `g Z`); writes the posterior to `mu` and `logvar` (`Z` each).
+/// Evaluated as [`product_of_experts`](crate::product_of_experts) with `prior = true` (same
+/// operations in the same order, so bit-identical); experts must be finite.
+///
+/// # Errors
+/// [`Error::ShapeMismatch`] if `means` or `logvars` is shorter than `(last present group + 1) Z`
+/// or `mu` and `logvar` differ in length.
+pub fn fuse_experts(
+    means: &[f32],
+    logvars: &[f32],
+    present: GroupSet,
+    mu: &mut [f32],
+    logvar: &mut [f32],
+) -> Result<(), Error> {
+    let z = mu.len();
+    same_len(z, logvar.len())?;
+    let need = present.iter().last().map_or(0, |g| (g + 1) * z);
+    if means.len() < need || logvars.len() < need {
+        return Err(Error::ShapeMismatch {
+            expected: need,
+            found: means.len().min(logvars.len()),
+        });
+    }
+    for (k, (m_out, lv_out)) in mu.iter_mut().zip(logvar.iter_mut()).enumerate() {
+        let mut lse = LogSumExp::new();
+        lse.push(0.0);
+        for g in present.iter() {
+            lse.push(-logvars.get(g * z + k).copied().unwrap_or(0.0));
+        }
+        let lp = lse.value();
+        let mut acc = 0.0f32;
+        for g in present.iter() {
+            let lv = logvars.get(g * z + k).copied().unwrap_or(0.0);
+            let m = means.get(g * z + k).copied().unwrap_or(0.0);
+            acc += exp(-lv - lp) * m;
+        }
+        *m_out = acc;
+        *lv_out = 0.0 - lp;
+    }
+    Ok(())
+}
+
+impl<'a, E, D, F> PoeVae<'a, E, D, F> {
+    /// Assembles a model (usable in `static` initialisers); see the fields.
+    pub const fn new(
+        experts: &'a [E],
+        decoder: D,
+        groups: SensorGroups,
+        channels: usize,
+        inv_var: &'a [f32],
+        group_log_norm: &'a [f32],
+        shifts: &'a [f32; 16],
+    ) -> Self {
+        Self {
+            experts,
+            decoder,
+            groups,
+            channels,
+            inv_var,
+            group_log_norm,
+            shifts,
+            buffers: PhantomData,
+        }
+    }
+
+    fn group_count(&self) -> usize {
+        self.groups.count().min(self.experts.len()).min(MAX_GROUPS)
+    }
+}
+
+impl<E, D, F> VaeModel for PoeVae<'_, E, D, F>
+where
+    E: ExpertEncoder,
+    D: LatentDecoder,
+    F: AsRef<[f32]> + AsMut<[f32]>,
+{
+    type Scratch = PoeScratch<E::Scratch, D::Scratch, F>;
+
+    fn input_dim(&self) -> usize {
+        self.inv_var.len()
+    }
+
+    fn latent_dim(&self) -> usize {
+        self.decoder.latent_dim()
+    }
+
+    fn encode(
+        &self,
+        x: &[f32],
+        mu: &mut [f32],
+        logvar: &mut [f32],
+        scratch: &mut Self::Scratch,
+    ) -> Result<(), Error> {
+        self.encode_groups(x, self.groups.all(), mu, logvar, scratch)
+    }
+
+    fn decode(
+        &self,
+        z: &[f32],
+        mean: &mut [f32],
+        scratch: &mut Self::Scratch,
+    ) -> Result<(), Error> {
+        self.decoder.decode(z, mean, &mut scratch.decoder)
+    }
+
+    fn noise(&self) -> DecoderNoise<'_> {
+        let mut log_norm = 0.0f32;
+        for &l in self.group_log_norm.iter().take(self.group_count()) {
+            log_norm += l;
+        }
+        DecoderNoise {
+            inv_var: self.inv_var,
+            log_norm,
+        }
+    }
+
+    fn groups(&self) -> SensorGroups {
+        self.groups
+    }
+
+    fn encode_groups(
+        &self,
+        x: &[f32],
+        present: GroupSet,
+        mu: &mut [f32],
+        logvar: &mut [f32],
+        scratch: &mut Self::Scratch,
+    ) -> Result<(), Error> {
+        let present = GroupSet(present.0 & self.groups.all().0);
+        same_len(self.inv_var.len(), x.len())?;
+        let c = self.channels;
+        if c == 0 || !x.len().is_multiple_of(c) {
+            return Err(Error::ShapeMismatch {
+                expected: c,
+                found: x.len(),
+            });
+        }
+        let z = mu.len();
+        for g in present.iter() {
+            let expert = self.experts.get(g).ok_or(Error::InvalidParameter)?;
+            let mask = self.groups.channels(g);
+            let n = expert.input_dim();
+            let have = scratch.gather.as_ref().len();
+            let gather = scratch
+                .gather
+                .as_mut()
+                .get_mut(..n)
+                .ok_or(Error::ShapeMismatch {
+                    expected: n,
+                    found: have,
+                })?;
+            let mut dst = gather.iter_mut();
+            let mut filled = 0usize;
+            for step in x.chunks_exact(c) {
+                for (ch, &v) in step.iter().enumerate() {
+                    if mask.contains(ch) {
+                        if let Some(d) = dst.next() {
+                            *d = v;
+                            filled += 1;
+                        }
+                    }
+                }
+            }
+            same_len(n, filled)?;
+            let range = g * z..(g + 1) * z;
+            let m = scratch
+                .means
+                .as_mut()
+                .get_mut(range.clone())
+                .ok_or(Error::ShapeMismatch {
+                    expected: (g + 1) * z,
+                    found: 0,
+                })?;
+            let lv = scratch
+                .logvars
+                .as_mut()
+                .get_mut(range)
+                .ok_or(Error::ShapeMismatch {
+                    expected: (g + 1) * z,
+                    found: 0,
+                })?;
+            let gather = scratch.gather.as_ref().get(..n).unwrap_or(&[]);
+            expert.encode(gather, m, lv, &mut scratch.experts)?;
+            for v in lv.iter_mut() {
+                let cl = v.clamp(LOGVAR_MIN, LOGVAR_MAX);
+                *v = if cl.is_nan() { LOGVAR_MAX } else { cl };
+            }
+            // A non-finite mean (encoder overflow) is kept out of the product's arithmetic: it
+            // makes the fused mean non-finite, which the score reports as an overflow.
+        }
+        fuse_experts(
+            scratch.means.as_ref(),
+            scratch.logvars.as_ref(),
+            present,
+            mu,
+            logvar,
+        )
+    }
+
+    fn log_likelihood_groups(
+        &self,
+        x: &[f32],
+        mean: &[f32],
+        present: GroupSet,
+    ) -> Result<f32, Error> {
+        same_len(self.inv_var.len(), x.len())?;
+        same_len(self.inv_var.len(), mean.len())?;
+        let present = GroupSet(present.0 & self.groups.all().0);
+        let used = self.groups.channels_of(present);
+        let c = self.channels.max(1);
+        let mut log_norm = 0.0f32;
+        for g in present.iter() {
+            log_norm += self.group_log_norm.get(g).copied().unwrap_or(0.0);
+        }
+        let mut q = 0.0f32;
+        for step in x
+            .chunks_exact(c)
+            .zip(mean.chunks_exact(c))
+            .zip(self.inv_var.chunks_exact(c))
+        {
+            let ((xs, ms), ps) = step;
+            for (ch, ((&xi, &mi), &p)) in xs.iter().zip(ms).zip(ps).enumerate() {
+                if used.contains(ch) {
+                    let d = xi - mi;
+                    q += d * d * p;
+                }
+            }
+        }
+        Ok(log_norm - 0.5 * q)
+    }
+
+    fn threshold_shift(&self, present: GroupSet) -> f32 {
+        self.shifts.get(present.index()).copied().unwrap_or(0.0)
+    }
+}
+
+/// A typed expert: encoder body `B: Layer<XG, H>` and heads `M`, `L: Layer<H, Z>`, as in
+/// [`Vae`](crate::Vae).
+#[derive(Clone, Copy, Debug)]
+pub struct TypedExpert<B, M, L, const XG: usize, const H: usize, const Z: usize> {
+    /// Encoder body.
+    pub body: B,
+    /// Mean head.
+    pub mu_head: M,
+    /// Log-variance head.
+    pub logvar_head: L,
+}
+
+/// Scratch of a [`TypedExpert`].
+#[derive(Clone, Copy, Debug)]
+pub struct TypedExpertScratch<T, const H: usize, BS, MS, LS> {
+    hidden: [T; H],
+    body: BS,
+    mu_head: MS,
+    logvar_head: LS,
+}
+
+impl<B, M, L, const XG: usize, const H: usize, const Z: usize> TypedExpert<B, M, L, XG, H, Z>
+where
+    B: Layer<XG, H, In = f32>,
+    M: Layer<H, Z, In = B::Out, Out = f32>,
+    L: Layer<H, Z, In = B::Out, Out = f32>,
+{
+    /// Zeroed scratch, usable in a `static`.
+    pub const SCRATCH: TypedExpertScratch<B::Out, H, B::Scratch, M::Scratch, L::Scratch> =
+        TypedExpertScratch {
+            hidden: [<B::Out as crate::Scalar>::ZERO; H],
+            body: B::SCRATCH,
+            mu_head: M::SCRATCH,
+            logvar_head: L::SCRATCH,
+        };
+}
+
+impl<B, M, L, const XG: usize, const H: usize, const Z: usize> ExpertEncoder
+    for TypedExpert<B, M, L, XG, H, Z>
+where
+    B: Layer<XG, H, In = f32>,
+    M: Layer<H, Z, In = B::Out, Out = f32>,
+    L: Layer<H, Z, In = B::Out, Out = f32>,
+{
+    type Scratch = TypedExpertScratch<B::Out, H, B::Scratch, M::Scratch, L::Scratch>;
+
+    fn input_dim(&self) -> usize {
+        XG
+    }
+
+    fn encode(
+        &self,
+        x: &[f32],
+        mu: &mut [f32],
+        logvar: &mut [f32],
+        scratch: &mut Self::Scratch,
+    ) -> Result<(), Error> {
+        let x: &[f32; XG] = x.try_into().map_err(|_| Error::ShapeMismatch {
+            expected: XG,
+            found: x.len(),
+        })?;
+        let found = mu.len();
+        let mu: &mut [f32; Z] = mu
+            .try_into()
+            .map_err(|_| Error::ShapeMismatch { expected: Z, found })?;
+        let found = logvar.len();
+        let logvar: &mut [f32; Z] = logvar
+            .try_into()
+            .map_err(|_| Error::ShapeMismatch { expected: Z, found })?;
+        self.body.forward(x, &mut scratch.hidden, &mut scratch.body);
+        self.mu_head
+            .forward(&scratch.hidden, mu, &mut scratch.mu_head);
+        self.logvar_head
+            .forward(&scratch.hidden, logvar, &mut scratch.logvar_head);
+        Ok(())
+    }
+}
+
+/// A typed decoder `D: Layer<Z, X>` (f32 in and out) as a [`LatentDecoder`].
+#[derive(Clone, Copy, Debug)]
+pub struct TypedDecoder<D, const Z: usize, const X: usize>(pub D);
+
+impl<D, const Z: usize, const X: usize> LatentDecoder for TypedDecoder<D, Z, X>
+where
+    D: Layer<Z, X, In = f32, Out = f32>,
+{
+    type Scratch = D::Scratch;
+
+    fn latent_dim(&self) -> usize {
+        Z
+    }
+
+    fn decode(
+        &self,
+        z: &[f32],
+        mean: &mut [f32],
+        scratch: &mut Self::Scratch,
+    ) -> Result<(), Error> {
+        let z: &[f32; Z] = z.try_into().map_err(|_| Error::ShapeMismatch {
+            expected: Z,
+            found: z.len(),
+        })?;
+        let found = mean.len();
+        let mean: &mut [f32; X] = mean
+            .try_into()
+            .map_err(|_| Error::ShapeMismatch { expected: X, found })?;
+        self.0.forward(z, mean, scratch);
+        Ok(())
+    }
+}

@@ -1,0 +1,359 @@
+//! The multi-sensor product-of-experts VAE (`src/poe_vae.rs`, `src/groups.rs`): the fusion
+//! against `product_of_experts`, the subset ELBO against an f64 reference, and the detector's
+//! per-window choice of groups, subset thresholds and skips.
+
+#![allow(clippy::needless_range_loop)]
+
+use tinyvae::{
+    decoder_noise, fuse_experts, product_of_experts, window_rng, Activation, AlarmConfig, Chain,
+    ChannelMask, Dense, Detector, DetectorConfig, DiagGaussian, Error, GroupSet, Normalizer,
+    PoeScratch, PoeVae, ScoreKind, SensorGroups, TypedDecoder, TypedExpert, VaeModel, Workspace,
+};
+
+// C = 4 channels, W = 4 steps: groups {0, 2} and {1, 3}, each sub-window 8 values.
+const C: usize = 4;
+const W: usize = 4;
+const X: usize = W * C;
+const XG: usize = 8;
+const H: usize = 5;
+const Z: usize = 3;
+const HD: usize = 6;
+
+type Expert = TypedExpert<Dense<XG, H>, Dense<H, Z>, Dense<H, Z>, XG, H, Z>;
+type Dec = TypedDecoder<Chain<Dense<Z, HD>, Dense<HD, X>, HD>, Z, X>;
+type Model = PoeVae<'static, Expert, Dec, [f32; 16]>;
+type Scratch = <Model as VaeModel>::Scratch;
+
+struct TestRng(u64);
+
+impl TestRng {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn uniform(&mut self) -> f64 {
+        ((self.next_u64() >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+    }
+    fn normal(&mut self) -> f64 {
+        let (u1, u2) = (self.uniform(), self.uniform());
+        (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+    }
+}
+
+fn leak<T>(v: T) -> &'static T {
+    Box::leak(Box::new(v))
+}
+
+fn dense<const I: usize, const O: usize>(rng: &mut TestRng, act: Activation) -> Dense<I, O> {
+    let mut w = [[0.0f32; I]; O];
+    for row in w.iter_mut() {
+        for v in row.iter_mut() {
+            *v = (rng.normal() / (I as f64).sqrt()) as f32;
+        }
+    }
+    let mut b = [0.0f32; O];
+    for v in b.iter_mut() {
+        *v = (0.1 * rng.normal()) as f32;
+    }
+    Dense::new(leak(w), leak(b), act)
+}
+
+fn model(seed: u64, shifts: [f32; 16]) -> Model {
+    let mut rng = TestRng(seed);
+    let experts: Vec<Expert> = (0..2)
+        .map(|_| TypedExpert {
+            body: dense(&mut rng, Activation::Relu),
+            mu_head: dense(&mut rng, Activation::Identity),
+            logvar_head: dense(&mut rng, Activation::Identity),
+        })
+        .collect();
+    let decoder = TypedDecoder(Chain::new(
+        dense(&mut rng, Activation::Relu),
+        dense(&mut rng, Activation::Identity),
+    ));
+    let logvar_x: Vec<f32> = (0..X).map(|_| (0.3 * rng.normal()) as f32).collect();
+    let mut inv_var = vec![0.0f32; X];
+    decoder_noise(&logvar_x, &mut inv_var).unwrap();
+    let groups = groups();
+    let mut group_log_norm = Vec::new();
+    for g in 0..2 {
+        let lv: Vec<f32> = (0..X)
+            .filter(|i| groups.channels(g).contains(i % C))
+            .map(|i| logvar_x[i])
+            .collect();
+        let mut iv = vec![0.0f32; lv.len()];
+        group_log_norm.push(decoder_noise(&lv, &mut iv).unwrap());
+    }
+    PoeVae::new(
+        Box::leak(experts.into_boxed_slice()),
+        decoder,
+        groups,
+        C,
+        Box::leak(inv_var.into_boxed_slice()),
+        Box::leak(group_log_norm.into_boxed_slice()),
+        leak(shifts),
+    )
+}
+
+fn groups() -> SensorGroups {
+    SensorGroups::new(&[ChannelMask(0b0101), ChannelMask(0b1010)]).unwrap()
+}
+
+fn scratch() -> Scratch {
+    PoeScratch {
+        experts: Expert::SCRATCH,
+        decoder: <Chain<Dense<Z, HD>, Dense<HD, X>, HD> as tinyvae::Layer<Z, X>>::SCRATCH,
+        gather: [0.0; 16],
+        means: [0.0; 16],
+        logvars: [0.0; 16],
+    }
+}
+
+fn window(rng: &mut TestRng) -> [f32; X] {
+    core::array::from_fn(|_| rng.normal() as f32)
+}
+
+#[test]
+fn sensor_groups_are_validated() {
+    assert_eq!(SensorGroups::new(&[]), Err(Error::InvalidParameter));
+    assert_eq!(
+        SensorGroups::new(&[ChannelMask(1), ChannelMask(3)]),
+        Err(Error::InvalidParameter)
+    );
+    assert_eq!(
+        SensorGroups::new(&[ChannelMask(1), ChannelMask(0)]),
+        Err(Error::InvalidParameter)
+    );
+    assert_eq!(
+        SensorGroups::new(&[1, 2, 4, 8, 16].map(ChannelMask)),
+        Err(Error::InvalidParameter)
+    );
+    let g = SensorGroups::new(&[1, 2, 4, 8].map(ChannelMask)).unwrap();
+    assert_eq!(g.all(), GroupSet(15));
+    assert_eq!(SensorGroups::SINGLE.all(), GroupSet(1));
+    let f = tinyvae::Faults {
+        non_finite: ChannelMask(0b0100),
+        stuck: ChannelMask(0b0010),
+        ..Default::default()
+    };
+    assert_eq!(groups().healthy(&f, false), GroupSet(0b10));
+    assert_eq!(groups().healthy(&f, true), GroupSet::EMPTY);
+    assert_eq!(SensorGroups::SINGLE.healthy(&f, false), GroupSet::EMPTY);
+    let gap = tinyvae::Faults {
+        gap: true,
+        ..Default::default()
+    };
+    assert_eq!(groups().healthy(&gap, false), GroupSet::EMPTY);
+}
+
+#[test]
+fn fusion_is_bit_identical_to_product_of_experts() {
+    let mut rng = TestRng(7);
+    for _ in 0..200 {
+        let experts: [DiagGaussian<Z>; 4] = core::array::from_fn(|_| DiagGaussian {
+            mean: core::array::from_fn(|_| (3.0 * rng.normal()) as f32),
+            logvar: core::array::from_fn(|_| (4.0 * rng.normal()) as f32),
+        });
+        let means: Vec<f32> = experts.iter().flat_map(|e| e.mean).collect();
+        let logvars: Vec<f32> = experts.iter().flat_map(|e| e.logvar).collect();
+        for bits in 0..16u8 {
+            let set = GroupSet(bits);
+            let mask: Vec<bool> = (0..4).map(|g| set.contains(g)).collect();
+            let mut want = DiagGaussian::<Z> {
+                mean: [0.0; Z],
+                logvar: [0.0; Z],
+            };
+            product_of_experts(&experts, Some(&mask), true, &mut want).unwrap();
+            let (mut mu, mut lv) = ([0.0f32; Z], [0.0f32; Z]);
+            fuse_experts(&means, &logvars, set, &mut mu, &mut lv).unwrap();
+            assert_eq!(mu.map(f32::to_bits), want.mean.map(f32::to_bits), "{bits}");
+            assert_eq!(
+                lv.map(f32::to_bits),
+                want.logvar.map(f32::to_bits),
+                "{bits}"
+            );
+        }
+    }
+}
+
+// ---- f64 reference ----
+
+fn dense_f64<const I: usize, const O: usize>(d: &Dense<I, O>, x: &[f64]) -> Vec<f64> {
+    (0..O)
+        .map(|o| {
+            let s: f64 = (0..I)
+                .map(|i| f64::from(d.weights[o][i]) * x[i])
+                .sum::<f64>()
+                + f64::from(d.bias[o]);
+            if d.activation == Activation::Relu {
+                s.max(0.0)
+            } else {
+                s
+            }
+        })
+        .collect()
+}
+
+/// `-ELBO_S` in f64: experts, product with the prior, decode at the mean, likelihood over the
+/// present groups' features, KL.
+fn elbo_f64(m: &Model, x: &[f32; X], set: GroupSet) -> f64 {
+    let mut prec = [1.0f64; Z];
+    let mut num = [0.0f64; Z];
+    for g in set.iter() {
+        let xg: Vec<f64> = (0..X)
+            .filter(|i| m.groups.channels(g).contains(i % C))
+            .map(|i| f64::from(x[i]))
+            .collect();
+        let e = &m.experts[g];
+        let h = dense_f64(&e.body, &xg);
+        let mu = dense_f64(&e.mu_head, &h);
+        let lv = dense_f64(&e.logvar_head, &h);
+        for k in 0..Z {
+            let t = (-lv[k].clamp(-16.0, 16.0)).exp();
+            prec[k] += t;
+            num[k] += t * mu[k];
+        }
+    }
+    let mu: Vec<f64> = (0..Z).map(|k| num[k] / prec[k]).collect();
+    let lv: Vec<f64> = prec.iter().map(|p| -p.ln()).collect();
+    let h = dense_f64(&m.decoder.0.first, &mu);
+    let mean = dense_f64(&m.decoder.0.second, &h);
+    let used = m.groups.channels_of(set);
+    let mut ll = 0.0;
+    for i in 0..X {
+        if used.contains(i % C) {
+            let iv = f64::from(m.inv_var[i]);
+            ll += -0.5
+                * (1.837_877_066_409_345_5 - iv.ln() + (f64::from(x[i]) - mean[i]).powi(2) * iv);
+        }
+    }
+    let kl: f64 = (0..Z)
+        .map(|k| 0.5 * (mu[k] * mu[k] + lv[k].exp() - 1.0 - lv[k]))
+        .sum();
+    kl - ll
+}
+
+#[test]
+fn subset_elbo_matches_the_f64_reference() {
+    let m = model(11, [0.0; 16]);
+    let mut ws = Workspace::<Scratch, X, Z>::new(scratch());
+    let mut rng = TestRng(3);
+    let mut worst = 0.0f64;
+    for _ in 0..50 {
+        let x = window(&mut rng);
+        for bits in 1..4u8 {
+            let set = GroupSet(bits);
+            let s = ws
+                .score_groups(&m, &x, set, ScoreKind::Elbo, &mut window_rng(0, 0))
+                .unwrap();
+            let want = elbo_f64(&m, &x, set);
+            let rel = (f64::from(s.score) - want).abs() / want.abs().max(1.0);
+            worst = worst.max(rel);
+        }
+    }
+    println!("worst relative error of -ELBO_S vs f64: {worst:.2e}");
+    assert!(worst < 2e-5, "{worst}");
+}
+
+#[test]
+fn full_set_score_is_the_plain_score_and_empty_set_is_refused() {
+    let m = model(5, [0.0; 16]);
+    let mut ws = Workspace::<Scratch, X, Z>::new(scratch());
+    let mut rng = TestRng(9);
+    let x = window(&mut rng);
+    for kind in [ScoreKind::Elbo, ScoreKind::Iwae { samples: 4 }] {
+        let a = ws.score(&m, &x, kind, &mut window_rng(1, 2)).unwrap();
+        let b = ws
+            .score_groups(&m, &x, GroupSet(3), kind, &mut window_rng(1, 2))
+            .unwrap();
+        assert_eq!(a, b);
+    }
+    assert_eq!(
+        ws.score_groups(
+            &m,
+            &x,
+            GroupSet::EMPTY,
+            ScoreKind::Elbo,
+            &mut window_rng(0, 0)
+        ),
+        Err(Error::Empty)
+    );
+    // The absent group's values do not matter.
+    let mut y = x;
+    for i in (1..X).step_by(2) {
+        y[i] = 100.0;
+    }
+    let a = ws
+        .score_groups(&m, &x, GroupSet(1), ScoreKind::Elbo, &mut window_rng(0, 0))
+        .unwrap();
+    let b = ws
+        .score_groups(&m, &y, GroupSet(1), ScoreKind::Elbo, &mut window_rng(0, 0))
+        .unwrap();
+    assert_eq!(a, b);
+}
+
+type Det = Detector<Model, Workspace<Scratch, X, Z>, C, W, X>;
+
+#[test]
+fn detector_scores_the_healthy_groups_and_skips_when_none_is_left() {
+    let m: &'static Model = leak(model(21, {
+        let mut s = [0.0f32; 16];
+        s[1] = 1000.0;
+        s[2] = -5.0;
+        s
+    }));
+    let cfg = DetectorConfig::new(
+        ScoreKind::Elbo,
+        2,
+        Normalizer::identity(),
+        AlarmConfig::threshold(500.0),
+    );
+    let mut det: Det = Detector::new(cfg, Workspace::new(scratch()));
+    let mut ws = Workspace::<Scratch, X, Z>::new(scratch());
+    let mut rng = TestRng(4);
+    let mut seen = [0usize; 4];
+    for i in 0..80u64 {
+        let mut s: [f32; C] = core::array::from_fn(|_| rng.normal() as f32);
+        if (20..24).contains(&i) {
+            s[1] = f32::NAN; // group 1 dies
+        }
+        if (40..42).contains(&i) {
+            s[2] = f32::INFINITY; // group 0 dies
+        }
+        if i == 60 {
+            s = [f32::NAN; C]; // both die
+        }
+        let r = match det.push(m, &s).unwrap() {
+            Some(r) => r,
+            None => continue,
+        };
+        seen[r.groups.index()] += 1;
+        let start = r.start;
+        let expect = match start {
+            _ if (start..r.end).contains(&60) => GroupSet::EMPTY,
+            _ if (start..r.end).any(|j| (20..24).contains(&j)) => GroupSet(1),
+            _ if (start..r.end).any(|j| (40..42).contains(&j)) => GroupSet(2),
+            _ => GroupSet(3),
+        };
+        assert_eq!(r.groups, expect, "window {}", r.window);
+        if expect.is_empty() {
+            assert!(r.score.is_none());
+            continue;
+        }
+        let x: [f32; X] = det.last_input().to_owned();
+        let want = ws
+            .score_groups(m, &x, expect, ScoreKind::Elbo, &mut window_rng(0, r.window))
+            .unwrap();
+        assert_eq!(r.score, Some(want));
+        let level = r.level.unwrap();
+        assert_eq!(level, want.score + m.threshold_shift(expect));
+        assert_eq!(r.alarm, level > 500.0);
+    }
+    assert!(
+        seen[1] > 0 && seen[2] > 0 && seen[3] > 0 && seen[0] > 0,
+        "{seen:?}"
+    );
+}
