@@ -31,6 +31,7 @@ mod poe;
 mod qdense;
 mod qkernel;
 mod quant;
+mod quant_fast;
 mod quantile;
 mod report;
 mod ring;
