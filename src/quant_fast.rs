@@ -23,10 +23,12 @@
 //!   `j >= 1` (`e = floor(log2 j)`, the binade of `c_j`), `2^-26` for `c_0 = 1/2`. In integers:
 //!   `y >= t_j` iff `mx 2^(d+24-e) >= m_j ms` with `m_j = (2j+1) 2^(23-e) - 1` (`j >= 1`), and
 //!   `mx 2^(d+26) >= (2^25 - 1) ms` for `j = 0`; both sides fit in u64 (`< 2^60`).
-//!   The estimate `k0 = floor(mx inv / 2^(47-d) + 1/2)` with `inv = floor(2^47 / ms)` (one
-//!   division per slice) is `floor(y + 1/2)` or one less (its error is below `2^(d-23) <= 2^-14`),
-//!   and `k`, which is `floor(y + 1/2)` or one more, is `k0` plus the first one or two of the
-//!   tests `y >= t_k0`, `y >= t_(k0+1)`.
+//!   The estimate `k0 = floor(y' + 1/2)` with `y' = floor(mx / 2^9) inv 2^(d-31)` and `inv =
+//!   floor(2^40 / ms)` (one division per slice; the product fits in u32) is `floor(y + 1/2)` or
+//!   one less (`y' <= y`, and both truncations together lose less than `2^-13 y < 2^-3`), and
+//!   `k`, which is `floor(y + 1/2)` or one more, is `k0` plus the first one or two of the tests
+//!   `y >= t_k0`, `y >= t_(k0+1)`. On Armv6-M the u64 products are four 16 x 16 `MULS` and the
+//!   bit lengths come from a table (no `CLZ`).
 //!
 //! # Dequantize: `fl(s (q - zp))`
 //!
@@ -48,8 +50,8 @@ struct Fast {
     es: i32,
     /// The scale's significand, `[2^23, 2^24)`.
     ms: u32,
-    /// `floor(2^47 / ms)`.
-    inv: u64,
+    /// `floor(2^40 / ms)`, in `(2^16, 2^17]`.
+    inv: u32,
     zp: i32,
 }
 
@@ -64,7 +66,7 @@ impl Fast {
         Some(Self {
             es: ((bits >> 23) & 0xFF) as i32,
             ms,
-            inv: (1u64 << 47) / u64::from(ms),
+            inv: ((1u64 << 40) / u64::from(ms)) as u32,
             zp: qp.zero_point,
         })
     }
@@ -72,13 +74,19 @@ impl Fast {
     /// Whether `y = mx 2^d / ms >= t_j` (module doc), for `-2 <= d <= 9`, `j <= 1026`.
     #[inline(always)]
     fn at_least(&self, mx: u32, d: i32, j: u32) -> bool {
-        let ms = u64::from(self.ms);
-        if j == 0 {
-            return u64::from(mx).wrapping_shl((d + 26) as u32) >= ((1u64 << 25) - 1) * ms;
-        }
-        let e = 31 - j.leading_zeros();
-        let m = ((2 * j + 1) << (23 - e)) - 1;
-        u64::from(mx).wrapping_shl((d + 24) as u32 - e) >= u64::from(m) * ms
+        let (shift, m) = if j == 0 {
+            ((d + 26) as u32, (1 << 25) - 1)
+        } else {
+            let e = bit_length(j) - 1;
+            ((d + 24) as u32 - e, ((2 * j + 1) << (23 - e)) - 1)
+        };
+        // `mx 2^shift` (shift in 12..=35) as (high, low) words.
+        let lhs = if shift >= 32 {
+            (mx << (shift - 32), 0)
+        } else {
+            (mx >> (32 - shift), mx << shift)
+        };
+        lhs >= mul_wide(m, self.ms)
     }
 
     /// `quantize(x, qp)`.
@@ -97,8 +105,9 @@ impl Fast {
             1024
         } else {
             let mx = frac | 0x80_0000;
-            let half = 1u64 << (46 - d) as u32;
-            let mut k = ((u64::from(mx) * self.inv + half) >> (47 - d) as u32) as u32;
+            // floor(y' + 1/2) = floor((floor(4 y') + 2) / 4) for y' = (mx >> 9) inv 2^(d - 31).
+            let t = ((mx >> 9) * self.inv) >> (29 - d) as u32;
+            let mut k = (t + 2) >> 2;
             if self.at_least(mx, d, k) {
                 k += 1;
                 if self.at_least(mx, d, k) {
@@ -122,7 +131,7 @@ impl Fast {
         // < 2^24 * 2^8: exact.
         let p = self.ms * a;
         // Bits to drop: the product has 24..=32 significant bits.
-        let r = 8 - p.leading_zeros();
+        let r = bit_length(p >> 24);
         let mut m = p >> r;
         if r > 0 {
             let rem = p & ((1 << r) - 1);
@@ -142,6 +151,58 @@ impl Fast {
         let sign = if n < 0 { 1u32 << 31 } else { 0 };
         f32::from_bits(sign | ((exp as u32) << 23) | (m & 0x7F_FFFF))
     }
+}
+
+/// The number of significant bits of `v < 2^11` (0 for 0): `32 - v.leading_zeros()`, from a
+/// table of 16 where there is no `CLZ` (Armv6-M, where `leading_zeros` is a library call).
+#[inline(always)]
+fn bit_length(v: u32) -> u32 {
+    if NO_CLZ {
+        bit_length_table(v)
+    } else {
+        32 - v.leading_zeros()
+    }
+}
+
+/// [`bit_length`] from a table of 16, for `v < 2^12`.
+#[inline(always)]
+fn bit_length_table(v: u32) -> u32 {
+    const LEN: [u8; 16] = [0, 1, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 4, 4, 4, 4];
+    let len = |v: u32| u32::from(LEN.get(v as usize & 15).copied().unwrap_or(0));
+    let (v, base) = if v >= 256 { (v >> 8, 8) } else { (v, 0) };
+    if v >= 16 {
+        base + 4 + len(v >> 4)
+    } else {
+        base + len(v)
+    }
+}
+
+/// Armv6-M (no 32-bit atomics, the only Arm profile without them): no `CLZ`, no 32 x 32 -> 64
+/// multiply.
+const NO_CLZ: bool = cfg!(all(target_arch = "arm", not(target_has_atomic = "32")));
+
+/// `a b` as (high, low) words.
+#[inline(always)]
+fn mul_wide(a: u32, b: u32) -> (u32, u32) {
+    if NO_CLZ {
+        mul_wide_halves(a, b)
+    } else {
+        let p = u64::from(a) * u64::from(b);
+        ((p >> 32) as u32, p as u32)
+    }
+}
+
+/// [`mul_wide`] from four 16 x 16 products, for `a < 2^26` (so that the middle sum cannot
+/// overflow twice), as Armv6-M does it (the u64 product is a 64 x 64 library call there).
+#[inline(always)]
+fn mul_wide_halves(a: u32, b: u32) -> (u32, u32) {
+    let (al, ah) = (a & 0xFFFF, a >> 16);
+    let (bl, bh) = (b & 0xFFFF, b >> 16);
+    let (ll, hh) = (al * bl, ah * bh);
+    let (mid, c1) = (al * bh).overflowing_add(ah * bl);
+    let (lo, c2) = ll.overflowing_add(mid << 16);
+    let hi = hh + (mid >> 16) + (u32::from(c1) << 16) + u32::from(c2);
+    (hi, lo)
 }
 
 /// `q[i] = quantize(x[i], qp)` for the common length.
@@ -166,5 +227,45 @@ pub(crate) fn dequantize_into(q: &[i8], qp: QParams, x: &mut [f32]) {
             .iter_mut()
             .zip(q)
             .for_each(|(x, &q)| *x = dequantize(q, qp)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{bit_length_table, mul_wide_halves};
+
+    /// The Armv6-M helpers against the native operations (the host runs the others).
+    #[test]
+    fn armv6m_helpers_are_exact() {
+        for v in 0..4096u32 {
+            assert_eq!(bit_length_table(v), 32 - v.leading_zeros(), "{v}");
+        }
+        let mut s = 0x2545_F491_4F6C_DD1Du64;
+        let mut vals = [0u32; 512];
+        let edges = [
+            0u32,
+            1,
+            0xFFFF,
+            0x1_0000,
+            (1 << 24) - 1,
+            1 << 23,
+            (1 << 26) - 1,
+        ];
+        for (k, v) in vals.iter_mut().enumerate() {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            *v = edges.get(k).copied().unwrap_or((s >> 38) as u32);
+        }
+        for &a in &vals {
+            for &b in &vals {
+                let p = u64::from(a) * u64::from(b);
+                assert_eq!(
+                    mul_wide_halves(a, b),
+                    ((p >> 32) as u32, p as u32),
+                    "{a} {b}"
+                );
+            }
+        }
     }
 }
