@@ -537,6 +537,8 @@ use armv6m as multirow;
 
 #[cfg(tinyvae_armv7m)]
 mod armv7m;
+#[cfg(any(tinyvae_armv7m, test))]
+mod packed;
 #[cfg(tinyvae_armv7m)]
 use armv7m as multirow;
 
