@@ -216,7 +216,7 @@ const INTEGER: bool = cfg!(all(target_arch = "arm", not(target_abi = "eabihf")))
 
 /// `q[i] = quantize(x[i], qp)` for the common length.
 pub(crate) fn quantize_into(x: &[f32], qp: QParams, q: &mut [i8]) {
-    match Fast::new(qp).filter(|_| INTEGER) {
+    match if INTEGER { Fast::new(qp) } else { None } {
         Some(f) => q
             .iter_mut()
             .zip(x)
@@ -227,7 +227,7 @@ pub(crate) fn quantize_into(x: &[f32], qp: QParams, q: &mut [i8]) {
 
 /// `x[i] = dequantize(q[i], qp)` for the common length.
 pub(crate) fn dequantize_into(q: &[i8], qp: QParams, x: &mut [f32]) {
-    match Fast::new(qp).filter(|_| INTEGER) {
+    match if INTEGER { Fast::new(qp) } else { None } {
         Some(f) => x
             .iter_mut()
             .zip(q)
