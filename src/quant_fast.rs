@@ -215,6 +215,7 @@ fn mul_wide_halves(a: u32, b: u32) -> (u32, u32) {
 const INTEGER: bool = cfg!(all(target_arch = "arm", not(target_abi = "eabihf")));
 
 /// `q[i] = quantize(x[i], qp)` for the common length.
+#[inline]
 pub(crate) fn quantize_into(x: &[f32], qp: QParams, q: &mut [i8]) {
     match if INTEGER { Fast::new(qp) } else { None } {
         Some(f) => q
@@ -226,6 +227,7 @@ pub(crate) fn quantize_into(x: &[f32], qp: QParams, q: &mut [i8]) {
 }
 
 /// `x[i] = dequantize(q[i], qp)` for the common length.
+#[inline]
 pub(crate) fn dequantize_into(q: &[i8], qp: QParams, x: &mut [f32]) {
     match if INTEGER { Fast::new(qp) } else { None } {
         Some(f) => x
