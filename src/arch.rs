@@ -538,7 +538,13 @@ use armv6m as multirow;
 #[cfg(tinyvae_armv7m)]
 mod armv7m;
 #[cfg(tinyvae_armv7m)]
-use armv7m as multirow;
+mod armv7m_packed;
+#[cfg(tinyvae_armv7m)]
+mod armv7m_pick;
+#[cfg(any(tinyvae_armv7m, test))]
+mod packed;
+#[cfg(tinyvae_armv7m)]
+use armv7m_pick as multirow;
 
 /// The multi-row kernel's interface on every other target (`arch/emulated.rs`).
 #[cfg(not(any(tinyvae_armv6m, tinyvae_armv7m)))]

@@ -33,6 +33,7 @@ mod poe_vae;
 mod qdense;
 mod qkernel;
 mod quant;
+mod quant_fast;
 mod quantile;
 mod report;
 mod ring;

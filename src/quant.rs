@@ -213,15 +213,15 @@ pub fn dequantize_slice(q: &[i8], qp: QParams, x: &mut [f32]) -> Result<(), Erro
 /// Infallible [`quantize_slice`] for equal lengths (the shortest length wins otherwise).
 #[inline]
 pub(crate) fn quantize_into(x: &[f32], qp: QParams, q: &mut [i8]) {
-    q.iter_mut().zip(x).for_each(|(q, &x)| *q = quantize(x, qp));
+    // The same bits in integer arithmetic (`quant_fast.rs`).
+    crate::quant_fast::quantize_into(x, qp, q);
 }
 
 /// Infallible [`dequantize_slice`] for equal lengths (the shortest length wins otherwise).
 #[inline]
 pub(crate) fn dequantize_into(q: &[i8], qp: QParams, x: &mut [f32]) {
-    x.iter_mut()
-        .zip(q)
-        .for_each(|(x, &q)| *x = dequantize(q, qp));
+    // The same bits in integer arithmetic (`quant_fast.rs`).
+    crate::quant_fast::dequantize_into(q, qp, x);
 }
 
 fn check_len(expected: usize, found: usize) -> Result<(), Error> {

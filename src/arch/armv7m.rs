@@ -78,7 +78,7 @@ pub(crate) fn layer(
     slow: impl Fn(i32, Requant) -> i8,
 ) -> usize {
     let n = inp.xw.len();
-    let rows = (l.weights.len() / n)
+    let rows = (l.weights.len().checked_div(n).unwrap_or(0))
         .min(l.bias.len())
         .min(l.requant.len())
         .min(l.y.len());

@@ -1,0 +1,45 @@
+//! The Armv7-M (Cortex-M3) kernel of a layer, chosen by its width: the packed kernel
+//! (`armv7m_packed.rs`, two MACs per `SMLAL`, 1.7 instructions per MAC in its loop but about
+//! 34 more per row for its two-row blocks and chunks) from [`PACKED_MIN`] inputs on, the
+//! five-row `LDRSB`/`MLA` kernel (`armv7m.rs`, 2.05 per MAC) below, where its cheaper rows win.
+//! Both compute the same bits (the portable reference's), so the choice changes only the
+//! instruction count.
+
+use super::{armv7m, armv7m_packed};
+use crate::Requant;
+use core::mem::MaybeUninit;
+
+/// Fewest inputs for the packed kernel. Measured (`tinyvae firmware bench --core m3`): at 96
+/// and 64 inputs the two kernels cost about the same, at 8 the packed one costs twice as much,
+/// at 128 and more it is cheaper.
+pub(crate) const PACKED_MIN: usize = 100;
+
+/// The prepared input of either kernel.
+pub(crate) enum Input<'a> {
+    /// For [`armv7m_packed`].
+    Packed(armv7m_packed::Input<'a>),
+    /// For [`armv7m`].
+    Rows(armv7m::Input<'a>),
+}
+
+/// Prepares `x` for the kernel its width picks; `None` (use another kernel) where that one
+/// declines.
+pub(crate) fn prepare<'a>(x: &[i8], scratch: &'a mut [MaybeUninit<i32>]) -> Option<Input<'a>> {
+    if x.len() >= PACKED_MIN {
+        armv7m_packed::prepare(x, scratch).map(Input::Packed)
+    } else {
+        armv7m::prepare(x, scratch).map(Input::Rows)
+    }
+}
+
+/// The layer on the prepared input's kernel (see `armv7m::layer`, `armv7m_packed::layer`).
+pub(crate) fn layer(
+    inp: &Input<'_>,
+    l: super::Layer<'_, '_>,
+    slow: impl Fn(i32, Requant) -> i8,
+) -> usize {
+    match inp {
+        Input::Packed(p) => armv7m_packed::layer(p, l, slow),
+        Input::Rows(r) => armv7m::layer(r, l, slow),
+    }
+}
