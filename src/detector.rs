@@ -409,6 +409,7 @@ where
             event: None,
             faults,
             phase: self.phase,
+            expert: None,
         }
     }
 
@@ -529,6 +530,7 @@ where
         if let Ok(score) = result {
             self.last_scored = Some(report.window);
             report.score = Some(score);
+            report.expert = self.scorer.route(model).map(|r| r.expert);
             let usable = !faults.flags_window();
             match self.phase {
                 Phase::AdaptingStats => {}
@@ -586,8 +588,8 @@ where
         let window = self.last_scored.ok_or(Error::Empty)?;
         let x_len = self.xbuf.as_ref().len();
         same_len(self.window_len(), steps.len())?;
+        let noise = self.scorer.noise(model);
         let recon = self.scorer.reconstruction(model, self.config.kind)?;
-        let noise = model.noise();
         same_len(x_len, recon.len())?;
         same_len(x_len, noise.inv_var.len())?;
         let mut channels = [0.0f32; C];

@@ -359,6 +359,7 @@ mod tests {
             event: Some(tinyvae::AlarmEvent::AlarmRaised { window: 7 }),
             faults: tinyvae::Faults::default(),
             phase: tinyvae::Phase::Running,
+            expert: None,
         };
         assert_eq!(window_diff(&chip, &host), None);
         let changed = [
