@@ -2,9 +2,9 @@
 //! library's kernels layer by layer, and its [`VaeModel`] implementation.
 
 use anyhow::{bail, Context, Result};
-use tinyvae::{Activation, DecoderNoise, Error, QParams, VaeModel};
+use tinyvae::{Activation, DecoderNoise, Error, QParams, Route, VaeModel};
 
-use super::{all_layers, dims_of, FloatLayer, HostLayer, QLayer, Ranges};
+use super::{all_layers, dims_of, FloatLayer, HostLayer, HostMoe, QLayer, Ranges};
 use crate::train::{Linear, Params};
 
 /// `(in, out)` widths: encoder hidden layers, the two heads, decoder layers (with the output).
@@ -65,6 +65,9 @@ pub struct HostModel {
     pub inv_var: Vec<f32>,
     /// `-1/2 sum (ln 2 pi + logvar_x)`.
     pub log_norm: f32,
+    /// A mixture of experts (`--experts K`): the gate and the K experts this model routes to
+    /// (its own layers are expert 0's, for the shapes); `None` for a single VAE.
+    pub moe: Option<Box<HostMoe>>,
 }
 
 /// Intermediate buffers of a [`HostModel`] (see [`HostModel::scratch`]).
@@ -74,6 +77,7 @@ pub struct HostScratch {
     fb: Vec<f32>,
     qa: Vec<i8>,
     qb: Vec<i8>,
+    pub(super) route: Route,
 }
 
 pub(super) fn lib(e: Error) -> anyhow::Error {
@@ -263,6 +267,7 @@ impl HostModel {
             decoder_logvar: p.decoder_logvar.clone(),
             inv_var,
             log_norm,
+            moe: None,
         };
         m.check().context("model shapes")?;
         Ok(m)
@@ -387,6 +392,10 @@ impl HostModel {
             fb: vec![0.0; w],
             qa: vec![0; w],
             qb: vec![0; w],
+            route: Route {
+                expert: 0,
+                log_weight: 0.0,
+            },
         }
     }
 }
@@ -409,6 +418,9 @@ impl VaeModel for HostModel {
         logvar: &mut [f32],
         s: &mut HostScratch,
     ) -> Result<(), Error> {
+        if let Some(m) = &self.moe {
+            return m.encode(x, mu, logvar, s);
+        }
         match &self.layers {
             Layers::Float {
                 encoder,
@@ -450,6 +462,9 @@ impl VaeModel for HostModel {
     }
 
     fn decode(&self, z: &[f32], mean: &mut [f32], s: &mut HostScratch) -> Result<(), Error> {
+        if let Some(m) = &self.moe {
+            return m.decode(z, mean, s);
+        }
         match &self.layers {
             Layers::Float {
                 decoder, output, ..
@@ -482,6 +497,17 @@ impl VaeModel for HostModel {
         DecoderNoise {
             inv_var: &self.inv_var,
             log_norm: self.log_norm,
+        }
+    }
+
+    fn route(&self, s: &HostScratch) -> Option<Route> {
+        self.moe.as_ref().map(|_| s.route)
+    }
+
+    fn routed_noise(&self, s: &HostScratch) -> DecoderNoise<'_> {
+        match &self.moe {
+            Some(m) => m.noise(s.route).unwrap_or_else(|| self.noise()),
+            None => self.noise(),
         }
     }
 }
