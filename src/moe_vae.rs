@@ -26,8 +26,8 @@ use rand_core::Rng;
 
 use crate::math::LogSumExp;
 use crate::{
-    Buffers, DecoderNoise, Error, NormalSampler, Route, Score, ScoreKind, SummaryGate, VaeModel,
-    MAX_EXPERTS,
+    Buffers, DecoderNoise, Error, Layer, NormalSampler, Route, Score, ScoreKind, ScratchOf,
+    SummaryGate, Vae, VaeModel, MAX_EXPERTS,
 };
 
 /// `K` expert VAEs of one type behind a gate (`K = gate.experts() = experts.len()`).
@@ -91,6 +91,53 @@ impl<'a, V: VaeModel> Moe<'a, V> {
         self.experts
             .get(usize::from(route.expert))
             .ok_or(Error::InvalidModel)
+    }
+}
+
+/// The typed form the firmware compiles in: experts that are typed [`Vae`]s.
+impl<'a, E, M, L, D, const X: usize, const H: usize, const Z: usize>
+    Moe<'a, Vae<E, M, L, D, X, H, Z>>
+where
+    E: Layer<X, H, In = f32>,
+    M: Layer<H, Z, In = E::Out, Out = f32>,
+    L: Layer<H, Z, In = E::Out, Out = f32>,
+    D: Layer<Z, X, In = f32, Out = f32>,
+{
+    /// Zeroed scratch for this mixture, usable in a `static`.
+    pub const SCRATCH: MoeScratch<ScratchOf<E, M, L, D, X, H, Z>> =
+        MoeScratch::new(Vae::<E, M, L, D, X, H, Z>::SCRATCH);
+
+    /// Multiply-accumulates of one expert's encode plus decode (the gate adds `2 X + 2 C K`).
+    pub const MACS: usize = Vae::<E, M, L, D, X, H, Z>::MACS;
+
+    /// Routes `x` and encodes it with the chosen expert (the route is left in `scratch`). A
+    /// gate that cannot route (non-finite logits) leaves the outputs untouched; the scores
+    /// ([`VaeModel::encode`]) report that as an error instead.
+    pub fn encode_array(
+        &self,
+        x: &[f32; X],
+        mu: &mut [f32; Z],
+        logvar: &mut [f32; Z],
+        scratch: &mut MoeScratch<ScratchOf<E, M, L, D, X, H, Z>>,
+    ) {
+        if let Ok(route) = self.gate.route(x) {
+            scratch.route = route;
+            if let Ok(e) = self.expert(route) {
+                e.encode_array(x, mu, logvar, &mut scratch.inner);
+            }
+        }
+    }
+
+    /// Decodes `z` with the expert of the last route.
+    pub fn decode_array(
+        &self,
+        z: &[f32; Z],
+        mean: &mut [f32; X],
+        scratch: &mut MoeScratch<ScratchOf<E, M, L, D, X, H, Z>>,
+    ) {
+        if let Ok(e) = self.expert(scratch.route) {
+            e.decode_array(z, mean, &mut scratch.inner);
+        }
     }
 }
 

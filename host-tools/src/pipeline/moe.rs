@@ -300,6 +300,19 @@ pub fn train_moe_model(
         r.val_fraction,
         c,
     )?;
+    // The mixture's mean validation score (top-1 ELBO, f32): what choosing K compares.
+    let val = super::calibrate::scores_of(&f32, &split.val, tinyvae::ScoreKind::Elbo, 0)?;
+    let mean = val.iter().map(|&v| f64::from(v)).sum::<f64>() / val.len().max(1) as f64;
+    if let Some(t) = mc
+        .ck
+        .config
+        .extra
+        .get_mut(MOE_KEY)
+        .and_then(|m| m.get_mut("training"))
+        .and_then(Value::as_object_mut)
+    {
+        t.insert("val_score_top1_mean".into(), mean.into());
+    }
     let report = mt.reports.into_iter().next().context("no experts")?;
     Ok((
         Trained {
