@@ -89,6 +89,11 @@ pub fn run(a: QuantizeArgs) -> Result<()> {
         }
     };
     let (th, cal) = calibration_of(&ck.config)?;
+    // A mixture stores every expert and the gate.
+    let bytes = q
+        .moe
+        .as_ref()
+        .map_or_else(|| q.param_bytes(), |x| x.param_bytes());
     if a.json {
         println!(
             "{}",
@@ -96,13 +101,13 @@ pub fn run(a: QuantizeArgs) -> Result<()> {
                 "model": a.model.display().to_string(),
                 "threshold": th,
                 "calibration": cal,
-                "flash_bytes_int8": q.param_bytes(),
+                "flash_bytes_int8": bytes,
             })
         );
     } else {
         println!(
             "int8 model: {} bytes of parameters, {} MACs per window",
-            q.param_bytes(),
+            bytes,
             q.macs()
         );
         println!(
