@@ -93,7 +93,7 @@ impl<'a> SummaryGate<'a> {
     pub fn logits(&self, x: &[f32], out: &mut [f32; MAX_EXPERTS]) -> Result<usize, Error> {
         self.validate()?;
         let c = self.channels;
-        if x.is_empty() || x.len() % c != 0 {
+        if x.is_empty() || !x.len().is_multiple_of(c) {
             return Err(Error::ShapeMismatch {
                 expected: c * (x.len() / c).max(1),
                 found: x.len(),

@@ -81,7 +81,7 @@ impl<'a, V: VaeModel> Moe<'a, V> {
             same(first.input_dim(), e.input_dim())?;
             same(first.latent_dim(), e.latent_dim())?;
         }
-        if first.input_dim() % self.gate.channels != 0 {
+        if !first.input_dim().is_multiple_of(self.gate.channels) {
             return Err(Error::InvalidModel);
         }
         Ok(())

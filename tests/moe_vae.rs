@@ -124,7 +124,7 @@ fn elbo_f64(e: &Expert, x: &[f32]) -> f64 {
 
 /// The gate's log-softmax in f64.
 fn log_pi_f64(g: &SummaryGate<'_>, x: &[f32]) -> Vec<f64> {
-    let mut f = vec![0.0f64; 2 * C];
+    let mut f = [0.0f64; 2 * C];
     for t in 0..W {
         for c in 0..C {
             let v = f64::from(x[t * C + c]);

@@ -345,13 +345,21 @@ pub fn summary_line(m: &MoeConfig) -> String {
         .iter()
         .map(|v| format!("{:.2}", v.as_f64().unwrap_or(f64::NAN)))
         .collect();
-    format!(
+    let mut line = format!(
         "mixture of {} experts: training shares {} after {} EM round(s); gate agrees with the best expert on {:.1} % of validation windows",
         m.experts,
         shares.join(" "),
         accepted,
         100.0 * m.training["gate_agreement_val"].as_f64().unwrap_or(f64::NAN)
-    )
+    );
+    if m.training["fallback_to_single"].as_bool() == Some(true) {
+        line.push_str(&format!(
+            "; a single VAE had the better mean validation score ({:.2} vs {:.2} nats): every expert is a copy of it (--experts 1 gives the same ranking at 1/K the flash)",
+            m.training["val_score_single"].as_f64().unwrap_or(f64::NAN),
+            m.training["val_score_mixture"].as_f64().unwrap_or(f64::NAN)
+        ));
+    }
+    line
 }
 
 /// The keys `eval --json` adds for a mixture (`None` for a single VAE): `experts` (K),

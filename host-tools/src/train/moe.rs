@@ -25,7 +25,12 @@
 //!
 //! (cross-entropy plus the Switch Transformer's load-balancing term, Fedus et al. 2021); the
 //! feature standardization is then folded into the weights, giving the f32 [`HostGate`] the
-//! chip runs. [`gate_loss`] is checked against central differences (`tests` below).
+//! chip runs.
+//! 5. **Single-mode guard.** A single VAE is trained on all the training windows (same seed and
+//!    settings). If its mean validation score (`-ELBO`) is at most the mixture's (top-1), the
+//!    data did not need experts: every expert becomes a copy of that VAE behind a uniform gate,
+//!    so the score is the single VAE's plus `ln K` and ranks windows exactly as it does.
+//!    Chosen on validation data only; recorded as `fallback_to_single` in `config.json`. [`gate_loss`] is checked against central differences (`tests` below).
 
 use anyhow::{bail, Result};
 use rand_core::{Rng, SeedableRng};
@@ -453,11 +458,42 @@ pub fn train_mixture(
         );
         weight.extend(row.iter().zip(&fs).map(|(x, s)| (x / s) as f32));
     }
-    let gate = HostGate {
+    let mut gate = HostGate {
         weight,
         bias,
         channels: ch,
     };
+    // Guard for data with one mode: a single VAE on every training window (the same seed and
+    // settings); if it has the better mean validation score, the experts become copies of it
+    // behind a uniform gate (top-1 score = its score + ln K, the same ranking).
+    let mut fallback = false;
+    let mut single_val = f64::NAN;
+    let mut mixture_val = f64::NAN;
+    if !val.is_empty() {
+        let all: Vec<f32> = train.iter().flat_map(|x| x.iter().copied()).collect();
+        let vall: Vec<f32> = val.iter().flat_map(|x| x.iter().copied()).collect();
+        let (single, single_report) = super::train(arch, cfg, &all, &vall)?;
+        let mean = |m: &HostModel| -> Result<f64> {
+            let s = score_windows(m, val.iter(), ScoreKind::Elbo, 0)?;
+            Ok(s.iter().map(|v| f64::from(v.score)).sum::<f64>() / s.len().max(1) as f64)
+        };
+        let fexp: Vec<HostModel> = experts
+            .iter()
+            .map(HostModel::float)
+            .collect::<Result<_>>()?;
+        mixture_val = mean(&HostModel::mixture(gate.clone(), fexp)?)?;
+        single_val = mean(&HostModel::float(&single)?)?;
+        if single_val <= mixture_val {
+            fallback = true;
+            experts = vec![single; k];
+            reports = vec![single_report; k];
+            gate = HostGate {
+                weight: vec![0.0; k * d],
+                bias: vec![0.0; k],
+                channels: ch,
+            };
+        }
+    }
     // Diagnostic: how often the gate picks the expert of the largest validation responsibility.
     let rv = responsibilities(&elbos(&experts, val)?, &share);
     let g = gate.view();
@@ -474,7 +510,14 @@ pub fn train_mixture(
         experts,
         reports,
         gate,
-        history: json!({"rounds": hist, "gate_agreement_val": agree, "schedule": "k-means start, hard EM, softmax gate with load balancing"}),
+        history: json!({
+            "rounds": hist,
+            "gate_agreement_val": agree,
+            "schedule": "k-means start, hard EM, softmax gate with load balancing",
+            "val_score_mixture": mixture_val,
+            "val_score_single": single_val,
+            "fallback_to_single": fallback,
+        }),
     })
 }
 
