@@ -463,6 +463,19 @@ pub fn train_mixture(
         bias,
         channels: ch,
     };
+    // Diagnostic: how often the gate picks the expert of the largest validation responsibility
+    // (of the trained mixture, before the guard below).
+    let rv = responsibilities(&elbos(&experts, val)?, &share);
+    let g = gate.view();
+    let agree = val
+        .iter()
+        .zip(&rv)
+        .filter(|(x, r)| {
+            g.route(x)
+                .is_ok_and(|rt| usize::from(rt.expert) == argmax(r))
+        })
+        .count() as f64
+        / val.len().max(1) as f64;
     // Guard for data with one mode: a single VAE on every training window (the same seed and
     // settings); if it has the better mean validation score, the experts become copies of it
     // behind a uniform gate (top-1 score = its score + ln K, the same ranking).
@@ -494,18 +507,6 @@ pub fn train_mixture(
             };
         }
     }
-    // Diagnostic: how often the gate picks the expert of the largest validation responsibility.
-    let rv = responsibilities(&elbos(&experts, val)?, &share);
-    let g = gate.view();
-    let agree = val
-        .iter()
-        .zip(&rv)
-        .filter(|(x, r)| {
-            g.route(x)
-                .is_ok_and(|rt| usize::from(rt.expert) == argmax(r))
-        })
-        .count() as f64
-        / val.len().max(1) as f64;
     Ok(MoeTrained {
         experts,
         reports,
