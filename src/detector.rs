@@ -412,6 +412,7 @@ where
             faults,
             groups: GroupSet::EMPTY,
             phase: self.phase,
+            expert: None,
         }
     }
 
@@ -556,6 +557,7 @@ where
         if let Ok(score) = result {
             self.last_scored = Some(report.window);
             report.score = Some(score);
+            report.expert = self.scorer.route(model).map(|r| r.expert);
             let usable = !flagged;
             let score = match shift {
                 None => score,
@@ -620,8 +622,8 @@ where
         let window = self.last_scored.ok_or(Error::Empty)?;
         let x_len = self.xbuf.as_ref().len();
         same_len(self.window_len(), steps.len())?;
+        let noise = self.scorer.noise(model);
         let recon = self.scorer.reconstruction(model, self.config.kind)?;
-        let noise = model.noise();
         same_len(x_len, recon.len())?;
         same_len(x_len, noise.inv_var.len())?;
         let mut channels = [0.0f32; C];

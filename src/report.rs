@@ -46,6 +46,9 @@ pub struct WindowReport {
     pub groups: GroupSet,
     /// The phase the window was processed in.
     pub phase: Phase,
+    /// The expert a mixture of experts routed the window to (`None` for a single VAE or an
+    /// unscored window).
+    pub expert: Option<u8>,
 }
 
 /// Which channels and time steps of the last scored window contribute most to its

@@ -206,7 +206,7 @@ fn score_impl<V: VaeModel, R: Rng + ?Sized>(
     } else {
         f32::INFINITY
     };
-    let noise = model.noise();
+    let noise = model.routed_noise(scratch);
     let log_likelihood = |x: &[f32], mean: &[f32]| match present {
         None => noise.log_likelihood(x, mean),
         Some(p) => model.log_likelihood_groups(x, mean, p),
@@ -255,6 +255,11 @@ fn score_impl<V: VaeModel, R: Rng + ?Sized>(
         }
     };
 
+    // A mixture of experts adds the gate's log-weight of the routed expert (module `moe_vae`).
+    let bound = match model.route(scratch) {
+        Some(r) => bound + r.log_weight,
+        None => bound,
+    };
     let s = -bound;
     let overflow = !s.is_finite();
     Ok(Score {
@@ -377,6 +382,11 @@ impl<S, const X: usize, const Z: usize> Workspace<S, X, Z> {
     /// Decoder mean of the last decode (for [`ScoreKind::Elbo`]: the reconstruction at `z = mu`).
     pub fn mean(&self) -> &[f32; X] {
         &self.mean
+    }
+
+    /// The model scratch (e.g. the route of the last window of a mixture of experts).
+    pub fn scratch(&self) -> &S {
+        &self.scratch
     }
 
     /// The model scratch (e.g. to run `encode`/`decode` directly).

@@ -5,7 +5,10 @@
 use rand_core::SeedableRng;
 use rand_xorshift::XorShiftRng;
 
-use crate::{Buffers, Error, GroupSet, NormalSampler, Score, ScoreKind, VaeModel, Workspace};
+use crate::{
+    Buffers, DecoderNoise, Error, GroupSet, NormalSampler, Route, Score, ScoreKind, VaeModel,
+    Workspace,
+};
 
 /// The buffers a [`Detector`](crate::Detector) scores windows with: the typed [`Workspace`], a
 /// [`BorrowedWorkspace`] over caller-owned slices (runtime-shaped models), or any other.
@@ -47,6 +50,19 @@ pub trait WindowScorer<V: VaeModel + ?Sized> {
     /// # Errors
     /// As the model's `decode`.
     fn reconstruction(&mut self, model: &V, kind: ScoreKind) -> Result<&[f32], Error>;
+
+    /// The route of the last scored window (a mixture of experts, see
+    /// [`VaeModel::route`]); `None` by default.
+    fn route(&self, model: &V) -> Option<Route> {
+        let _ = model;
+        None
+    }
+
+    /// The decoder noise the last scored window was scored with (see
+    /// [`VaeModel::routed_noise`]); the model's [`noise`](VaeModel::noise) by default.
+    fn noise<'m>(&self, model: &'m V) -> DecoderNoise<'m> {
+        model.noise()
+    }
 }
 
 impl<V, S, const X: usize, const Z: usize> WindowScorer<V> for Workspace<S, X, Z>
@@ -90,6 +106,14 @@ where
         } else {
             Ok(self.mean())
         }
+    }
+
+    fn route(&self, model: &V) -> Option<Route> {
+        model.route(self.scratch())
+    }
+
+    fn noise<'m>(&self, model: &'m V) -> DecoderNoise<'m> {
+        model.routed_noise(self.scratch())
     }
 }
 
@@ -168,6 +192,14 @@ where
             model.decode(self.buf.mu, self.buf.mean, self.scratch)?;
         }
         Ok(self.buf.mean)
+    }
+
+    fn route(&self, model: &V) -> Option<Route> {
+        model.route(self.scratch)
+    }
+
+    fn noise<'m>(&self, model: &'m V) -> DecoderNoise<'m> {
+        model.routed_noise(self.scratch)
     }
 }
 

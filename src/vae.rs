@@ -29,7 +29,7 @@
 //! flagged in [`Score::clamped`](crate::Score)): outside that range `exp(logvar)` under- or
 //! overflows f32 in the KL term.
 
-use crate::{math, Error, GroupSet, Layer, SensorGroups};
+use crate::{math, Error, GroupSet, Layer, Route, SensorGroups};
 
 /// Smallest encoder log-variance the scores use (sigma ≈ 3.4e-4).
 pub const LOGVAR_MIN: f32 = -16.0;
@@ -178,6 +178,20 @@ pub trait VaeModel {
     fn threshold_shift(&self, present: GroupSet) -> f32 {
         let _ = present;
         0.0
+    }
+
+    /// The route the last `encode` into `scratch` took, for a mixture of experts
+    /// ([`Moe`](crate::Moe)): the scores add its `log pi_k` to the bound. `None` (the default)
+    /// for a single VAE.
+    fn route(&self, scratch: &Self::Scratch) -> Option<Route> {
+        let _ = scratch;
+        None
+    }
+    /// The decoder noise of the expert the last `encode` into `scratch` routed to
+    /// ([`noise`](Self::noise) by default).
+    fn routed_noise(&self, scratch: &Self::Scratch) -> DecoderNoise<'_> {
+        let _ = scratch;
+        self.noise()
     }
 }
 

@@ -19,6 +19,9 @@
 //! [`tinyvae::QDense`] between [`tinyvae::Quantize`] / [`tinyvae::Dequantize`] (int8) or
 //! [`tinyvae::Dense`] (f32); and `pub static MODEL: Model`.
 //!
+//! A mixture of experts is written by the child module `moe` (each expert as above, in its own
+//! module, plus the gate).
+//!
 //! It is kept as one file because it is one concept: the writer of the generated model source,
 //! whose sections share one set of formatting rules.
 
@@ -30,6 +33,8 @@ use tinyvae::Activation;
 
 use crate::checkpoint::Checkpoint;
 use crate::model::{FloatLayer, HostModel, Layers, QLayer};
+
+mod moe;
 
 /// The generator named in the header.
 pub const GENERATOR: &str = concat!("tinyvae-host-tools ", env!("CARGO_PKG_VERSION"));
@@ -461,6 +466,9 @@ fn arch_summary(m: &HostModel) -> String {
 /// # Errors
 /// If `m` is not an int8 model.
 pub fn export_int8(ck: &Checkpoint, m: &HostModel, threshold: f32) -> Result<String> {
+    if m.moe.is_some() {
+        return moe::export_mixture(ck, m, threshold, export_int8);
+    }
     let Layers::Int8 {
         input_q,
         encoder,
@@ -571,6 +579,9 @@ pub fn export_int8(ck: &Checkpoint, m: &HostModel, threshold: f32) -> Result<Str
 /// # Errors
 /// If `m` is not an f32 model.
 pub fn export_f32(ck: &Checkpoint, m: &HostModel, threshold: f32) -> Result<String> {
+    if m.moe.is_some() {
+        return moe::export_mixture(ck, m, threshold, export_f32);
+    }
     let Layers::Float {
         encoder,
         mu,

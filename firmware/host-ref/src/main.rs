@@ -29,8 +29,11 @@ fn log(pass: Pass, r: &WindowReport) {
         .level
         .map_or_else(|| "none".to_string(), |l| format!("{:08x}", l.to_bits()));
     let head = format!("{} {} start={}", pass.tag(), r.window, r.start);
+    let expert = r
+        .expert
+        .map_or_else(String::new, |e| format!(" expert={e}"));
     let tail = format!(
-        "level={level} alarm={} event={event} {faults}",
+        "level={level} alarm={} event={event} {faults}{expert}",
         u8::from(r.alarm)
     );
     match r.score {

@@ -150,6 +150,31 @@ fn check_default_model(r: &mut Runner) {
     }
 }
 
+/// The committed mixture-of-experts test model (`firmware/model/moe_model.rs`, two tiny experts
+/// behind a gate) must be exactly what `tinyvae export` makes of its checkpoint
+/// (`firmware/model/moe/`); the parity step runs it on every core too.
+fn check_moe_model(r: &mut Runner) {
+    let regenerated = root().join("target").join("xtask").join("moe_model.rs");
+    let committed = root().join("firmware").join("model").join("moe_model.rs");
+    let mut c = tinyvae(&["export", "--model", "firmware/model/moe", "--out"]);
+    c.arg(&regenerated);
+    if !r.step("regenerate the mixture-of-experts test model", &mut c) {
+        return;
+    }
+    let same = matches!(
+        (std::fs::read(&regenerated), std::fs::read(&committed)),
+        (Ok(a), Ok(b)) if a == b
+    );
+    if !same {
+        eprintln!(
+            "    FAILED: firmware/model/moe_model.rs differs from `tinyvae export --model \
+             firmware/model/moe`; regenerate it with that command and commit it"
+        );
+        r.failures
+            .push("mixture-of-experts test model is stale".into());
+    }
+}
+
 fn test(host_only: bool) -> ExitCode {
     let mut r = Runner {
         failures: Vec::new(),
@@ -201,6 +226,7 @@ fn test(host_only: bool) -> ExitCode {
         }
     }
     check_default_model(&mut r);
+    check_moe_model(&mut r);
     fuzz(&mut r, FUZZ_SECONDS);
     if !host_only {
         let fw = root().join("firmware");
@@ -217,6 +243,18 @@ fn test(host_only: bool) -> ExitCode {
             if qemu {
                 let mut c = tinyvae(&["firmware", "parity", "--core", "all"]);
                 r.step("firmware parity in QEMU (m0 m3 m4 m7 m33)", &mut c);
+                let mut c = tinyvae(&[
+                    "firmware",
+                    "parity",
+                    "--core",
+                    "all",
+                    "--model",
+                    "firmware/model/moe_model.rs",
+                ]);
+                r.step(
+                    "firmware parity in QEMU, mixture-of-experts test model (m0 m3 m4 m7 m33)",
+                    &mut c,
+                );
                 qemu_soak(&mut r, &fw, QEMU_SOAK_WINDOWS);
                 let mut c = tinyvae(&["firmware", "bench", "--core", "all"]);
                 r.step(

@@ -40,10 +40,12 @@ pub fn run(a: ExportArgs) -> Result<()> {
         "wrote {} ({} model, {} bytes of parameters, threshold {})",
         a.out.display(),
         if a.f32 { "f32" } else { "int8" },
-        if a.f32 {
-            m.f32.param_bytes()
-        } else {
-            m.int8.param_bytes()
+        {
+            let hm = if a.f32 { &m.f32 } else { &m.int8 };
+            // A mixture stores every expert and the gate.
+            hm.moe
+                .as_ref()
+                .map_or_else(|| hm.param_bytes(), |x| x.param_bytes())
         },
         if a.f32 { m.th.f32 } else { m.th.int8 }
     );

@@ -12,6 +12,7 @@ use tinyvae_host_tools::columns::Matching;
 use tinyvae_host_tools::data::{self, Norm};
 use tinyvae_host_tools::output::{self, Input};
 use tinyvae_host_tools::pipeline::calibrate::{calibrate, calibration_of, split_windows};
+use tinyvae_host_tools::pipeline::moe;
 use tinyvae_host_tools::pipeline::{
     default_data, load_checkpoint, CalibOpts, Calibration, CHECKPOINT_FILES,
 };
@@ -63,9 +64,36 @@ pub fn run(a: QuantizeArgs) -> Result<()> {
         .and_then(|c| c.train_stride)
         .unwrap_or(ck.config.stride);
     let split = split_windows(&series, ck.config.window, train_stride, val_fraction, &norm)?;
-    let (_, q) = calibrate(&mut ck, &split, &data_path, val_fraction, &a.calib)?;
-    checkpoint::save(&a.model, &ck)?;
+    let (_, q) = match moe::moe_config(&ck.config)? {
+        // A mixture of experts: every expert's ranges and the mixture's thresholds.
+        Some(mcfg) => {
+            let experts = moe::load_experts(&a.model, &ck, mcfg.experts)?;
+            let mut mc = moe::MoeCheckpoint { ck, experts };
+            let models = moe::calibrate_moe(
+                &mut mc,
+                mcfg.gate,
+                mcfg.training,
+                &split,
+                &data_path,
+                val_fraction,
+                &a.calib,
+            )?;
+            moe::save_moe(&a.model, &mc)?;
+            ck = mc.ck;
+            models
+        }
+        None => {
+            let models = calibrate(&mut ck, &split, &data_path, val_fraction, &a.calib)?;
+            checkpoint::save(&a.model, &ck)?;
+            models
+        }
+    };
     let (th, cal) = calibration_of(&ck.config)?;
+    // A mixture stores every expert and the gate.
+    let bytes = q
+        .moe
+        .as_ref()
+        .map_or_else(|| q.param_bytes(), |x| x.param_bytes());
     if a.json {
         println!(
             "{}",
@@ -73,13 +101,13 @@ pub fn run(a: QuantizeArgs) -> Result<()> {
                 "model": a.model.display().to_string(),
                 "threshold": th,
                 "calibration": cal,
-                "flash_bytes_int8": q.param_bytes(),
+                "flash_bytes_int8": bytes,
             })
         );
     } else {
         println!(
             "int8 model: {} bytes of parameters, {} MACs per window",
-            q.param_bytes(),
+            bytes,
             q.macs()
         );
         println!(

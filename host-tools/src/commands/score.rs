@@ -24,7 +24,8 @@ pub struct ScoreArgs {
     #[arg(long)]
     data: PathBuf,
     /// Output CSV: window,start,end,score,alarm (end exclusive), then label (if the stream has
-    /// one), level, event, faults, top_channel.
+    /// one), level, event, faults, top_channel, and for a mixture of experts the expert that
+    /// scored the window.
     #[arg(long)]
     out: PathBuf,
     /// Samples between window starts [default: the checkpoint's].
@@ -215,7 +216,13 @@ pub fn run(a: ScoreArgs) -> Result<()> {
     if has_labels {
         line.push_str(",label");
     }
-    line.push_str(",level,event,faults,top_channel\n");
+    line.push_str(",level,event,faults,top_channel");
+    // A mixture of experts adds the expert the gate routed each window to.
+    let mixture = hm.moe.is_some();
+    if mixture {
+        line.push_str(",expert");
+    }
+    line.push('\n');
     out.write_all(line.as_bytes()).with_context(write_err)?;
     let (mut windows, mut alarmed, mut events, mut skipped, mut flagged) = (0, 0, 0, 0, 0);
     stream::run_rows(hm, &m.ck.config, &mut src, &cfg, |src, row| {
@@ -252,7 +259,12 @@ pub fn run(a: ScoreArgs) -> Result<()> {
             .top_channel
             .and_then(|c| channels.get(c))
             .map_or("", String::as_str);
-        writeln!(line, ",{level},{event},{},{top}", row.faults_text(channels))?;
+        write!(line, ",{level},{event},{},{top}", row.faults_text(channels))?;
+        if mixture {
+            let e = r.expert.map_or(String::new(), |e| e.to_string());
+            write!(line, ",{e}")?;
+        }
+        line.push('\n');
         out.write_all(line.as_bytes()).with_context(write_err)
     })?;
     data::window_count(src.rows_read(), m.ck.config.window, cfg.stride)

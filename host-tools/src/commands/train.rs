@@ -8,6 +8,7 @@ use clap::Args;
 use tinyvae_host_tools::checkpoint;
 use tinyvae_host_tools::output::{self, Input};
 use tinyvae_host_tools::pipeline::calibrate::calibration_of;
+use tinyvae_host_tools::pipeline::moe;
 use tinyvae_host_tools::pipeline::train::{arch_string, selection_line};
 use tinyvae_host_tools::pipeline::{
     default_data, train_model, CalibOpts, ModelOpts, CHECKPOINT_FILES,
@@ -32,6 +33,35 @@ pub struct TrainArgs {
     /// group, that keeps scoring when a sensor dies. Without it: the single VAE.
     #[arg(long = "group", value_name = "NAME=CH,CH,...")]
     groups: Vec<String>,
+    /// Number of expert VAEs behind a gate (a mixture of experts; 1 = a single VAE). Each window
+    /// is scored by the one expert the gate picks, so the chip's cost stays that of one expert
+    /// plus the gate; K times the parameters. 1 to 8 [default: 1].
+    #[arg(long, default_value_t = 1)]
+    experts: usize,
+}
+
+/// Checks the combination of model options before anything is read or trained.
+///
+/// # Errors
+/// `--experts` outside 1 to `tinyvae::MAX_EXPERTS`, or `--experts` above 1 with `--group` (the
+/// mixture of experts and the multi-sensor product of experts do not compose yet).
+fn validate_model_options(a: &TrainArgs) -> Result<()> {
+    let max = tinyvae::MAX_EXPERTS;
+    if !(1..=max).contains(&a.experts) {
+        anyhow::bail!(
+            "--experts {} is out of range: valid values are 1 to {max}",
+            a.experts
+        );
+    }
+    if a.experts > 1 && !a.groups.is_empty() {
+        anyhow::bail!(
+            "--experts {} and --group do not compose yet: a mixture of experts is trained on \
+             every channel, a multi-sensor model (--group) is a single product of experts; \
+             drop one of the two options",
+            a.experts
+        );
+    }
+    Ok(())
 }
 
 /// Runs `tinyvae train`.
@@ -39,13 +69,32 @@ pub struct TrainArgs {
 /// # Errors
 /// Bad options or input (one line naming the file or the option), or a failed write.
 pub fn run(a: TrainArgs) -> Result<()> {
+    validate_model_options(&a)?;
     let data_path = a.data.unwrap_or_else(|| default_data("train.csv"));
-    output::check_dir(&a.out, &CHECKPOINT_FILES, &[Input::File(&data_path)])?;
     if !a.groups.is_empty() {
+        output::check_dir(&a.out, &CHECKPOINT_FILES, &[Input::File(&data_path)])?;
         return super::poe::train(&data_path, &a.out, &a.model, &a.calib, &a.groups);
     }
-    let t = train_model(&data_path, &a.model, &a.calib)?;
-    checkpoint::save(&a.out, &t.ck)?;
+    if a.experts > 1 {
+        let files = moe::moe_files(a.experts);
+        let names: Vec<&str> = files.iter().map(String::as_str).collect();
+        output::check_dir(&a.out, &names, &[Input::File(&data_path)])?;
+    } else {
+        output::check_dir(&a.out, &CHECKPOINT_FILES, &[Input::File(&data_path)])?;
+    }
+    let t = if a.experts > 1 {
+        let (t, experts) = moe::train_moe_model(&data_path, &a.model, &a.calib, a.experts)?;
+        let mc = moe::MoeCheckpoint {
+            ck: t.ck.clone(),
+            experts,
+        };
+        moe::save_moe(&a.out, &mc)?;
+        t
+    } else {
+        let t = train_model(&data_path, &a.model, &a.calib)?;
+        checkpoint::save(&a.out, &t.ck)?;
+        t
+    };
     let (th, cal) = calibration_of(&t.ck.config)?;
     let last = t
         .report
@@ -74,6 +123,9 @@ pub fn run(a: TrainArgs) -> Result<()> {
     }
     if let Some(l) = selection_line(&t.ck.config) {
         println!("{l}");
+    }
+    if let Some(m) = moe::moe_config(&t.ck.config)? {
+        println!("{}", moe::summary_line(&m));
     }
     println!(
         "threshold ({} at FPR {}): f32 {:.3}, int8 {:.3}; f32/int8 score difference: mean {:.4} nats, max {:.4}",

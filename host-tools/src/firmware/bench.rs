@@ -77,6 +77,8 @@ impl BenchFigures {
             }
         }
         put("flash_weights_bytes", Some(self.weights_bytes));
+        // The same figure under the name the mixture-of-experts comparison uses (issue 14).
+        put("flash_model_bytes", Some(self.weights_bytes));
         put("flash_with_weights_bytes", Some(self.flash_with_weights()));
         put("flash_text_bytes", Some(self.score_elf.text));
         put("flash_rodata_bytes", Some(self.score_elf.rodata));

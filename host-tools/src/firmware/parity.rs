@@ -297,6 +297,11 @@ fn window_diff(c: &Record, h: &tinyvae::WindowReport) -> Option<String> {
         ("sat", field("sat"), h.faults.saturated.0.to_string()),
         ("stuck", field("stuck"), h.faults.stuck.0.to_string()),
         ("gap", field("gap"), u8::from(h.faults.gap).to_string()),
+        (
+            "expert",
+            field("expert"),
+            h.expert.map_or_else(String::new, |e| e.to_string()),
+        ),
     ];
     pairs
         .iter()
@@ -360,6 +365,7 @@ mod tests {
             faults: tinyvae::Faults::default(),
             groups: tinyvae::GroupSet(1),
             phase: tinyvae::Phase::Running,
+            expert: None,
         };
         assert_eq!(window_diff(&chip, &host), None);
         let changed = [

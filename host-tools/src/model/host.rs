@@ -2,9 +2,9 @@
 //! library's kernels layer by layer, and its [`VaeModel`] implementation.
 
 use anyhow::{bail, Context, Result};
-use tinyvae::{Activation, DecoderNoise, Error, QParams, VaeModel};
+use tinyvae::{Activation, DecoderNoise, Error, QParams, Route, VaeModel};
 
-use super::{all_layers, dims_of, FloatLayer, HostLayer, QLayer, Ranges};
+use super::{all_layers, dims_of, FloatLayer, HostLayer, HostMoe, QLayer, Ranges};
 use crate::train::{Linear, Params};
 
 /// `(in, out)` widths: encoder hidden layers, the two heads, decoder layers (with the output).
@@ -68,6 +68,9 @@ pub struct HostModel {
     /// The int8 layers packed for the active SIMD kernel (`crate::kernel`), which encode and
     /// decode then run; `None` for f32 models and with the portable kernel.
     pub packed: Option<crate::kernel::PackedModel>,
+    /// A mixture of experts (`--experts K`): the gate and the K experts this model routes to
+    /// (its own layers are expert 0's, for the shapes); `None` for a single VAE.
+    pub moe: Option<Box<HostMoe>>,
 }
 
 /// Intermediate buffers of a [`HostModel`] (see [`HostModel::scratch`]).
@@ -78,6 +81,7 @@ pub struct HostScratch {
     qa: Vec<i8>,
     qb: Vec<i8>,
     packed: crate::kernel::PackedScratch,
+    pub(super) route: Route,
 }
 
 pub(super) fn lib(e: Error) -> anyhow::Error {
@@ -269,6 +273,7 @@ impl HostModel {
             inv_var,
             log_norm,
             packed,
+            moe: None,
         };
         m.check().context("model shapes")?;
         Ok(m)
@@ -394,6 +399,10 @@ impl HostModel {
             qa: vec![0; w],
             qb: vec![0; w],
             packed: crate::kernel::PackedScratch::default(),
+            route: Route {
+                expert: 0,
+                log_weight: 0.0,
+            },
         }
     }
 }
@@ -416,6 +425,9 @@ impl VaeModel for HostModel {
         logvar: &mut [f32],
         s: &mut HostScratch,
     ) -> Result<(), Error> {
+        if let Some(m) = &self.moe {
+            return m.encode(x, mu, logvar, s);
+        }
         if let Some(p) = &self.packed {
             return p.encode(x, mu, logvar, &mut s.packed);
         }
@@ -460,6 +472,9 @@ impl VaeModel for HostModel {
     }
 
     fn decode(&self, z: &[f32], mean: &mut [f32], s: &mut HostScratch) -> Result<(), Error> {
+        if let Some(m) = &self.moe {
+            return m.decode(z, mean, s);
+        }
         if let Some(p) = &self.packed {
             return p.decode(z, mean, &mut s.packed);
         }
@@ -495,6 +510,17 @@ impl VaeModel for HostModel {
         DecoderNoise {
             inv_var: &self.inv_var,
             log_norm: self.log_norm,
+        }
+    }
+
+    fn route(&self, s: &HostScratch) -> Option<Route> {
+        self.moe.as_ref().map(|_| s.route)
+    }
+
+    fn routed_noise(&self, s: &HostScratch) -> DecoderNoise<'_> {
+        match &self.moe {
+            Some(m) => m.noise(s.route).unwrap_or_else(|| self.noise()),
+            None => self.noise(),
         }
     }
 }

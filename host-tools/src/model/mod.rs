@@ -30,18 +30,21 @@
 //!
 //! One file per part, all re-exported here so every `model::X` path is the same: `layers` (the
 //! f32 and int8 dense layers), `host` (the [`HostModel`] and its passes through the library's
-//! kernels), `calibrate` (the activation [`Ranges`] of the f32 model), `score` (score names and
+//! kernels), `calibrate` (the activation [`Ranges`] of the f32 model), `mixture` (a mixture of experts,
+//! [`HostMoe`]), `score` (score names and
 //! [`score_windows`]).
 
 mod calibrate;
 mod host;
 mod layers;
+mod mixture;
 mod poe;
 mod score;
 
 pub use self::calibrate::*;
 pub use self::host::*;
 pub use self::layers::*;
+pub use self::mixture::*;
 pub use self::poe::*;
 pub use self::score::*;
 

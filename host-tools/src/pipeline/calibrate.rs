@@ -179,6 +179,26 @@ pub fn calibrate(
     let f = HostModel::float(&ck.params)?;
     let ranges = f.calibrate(split.train.iter())?;
     let q = HostModel::int8(&ck.params, &ranges)?;
+    calibrate_models(ck, split, train_data, val_fraction, c, (f, q), ranges)
+}
+
+/// [`calibrate`] with the two models given (a mixture of experts builds its own): thresholds of
+/// `f` and `q` on the validation windows, `ranges` stored as the int8 calibration.
+pub fn calibrate_models(
+    ck: &mut Checkpoint,
+    split: &TrainSplit,
+    train_data: &Path,
+    val_fraction: f64,
+    c: &CalibOpts,
+    (f, q): (HostModel, HostModel),
+    ranges: Ranges,
+) -> Result<(HostModel, HostModel)> {
+    if !(0.0..=1.0).contains(&c.fpr) {
+        bail!("--fpr must be in [0, 1], found {}", c.fpr);
+    }
+    if c.samples == 0 {
+        bail!("--samples must be at least 1");
+    }
     let seed = 0;
     let mut kinds = Vec::new();
     let mut diff = None;

@@ -196,6 +196,13 @@ pub fn evaluate(
         "macs": m.int8.macs(),
         "kinds": rows,
     });
+    let mut json = json;
+    if let (Some(extra), Some(obj)) = (
+        super::moe::eval_keys(m, &series, &w, &labels, stride, seed)?,
+        json.as_object_mut(),
+    ) {
+        obj.extend(extra);
+    }
     Ok(EvalResult {
         windows: w,
         rows,

@@ -58,8 +58,13 @@ pub fn load_model(dir: &Path) -> Result<Loaded> {
             dir.display()
         )
     })?;
-    let f32 = HostModel::float(&ck.params)?;
-    let int8 = HostModel::int8(&ck.params, &cal.ranges)?;
+    let (f32, int8) = match super::moe::load_mixtures(dir, &ck)? {
+        Some(m) => m,
+        None => (
+            HostModel::float(&ck.params)?,
+            HostModel::int8(&ck.params, &cal.ranges)?,
+        ),
+    };
     Ok(Loaded {
         ck,
         th,

@@ -2,7 +2,7 @@
 //! resolve the options ([`config`]), load a stream and train ([`train`]), calibrate the int8
 //! ranges and thresholds ([`calibrate`]), load a calibrated checkpoint ([`load`]), evaluate on a
 //! labeled stream ([`evaluate`]), the classical baseline ([`baseline`]), the demo's plots
-//! ([`report`]) and the chip check in QEMU ([`chip`]). The `tinyvae` commands, the tests and the
+//! ([`report`]), the chip check in QEMU ([`chip`]) and the mixture of experts ([`moe`]). The `tinyvae` commands, the tests and the
 //! benches call these; none of them reaches into a binary.
 //!
 //! Order of the modules (no cycles): `config` → `calibrate` → `load` → `train`, `evaluate` →
@@ -18,6 +18,7 @@ pub mod chip;
 pub mod config;
 pub mod evaluate;
 pub mod load;
+pub mod moe;
 pub mod poe;
 pub mod poe_stream;
 pub mod report;

@@ -42,6 +42,7 @@ pub mod eval;
 pub mod gradcheck;
 pub mod limits;
 pub mod model;
+pub mod moe;
 pub mod params;
 pub mod poe;
 pub mod real;

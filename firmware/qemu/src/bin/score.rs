@@ -33,19 +33,31 @@ fn log(pass: Pass, r: &WindowReport) {
     let (k, start, alarm) = (r.window as u32, r.start as u32, u8::from(r.alarm));
     let f = &r.faults;
     let (nf, sat, stuck, gap) = (f.non_finite.0, f.saturated.0, f.stuck.0, u8::from(f.gap));
-    match (r.score, r.level) {
-        (Some(s), Some(level)) => defmt::info!(
+    match (r.score, r.level, r.expert) {
+        // A mixture of experts: the same line with the expert that scored the window.
+        (Some(s), Some(level), Some(e)) => defmt::info!(
+            "{=str} {=u32} start={=u32} score={=u32:08x} recon={=u32:08x} kl={=u32:08x} flags={=u8} level={=u32:08x} alarm={=u8} event={=u8} nf={=u32} sat={=u32} stuck={=u32} gap={=u8} expert={=u8}",
+            tag, k, start, s.score.to_bits(), s.recon.to_bits(), s.kl.to_bits(),
+            u8::from(s.clamped) | u8::from(s.overflow) << 1, level.to_bits(), alarm, event,
+            nf, sat, stuck, gap, e
+        ),
+        (Some(s), None, Some(e)) => defmt::info!(
+            "{=str} {=u32} start={=u32} score={=u32:08x} recon={=u32:08x} kl={=u32:08x} flags={=u8} level=none alarm={=u8} event={=u8} nf={=u32} sat={=u32} stuck={=u32} gap={=u8} expert={=u8}",
+            tag, k, start, s.score.to_bits(), s.recon.to_bits(), s.kl.to_bits(),
+            u8::from(s.clamped) | u8::from(s.overflow) << 1, alarm, event, nf, sat, stuck, gap, e
+        ),
+        (Some(s), Some(level), None) => defmt::info!(
             "{=str} {=u32} start={=u32} score={=u32:08x} recon={=u32:08x} kl={=u32:08x} flags={=u8} level={=u32:08x} alarm={=u8} event={=u8} nf={=u32} sat={=u32} stuck={=u32} gap={=u8}",
             tag, k, start, s.score.to_bits(), s.recon.to_bits(), s.kl.to_bits(),
             u8::from(s.clamped) | u8::from(s.overflow) << 1, level.to_bits(), alarm, event,
             nf, sat, stuck, gap
         ),
-        (Some(s), None) => defmt::info!(
+        (Some(s), None, None) => defmt::info!(
             "{=str} {=u32} start={=u32} score={=u32:08x} recon={=u32:08x} kl={=u32:08x} flags={=u8} level=none alarm={=u8} event={=u8} nf={=u32} sat={=u32} stuck={=u32} gap={=u8}",
             tag, k, start, s.score.to_bits(), s.recon.to_bits(), s.kl.to_bits(),
             u8::from(s.clamped) | u8::from(s.overflow) << 1, alarm, event, nf, sat, stuck, gap
         ),
-        (None, _) => defmt::warn!(
+        (None, _, _) => defmt::warn!(
             "{=str} {=u32} start={=u32} score=none level=none alarm={=u8} event={=u8} nf={=u32} sat={=u32} stuck={=u32} gap={=u8} (sensor fault: window skipped)",
             tag, k, start, alarm, event, nf, sat, stuck, gap
         ),
