@@ -480,6 +480,7 @@ where
 {
     /// Zeroed scratch of a typed (firmware) model, usable in a `static`: `N` must be at least
     /// the largest group's sub-window `XG` and `G Z` (the experts' means and log-variances).
+    #[allow(clippy::type_complexity)] // the scratch type of the typed parts, spelled out
     pub const SCRATCH: PoeScratch<
         TypedExpertScratch<B::Out, H, B::Scratch, M::Scratch, L::Scratch>,
         D::Scratch,
