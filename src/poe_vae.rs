@@ -459,3 +459,37 @@ where
         Ok(())
     }
 }
+
+impl<
+        'a,
+        B,
+        M,
+        L,
+        D,
+        const XG: usize,
+        const H: usize,
+        const Z: usize,
+        const X: usize,
+        const N: usize,
+    > PoeVae<'a, TypedExpert<B, M, L, XG, H, Z>, TypedDecoder<D, Z, X>, [f32; N]>
+where
+    B: Layer<XG, H, In = f32>,
+    M: Layer<H, Z, In = B::Out, Out = f32>,
+    L: Layer<H, Z, In = B::Out, Out = f32>,
+    D: Layer<Z, X, In = f32, Out = f32>,
+{
+    /// Zeroed scratch of a typed (firmware) model, usable in a `static`: `N` must be at least
+    /// the largest group's sub-window `XG` and `G Z` (the experts' means and log-variances).
+    #[allow(clippy::type_complexity)] // the scratch type of the typed parts, spelled out
+    pub const SCRATCH: PoeScratch<
+        TypedExpertScratch<B::Out, H, B::Scratch, M::Scratch, L::Scratch>,
+        D::Scratch,
+        [f32; N],
+    > = PoeScratch {
+        experts: TypedExpert::<B, M, L, XG, H, Z>::SCRATCH,
+        decoder: D::SCRATCH,
+        gather: [0.0; N],
+        means: [0.0; N],
+        logvars: [0.0; N],
+    };
+}

@@ -39,6 +39,9 @@ mod moe;
 /// The generator named in the header.
 pub const GENERATOR: &str = concat!("tinyvae-host-tools ", env!("CARGO_PKG_VERSION"));
 
+pub mod poe;
+pub use poe::export_poe_int8;
+
 const MAX_WIDTH: usize = 100;
 const FN_CALL_WIDTH: usize = 60;
 

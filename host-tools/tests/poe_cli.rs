@@ -174,8 +174,53 @@ fn commands_without_poe_support_say_so() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let model = train_poe(dir);
-    let out = dir.join("model.rs");
-    let e = fails(&["export", "--model", s(&model), "--out", s(&out)]);
+    let e = fails(&["quantize", "--model", s(&model)]);
     assert!(e.contains("multi-sensor (--group) checkpoint"), "{e}");
+    let out = dir.join("model.rs");
+    let e = fails(&["export", "--model", s(&model), "--out", s(&out), "--f32"]);
+    assert!(e.contains("int8 model only"), "{e}");
     assert!(!out.exists());
+}
+
+/// `tinyvae export` of a `--group` checkpoint: the firmware's PoE model source (experts, shared
+/// decoder, groups, per-subset shifts), with a valid header, rustfmt-clean; groups of different
+/// sizes are refused.
+#[test]
+fn export_of_a_poe_checkpoint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let model = train_poe(dir);
+    let out = dir.join("model.rs");
+    ok(&["export", "--model", s(&model), "--out", s(&out)]);
+    let src = std::fs::read_to_string(&out).unwrap();
+    tinyvae_host_tools::export::verify(&src).unwrap();
+    for item in [
+        "pub const GROUP_COUNT: usize = 2;",
+        "pub static GROUP_NAMES: [&str; GROUP_COUNT] = [\"acc\", \"gyro\"];",
+        "SensorGroups::new(&[ChannelMask(7), ChannelMask(56)])",
+        "static EXPERTS: [Expert; GROUP_COUNT]",
+        "static SHIFTS: [f32; 16]",
+        "pub static MODEL: Model = PoeVae::new(",
+    ] {
+        assert!(src.contains(item), "{item} missing");
+    }
+    // the same checkpoint gives the same bytes
+    let again = dir.join("again.rs");
+    ok(&["export", "--model", s(&model), "--out", s(&again)]);
+    assert_eq!(std::fs::read(&again).unwrap(), src.as_bytes());
+    if let Ok(o) = std::process::Command::new("rustfmt")
+        .args(["--edition", "2021", "--check"])
+        .arg(&out)
+        .output()
+    {
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+    }
+    let data = slice(dir, "train.csv", "train.csv", 1200);
+    let uneven = dir.join("uneven");
+    let mut args = train_args(&data, &uneven);
+    args.extend(small("1"));
+    args.extend(["--group", "acc=ax,ay,az,wz", "--group", "gyro=wx,wy"]);
+    ok(&args);
+    let e = fails(&["export", "--model", s(&uneven), "--out", s(&out)]);
+    assert!(e.contains("groups of equal size"), "{e}");
 }

@@ -19,11 +19,12 @@ fn log(pass: Pass, r: &WindowReport) {
     };
     let f = &r.faults;
     let faults = format!(
-        "nf={} sat={} stuck={} gap={}",
+        "nf={} sat={} stuck={} gap={} groups={}",
         f.non_finite.0,
         f.saturated.0,
         f.stuck.0,
-        u8::from(f.gap)
+        u8::from(f.gap),
+        r.groups.0
     );
     let level = r
         .level
@@ -77,8 +78,9 @@ fn main() -> ExitCode {
             };
         }
     }
-    match run_stream(log) {
-        Ok(passes) => {
+    let mut emit = log;
+    match run_stream(log).and_then(|p| Ok((p, tinyvae_pipeline::dead::run_dead(&mut emit)?))) {
+        Ok((passes, dead)) => {
             for (p, s) in [Pass::Stream, Pass::Sampled, Pass::Faults]
                 .iter()
                 .zip(passes)
@@ -86,6 +88,16 @@ fn main() -> ExitCode {
                 println!(
                     "INFO done pass={} windows={} alarms={} skipped={} flagged={}",
                     p.tag(),
+                    s.windows,
+                    s.alarms,
+                    s.skipped,
+                    s.flagged
+                );
+            }
+            if let Some(s) = dead {
+                println!(
+                    "INFO done pass={} windows={} alarms={} skipped={} flagged={}",
+                    Pass::Dead.tag(),
                     s.windows,
                     s.alarms,
                     s.skipped,

@@ -30,3 +30,6 @@ pub mod run;
 
 #[cfg(feature = "stream")]
 pub mod soak;
+
+#[cfg(feature = "stream")]
+pub mod dead;

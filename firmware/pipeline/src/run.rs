@@ -69,6 +69,8 @@ pub enum Pass {
     Sampled,
     /// The first [`FAULT_ROWS`] rows with injected faults.
     Faults,
+    /// A multi-sensor model's dead-sensor pass ([`crate::dead`]).
+    Dead,
 }
 
 impl Pass {
@@ -78,6 +80,7 @@ impl Pass {
             Pass::Stream => "window",
             Pass::Sampled => "sampled",
             Pass::Faults => "faulty",
+            Pass::Dead => "dead",
         }
     }
 }
@@ -123,15 +126,17 @@ pub const FAULTS: [(usize, usize, Injection); 5] = [
 ];
 
 #[cfg(feature = "stream")]
-fn tally(s: &mut PassSummary, r: &WindowReport) {
+pub(crate) fn tally(s: &mut PassSummary, r: &WindowReport) {
     s.windows += 1;
     s.alarms += u32::from(r.alarm);
-    s.skipped += u32::from(r.faults.skips_window());
-    s.flagged += u32::from(r.faults.flags_window() && !r.faults.skips_window());
+    // A multi-sensor model scores a window with a dead group (`faults.skips_window()`) with
+    // its healthy groups: only a window without a score is skipped.
+    s.skipped += u32::from(r.score.is_none());
+    s.flagged += u32::from(r.faults.flags_window() && r.score.is_some());
 }
 
 #[cfg(feature = "stream")]
-fn row(i: usize) -> [f32; CHANNELS] {
+pub(crate) fn row(i: usize) -> [f32; CHANNELS] {
     const _: () = assert!(
         crate::stream::COLUMNS == CHANNELS,
         "the test stream and the model have different channel counts"

@@ -116,6 +116,25 @@ fn setup(r: &mut Runner, need_qemu: bool) -> bool {
     }
 }
 
+/// The committed multi-sensor test model (`firmware/model/poe_model.rs`) must be exactly what
+/// `tinyvae export` makes of its committed checkpoint (`firmware/model/poe/`).
+fn check_poe_model(r: &mut Runner) {
+    let regenerated = root().join("target").join("xtask").join("poe_model.rs");
+    let committed = root().join("firmware").join("model").join("poe_model.rs");
+    let mut c = tinyvae(&["export", "--model", "firmware/model/poe", "--out"]);
+    c.arg(&regenerated);
+    if !r.step("regenerate the PoE test model from its checkpoint", &mut c) {
+        return;
+    }
+    if std::fs::read(&regenerated).ok() != std::fs::read(&committed).ok() {
+        eprintln!(
+            "    FAILED: firmware/model/poe_model.rs differs from `tinyvae export --model \
+             firmware/model/poe`; regenerate it with that command and commit it"
+        );
+        r.failures.push("PoE test model is stale".into());
+    }
+}
+
 /// The committed default model (`firmware/model/default_model.rs`) must be exactly what
 /// `tinyvae export` makes of the committed checkpoint (`firmware/model/default/`).
 fn check_default_model(r: &mut Runner) {
@@ -227,6 +246,7 @@ fn test(host_only: bool) -> ExitCode {
     }
     check_default_model(&mut r);
     check_moe_model(&mut r);
+    check_poe_model(&mut r);
     fuzz(&mut r, FUZZ_SECONDS);
     if !host_only {
         let fw = root().join("firmware");
@@ -253,6 +273,12 @@ fn test(host_only: bool) -> ExitCode {
                 ]);
                 r.step(
                     "firmware parity in QEMU, mixture-of-experts test model (m0 m3 m4 m7 m33)",
+                    &mut c,
+                );
+                let mut c = tinyvae(&["firmware", "parity", "--core", "all", "--model"]);
+                c.arg(fw.join("model").join("poe_model.rs"));
+                r.step(
+                    "firmware parity in QEMU, multi-sensor (PoE) test model with dead sensor groups",
                     &mut c,
                 );
                 qemu_soak(&mut r, &fw, QEMU_SOAK_WINDOWS);

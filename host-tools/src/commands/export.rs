@@ -29,6 +29,9 @@ pub struct ExportArgs {
 /// Bad options or input (one line naming the file or the option), or a failed write.
 pub fn run(a: ExportArgs) -> Result<()> {
     output::check_file(&a.out, &[Input::Dir(&a.model)])?;
+    if tinyvae_host_tools::poe_checkpoint::is_poe(&a.model) {
+        return export_poe(&a);
+    }
     let m = load_model(&a.model)?;
     let src = if a.f32 {
         export::export_f32(&m.ck, &m.f32, m.th.f32)?
@@ -48,6 +51,31 @@ pub fn run(a: ExportArgs) -> Result<()> {
                 .map_or_else(|| hm.param_bytes(), |x| x.param_bytes())
         },
         if a.f32 { m.th.f32 } else { m.th.int8 }
+    );
+    Ok(())
+}
+
+/// `tinyvae export` of a multi-sensor (`--group`) checkpoint: its int8 model.
+fn export_poe(a: &ExportArgs) -> Result<()> {
+    if a.f32 {
+        anyhow::bail!(
+            "--f32: a multi-sensor (--group) checkpoint exports its int8 model only (drop --f32)"
+        );
+    }
+    let m = tinyvae_host_tools::pipeline::poe::load_poe(&a.model)?;
+    let cal = m.ck.config.calibration.as_ref();
+    let table = tinyvae_host_tools::pipeline::poe::threshold_table(
+        &m.ck.config,
+        &cal.map(|c| c.thresholds_int8.clone()).unwrap_or_default(),
+    );
+    let src = export::export_poe_int8(&m.ck, &m.int8, &table)?;
+    output::write_file(&a.out, src.as_bytes())?;
+    eprintln!(
+        "wrote {} (int8 product-of-experts model, {} groups, {} bytes of parameters, threshold {})",
+        a.out.display(),
+        m.ck.config.groups.len(),
+        m.int8.param_bytes(true),
+        table[m.int8.groups.all().index()]
     );
     Ok(())
 }

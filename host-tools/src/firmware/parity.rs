@@ -297,6 +297,7 @@ fn window_diff(c: &Record, h: &tinyvae::WindowReport) -> Option<String> {
         ("sat", field("sat"), h.faults.saturated.0.to_string()),
         ("stuck", field("stuck"), h.faults.stuck.0.to_string()),
         ("gap", field("gap"), u8::from(h.faults.gap).to_string()),
+        ("groups", field("groups"), h.groups.0.to_string()),
         (
             "expert",
             field("expert"),

@@ -21,7 +21,7 @@ pub struct Record {
 
 /// Tags of the per-window lines of the `score` program (one per pass, see
 /// `firmware/pipeline/src/run.rs`).
-pub const WINDOW_TAGS: [&str; 3] = ["window", "sampled", "faulty"];
+pub const WINDOW_TAGS: [&str; 4] = ["window", "sampled", "faulty", "dead"];
 
 impl Record {
     /// Splits a decoded line (`LEVEL tag word key=value ...`).

@@ -4,12 +4,14 @@
 //! failed for any reason other than a reported sensor fault.
 //!
 //! Window lines (parsed by `tinyvae firmware run|parity|bench`; `<tag>` is `window`, `sampled`
-//! or `faulty` for the three passes):
+//! or `faulty` for the three passes, and `dead` for a multi-sensor model's dead-sensor pass,
+//! `tinyvae_pipeline::dead`):
 //! `<tag> <k> start=<row> score=<bits> recon=<bits> kl=<bits> flags=<f> level=<bits> alarm=<0|1>
-//! event=<0|1|2> nf=<mask> sat=<mask> stuck=<mask> gap=<0|1>` with `score=none` (and no
+//! event=<0|1|2> nf=<mask> sat=<mask> stuck=<mask> gap=<0|1> groups=<set>` with `score=none` (and no
 //! recon/kl/flags) for a skipped window and `level=none` when the window did not reach the alarm.
 //! `flags`: bit 0 log-variance clamped, bit 1 score overflow. `event`: 1 alarm raised,
-//! 2 cleared. Masks: bit c = channel c.
+//! 2 cleared. Masks: bit c = channel c. `groups`: the sensor groups the window was scored with
+//! (bit g = group g; 1 for a single-group model, 0 for a skipped window).
 //!
 //! Before the windows, the fault pass's set-up, so a host can rebuild its input and run its own
 //! detector on it (`tinyvae firmware parity --checkpoint`): `passes sampled_iwae=<K>
@@ -33,33 +35,35 @@ fn log(pass: Pass, r: &WindowReport) {
     let (k, start, alarm) = (r.window as u32, r.start as u32, u8::from(r.alarm));
     let f = &r.faults;
     let (nf, sat, stuck, gap) = (f.non_finite.0, f.saturated.0, f.stuck.0, u8::from(f.gap));
+    let groups = r.groups.0;
     match (r.score, r.level, r.expert) {
         // A mixture of experts: the same line with the expert that scored the window.
         (Some(s), Some(level), Some(e)) => defmt::info!(
-            "{=str} {=u32} start={=u32} score={=u32:08x} recon={=u32:08x} kl={=u32:08x} flags={=u8} level={=u32:08x} alarm={=u8} event={=u8} nf={=u32} sat={=u32} stuck={=u32} gap={=u8} expert={=u8}",
+            "{=str} {=u32} start={=u32} score={=u32:08x} recon={=u32:08x} kl={=u32:08x} flags={=u8} level={=u32:08x} alarm={=u8} event={=u8} nf={=u32} sat={=u32} stuck={=u32} gap={=u8} groups={=u8} expert={=u8}",
             tag, k, start, s.score.to_bits(), s.recon.to_bits(), s.kl.to_bits(),
             u8::from(s.clamped) | u8::from(s.overflow) << 1, level.to_bits(), alarm, event,
-            nf, sat, stuck, gap, e
+            nf, sat, stuck, gap, groups, e
         ),
         (Some(s), None, Some(e)) => defmt::info!(
-            "{=str} {=u32} start={=u32} score={=u32:08x} recon={=u32:08x} kl={=u32:08x} flags={=u8} level=none alarm={=u8} event={=u8} nf={=u32} sat={=u32} stuck={=u32} gap={=u8} expert={=u8}",
+            "{=str} {=u32} start={=u32} score={=u32:08x} recon={=u32:08x} kl={=u32:08x} flags={=u8} level=none alarm={=u8} event={=u8} nf={=u32} sat={=u32} stuck={=u32} gap={=u8} groups={=u8} expert={=u8}",
             tag, k, start, s.score.to_bits(), s.recon.to_bits(), s.kl.to_bits(),
-            u8::from(s.clamped) | u8::from(s.overflow) << 1, alarm, event, nf, sat, stuck, gap, e
+            u8::from(s.clamped) | u8::from(s.overflow) << 1, alarm, event, nf, sat, stuck, gap,
+            groups, e
         ),
         (Some(s), Some(level), None) => defmt::info!(
-            "{=str} {=u32} start={=u32} score={=u32:08x} recon={=u32:08x} kl={=u32:08x} flags={=u8} level={=u32:08x} alarm={=u8} event={=u8} nf={=u32} sat={=u32} stuck={=u32} gap={=u8}",
+            "{=str} {=u32} start={=u32} score={=u32:08x} recon={=u32:08x} kl={=u32:08x} flags={=u8} level={=u32:08x} alarm={=u8} event={=u8} nf={=u32} sat={=u32} stuck={=u32} gap={=u8} groups={=u8}",
             tag, k, start, s.score.to_bits(), s.recon.to_bits(), s.kl.to_bits(),
             u8::from(s.clamped) | u8::from(s.overflow) << 1, level.to_bits(), alarm, event,
-            nf, sat, stuck, gap
+            nf, sat, stuck, gap, groups
         ),
         (Some(s), None, None) => defmt::info!(
-            "{=str} {=u32} start={=u32} score={=u32:08x} recon={=u32:08x} kl={=u32:08x} flags={=u8} level=none alarm={=u8} event={=u8} nf={=u32} sat={=u32} stuck={=u32} gap={=u8}",
+            "{=str} {=u32} start={=u32} score={=u32:08x} recon={=u32:08x} kl={=u32:08x} flags={=u8} level=none alarm={=u8} event={=u8} nf={=u32} sat={=u32} stuck={=u32} gap={=u8} groups={=u8}",
             tag, k, start, s.score.to_bits(), s.recon.to_bits(), s.kl.to_bits(),
-            u8::from(s.clamped) | u8::from(s.overflow) << 1, alarm, event, nf, sat, stuck, gap
+            u8::from(s.clamped) | u8::from(s.overflow) << 1, alarm, event, nf, sat, stuck, gap, groups
         ),
         (None, _, _) => defmt::warn!(
-            "{=str} {=u32} start={=u32} score=none level=none alarm={=u8} event={=u8} nf={=u32} sat={=u32} stuck={=u32} gap={=u8} (sensor fault: window skipped)",
-            tag, k, start, alarm, event, nf, sat, stuck, gap
+            "{=str} {=u32} start={=u32} score=none level=none alarm={=u8} event={=u8} nf={=u32} sat={=u32} stuck={=u32} gap={=u8} groups={=u8} (sensor fault: window skipped)",
+            tag, k, start, alarm, event, nf, sat, stuck, gap, groups
         ),
     }
 }
@@ -106,13 +110,15 @@ fn main() -> ! {
             ),
         }
     }
-    let ok = match run_stream(log) {
-        Ok(passes) => {
-            for (p, s) in [Pass::Stream, Pass::Sampled, Pass::Faults]
-                .iter()
-                .zip(passes)
-            {
-                defmt::info!(
+    let mut emit = log;
+    let ok =
+        match run_stream(log).and_then(|p| Ok((p, tinyvae_pipeline::dead::run_dead(&mut emit)?))) {
+            Ok((passes, dead)) => {
+                for (p, s) in [Pass::Stream, Pass::Sampled, Pass::Faults]
+                    .iter()
+                    .zip(passes)
+                {
+                    defmt::info!(
                     "done pass={=str} windows={=u32} alarms={=u32} skipped={=u32} flagged={=u32}",
                     p.tag(),
                     s.windows,
@@ -120,14 +126,24 @@ fn main() -> ! {
                     s.skipped,
                     s.flagged
                 );
+                }
+                if let Some(s) = dead {
+                    defmt::info!(
+                    "done pass={=str} windows={=u32} alarms={=u32} skipped={=u32} flagged={=u32}",
+                    Pass::Dead.tag(),
+                    s.windows,
+                    s.alarms,
+                    s.skipped,
+                    s.flagged
+                );
+                }
+                true
             }
-            true
-        }
-        Err(e) => {
-            defmt::error!("failed error={}", e);
-            false
-        }
-    };
+            Err(e) => {
+                defmt::error!("failed error={}", e);
+                false
+            }
+        };
     defmt::info!(
         "stack high_water={=u32} size={=u32}",
         tinyvae_fw::stack::high_water(),
