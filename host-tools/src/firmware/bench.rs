@@ -105,6 +105,16 @@ pub fn bench_core(core: Core, model: Option<&Path>) -> Result<BenchFigures> {
             bench_lines.extend(records(&out).into_iter().filter(|r| r.tag == "stack"));
         }
     }
+    // The bench program's last line is its stack report: without it the program stopped early
+    // (e.g. a stack overflow into the exit path), and the missing workloads would read as
+    // "does not fit".
+    if !bench_lines.iter().any(|r| r.tag == "stack") {
+        bail!(
+            "`bench` on {} ended before its stack report: its output stops after {} benchmark lines",
+            b.label(),
+            bench_lines.len()
+        );
+    }
     let score_elf = elf_sizes(b.machine, &b.elf("score"))?;
     let mut f = BenchFigures {
         machine: b.machine.to_string(),
