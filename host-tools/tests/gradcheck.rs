@@ -383,7 +383,7 @@ fn bad_training_input_is_an_error() {
 
 // ---- product of experts (train/poe.rs) ----
 
-use tinyvae_host_tools::train::gradcheck::{check_poe, rel_err};
+use tinyvae_host_tools::train::gradcheck::{check_poe, check_poe_weighted, rel_err};
 use tinyvae_host_tools::train::poe::PoeArch;
 
 fn poe_arch(groups: Vec<Vec<usize>>, noise: NoiseKind) -> PoeArch {
@@ -447,4 +447,35 @@ fn poe_gradient_check_sees_clamped_logvars_and_catches_a_broken_component() {
         .0;
     let broken = r.analytic[i] * 1.001;
     assert!(rel_err(broken, r.numeric[i], FLOOR) > 100.0 * TOL);
+}
+
+#[test]
+fn poe_gradient_with_weighted_single_groups_matches_finite_differences() {
+    for (what, arch, w) in [
+        (
+            "poe 2 groups, single weight 2.5",
+            poe_arch(vec![vec![0, 2], vec![1]], NoiseKind::PerFeature),
+            2.5,
+        ),
+        (
+            "poe 3 groups, per-channel, single weight 0.4",
+            poe_arch(vec![vec![0], vec![1], vec![2]], NoiseKind::PerChannel),
+            0.4,
+        ),
+    ] {
+        let r = check_poe_weighted(&arch, w, BATCH, 5, 0.7, H, FLOOR, |_, _| {}).unwrap();
+        println!(
+            "{what}: {} params, worst rel err {:.2e} at {}",
+            r.checked, r.worst.0, r.worst.1
+        );
+        assert!(r.worst.0 <= TOL, "{what}: {:?}", r.worst);
+        // The weight must reach the gradient: it differs from the unweighted one.
+        let u = check_poe(&arch, BATCH, 5, 0.7, H, FLOOR, |_, _| {}).unwrap();
+        let diff = r
+            .analytic
+            .iter()
+            .zip(&u.analytic)
+            .fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
+        assert!(diff > 1e-3, "{what}: weight has no effect");
+    }
 }

@@ -10,6 +10,9 @@
 //!   --latent Z      latent size of every model (default 32, what `--latent auto` picks for
 //!                   the single VAE on the bundled set)
 //!   --groups SPEC   e.g. `acc=ax,ay,az;gyro=wx,wy,wz` (the default)
+//!   --single-weight W  weight of each single group's ELBO in PoE training (default 1)
+//!   --first-seed S  seeds S..S+N (default 0)
+//!   --poe-only      skip the comparison models
 //!   --json FILE     also write the figures as JSON
 //! ```
 //!
@@ -38,7 +41,7 @@ use tinyvae_host_tools::model::{score_windows, HostModel, PoeHost};
 use tinyvae_host_tools::pipeline::calibrate::split_windows;
 use tinyvae_host_tools::pipeline::config::{resolve, ModelOpts};
 use tinyvae_host_tools::pipeline::default_data;
-use tinyvae_host_tools::train::poe::{train_poe, PoeArch};
+use tinyvae_host_tools::train::poe::{train_poe_weighted, PoeArch};
 use tinyvae_host_tools::train::{self, Arch};
 
 struct Opts {
@@ -49,6 +52,9 @@ struct Opts {
     latent: usize,
     groups: String,
     json: Option<PathBuf>,
+    single_weight: f64,
+    first_seed: u64,
+    poe_only: bool,
 }
 
 fn parse() -> Result<Opts> {
@@ -60,6 +66,9 @@ fn parse() -> Result<Opts> {
         latent: 32,
         groups: "acc=ax,ay,az;gyro=wx,wy,wz".into(),
         json: None,
+        single_weight: 1.0,
+        first_seed: 0,
+        poe_only: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -72,6 +81,9 @@ fn parse() -> Result<Opts> {
             "--latent" => o.latent = val()?.parse()?,
             "--groups" => o.groups = val()?,
             "--json" => o.json = Some(val()?.into()),
+            "--single-weight" => o.single_weight = val()?.parse()?,
+            "--first-seed" => o.first_seed = val()?.parse()?,
+            "--poe-only" => o.poe_only = true,
             _ => bail!("unknown option {a}"),
         }
     }
@@ -163,7 +175,7 @@ fn main() -> Result<()> {
     let test_flat: Vec<f32> = test.iter().flatten().copied().collect();
     let mut rows: BTreeMap<String, Vec<f64>> = BTreeMap::new();
     let mut cost = json!({});
-    for seed in 0..o.seeds {
+    for seed in o.first_seed..o.first_seed + o.seeds {
         let mut cfg = r.train.clone();
         cfg.seed = seed;
         cfg.quiet = true;
@@ -181,26 +193,37 @@ fn main() -> Result<()> {
             decoder_hidden: r.encoder_hidden.iter().rev().copied().collect(),
             noise: r.noise,
         };
-        let (p, rep) = train_poe(&arch, &cfg, split.train.view(), split.val.view())?;
+        let (p, rep) = train_poe_weighted(
+            &arch,
+            &cfg,
+            o.single_weight,
+            split.train.view(),
+            split.val.view(),
+        )?;
         let f = PoeHost::float(&p)?;
         let ranges = f.calibrate(split.train.iter())?;
         let q = PoeHost::int8(&p, &ranges)?;
         eprintln!(
-            "seed {seed}: poe trained in {:.1} s ({} epochs, {} params)",
+            "seed {seed}: poe trained in {:.1} s ({} epochs, best {}, {} params)",
             t0.elapsed().as_secs_f64(),
             rep.history.len(),
+            rep.best_epoch,
             rep.n_params
         );
         for &s in &subsets {
             for (prec, m) in [("int8", &q), ("f32", &f)] {
                 let sc = m.scores(test.iter(), s, ScoreKind::Elbo, 0)?;
                 let auc = roc_auc(&sc, &labels).context("one class only")?;
+                eprintln!("seed {seed}: poe {prec} {} {auc:.4}", subset_name(s));
                 rows.entry(format!("poe {prec} | {}", subset_name(s)))
                     .or_default()
                     .push(auc);
             }
         }
         cost["poe"] = json!({"macs": q.macs(), "param_bytes_int8": q.param_bytes(true)});
+        if o.poe_only {
+            continue;
+        }
         // Today's single VAE, dead channels mean-filled.
         let t0 = Instant::now();
         let sarch = Arch {

@@ -188,7 +188,26 @@ pub fn check_poe(
     floor: f64,
     edit: impl FnOnce(&super::poe::PoeLayout, &mut [f64]),
 ) -> anyhow::Result<PoeCheck> {
-    let model = super::poe::PoeModel::new(arch)?;
+    check_poe_weighted(arch, 1.0, batch, seed, beta, h, floor, edit)
+}
+
+/// [`check_poe`] with the weight `single_weight` on the single-group terms
+/// ([`super::poe::PoeModel::with_single_weight`]).
+///
+/// # Errors
+/// An invalid architecture or weight.
+#[allow(clippy::too_many_arguments)]
+pub fn check_poe_weighted(
+    arch: &super::poe::PoeArch,
+    single_weight: f64,
+    batch: usize,
+    seed: u64,
+    beta: f64,
+    h: f64,
+    floor: f64,
+    edit: impl FnOnce(&super::poe::PoeLayout, &mut [f64]),
+) -> anyhow::Result<PoeCheck> {
+    let model = super::poe::PoeModel::with_single_weight(arch, single_weight)?;
     let mut rng = XorShiftRng::seed_from_u64(seed);
     let mut theta: Vec<f64> = model
         .layout

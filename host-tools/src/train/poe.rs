@@ -16,13 +16,16 @@
 //! z = mu + sd eps,   m = D(z)
 //! recon_S = 1/2 sum_{j: channel(j) in S} [ln 2 pi + lx_j + (x_j - m_j)^2 e^-lx_j]
 //! kl_S    = 1/2 sum_k [sd_k^2 + mu_k^2 - 1 - lv_k]
-//! objective = (1/B) sum_windows sum_S (recon_S + beta kl_S)
+//! objective = (1/B) sum_windows sum_S w_S (recon_S + beta kl_S)
 //! ```
+//!
+//! `w_S` is the subset's weight ([`PoeModel::weights`], 1 for every subset unless the trainer
+//! is given others, [`train_poe_weighted`]).
 //!
 //! # Gradients through the product (per latent dimension, `w_g = T_g / P`)
 //! ```text
 //! dmu/dmu_g = w_g,   dmu/dlv_g = -w_g (mu_g - mu),   dlv/dlv_g = w_g
-//! dL/dmu = dz + beta mu / B,   dL/dlv = dz eps sd / 2 + beta (sd^2 - 1) / (2B)
+//! dL/dmu = dz + w_S beta mu / B,   dL/dlv = dz eps sd / 2 + w_S beta (sd^2 - 1) / (2B)
 //! dL/ds_g = [-10 <= s_g <= 10] sum_{S ∋ g} (dL/dmu_S dmu_S/dlv_g + dL/dlv_S w_g)
 //! ```
 //!
@@ -311,6 +314,8 @@ pub struct PoeModel {
     pub layout: PoeLayout,
     /// The subsets trained.
     pub subsets: Vec<GroupSet>,
+    /// The weight `w_S` of each trained subset's terms (same order as `subsets`).
+    pub weights: Vec<f64>,
 }
 
 struct Forward<T> {
@@ -334,10 +339,32 @@ impl PoeModel {
     /// # Errors
     /// An invalid architecture.
     pub fn new(arch: &PoeArch) -> anyhow::Result<Self> {
+        let subsets = arch.trained_subsets();
         Ok(Self {
             layout: PoeLayout::new(arch)?,
-            subsets: arch.trained_subsets(),
+            weights: vec![1.0; subsets.len()],
+            subsets,
         })
+    }
+
+    /// The passes of `arch` with the weight `single` on each single group's terms (the full
+    /// set's weight stays 1; a one-group model has no single-group term).
+    ///
+    /// # Errors
+    /// An invalid architecture or a weight that is not finite and positive.
+    pub fn with_single_weight(arch: &PoeArch, single: f64) -> anyhow::Result<Self> {
+        anyhow::ensure!(
+            single.is_finite() && single > 0.0,
+            "the single-group weight must be finite and > 0, found {single}"
+        );
+        let mut m = Self::new(arch)?;
+        let full = GroupSet::first(arch.groups.len());
+        for (w, s) in m.weights.iter_mut().zip(&m.subsets) {
+            if *s != full {
+                *w = single;
+            }
+        }
+        Ok(m)
     }
 
     /// Noise values a batch of `b` windows needs (`|subsets| b Z`).
@@ -461,7 +488,7 @@ impl PoeModel {
                     z[r * zd + k] = m + sdv * eps[r * zd + k];
                     kl += sdv * sdv + m * m - T::ONE - T::from_f64(lv);
                 }
-                kl_sum += (half * kl).to_f64();
+                kl_sum += self.weights[si] * (half * kl).to_f64();
             }
         }
         // Decoder on all rows.
@@ -515,7 +542,7 @@ impl PoeModel {
                         q += ln2pi + lx[j] + d * d * iv[j];
                     }
                 }
-                recon_sum += (half * q).to_f64();
+                recon_sum += self.weights[si] * (half * q).to_f64();
             }
         }
         let bf = b as f64;
@@ -563,14 +590,15 @@ impl PoeModel {
         let mut g_lx = vec![T::ZERO; xd];
         for (si, s) in self.subsets.iter().enumerate() {
             let present: Vec<bool> = (0..xd).map(|j| a.present(*s, j)).collect();
+            let wb = T::from_f64(self.weights[si]) * inv_b;
             for n in 0..b {
                 let r = si * b + n;
                 for j in 0..xd {
                     if present[j] {
                         let d = x[n * xd + j] - f.mean[r * xd + j];
                         let div = d * f.iv[j];
-                        g_mean[r * xd + j] = -div * inv_b;
-                        g_lx[j] += half * (T::ONE - d * div) * inv_b;
+                        g_mean[r * xd + j] = -div * wb;
+                        g_lx[j] += half * (T::ONE - d * div) * wb;
                     }
                 }
             }
@@ -620,11 +648,11 @@ impl PoeModel {
             T::from_f32(ENCODER_LOGVAR_MIN),
             T::from_f32(ENCODER_LOGVAR_MAX),
         );
-        let kb = beta * inv_b;
         let mut g_heads: Vec<Vec<T>> = (0..a.groups.len())
             .map(|_| vec![T::ZERO; b * 2 * zd])
             .collect();
         for (si, s) in self.subsets.iter().enumerate() {
+            let kb = T::from_f64(self.weights[si]) * beta * inv_b;
             for n in 0..b {
                 let r = si * b + n;
                 for k in 0..zd {
@@ -703,9 +731,24 @@ pub fn train_poe(
     train: WindowView<'_>,
     val: WindowView<'_>,
 ) -> anyhow::Result<(PoeParams, TrainReport)> {
+    train_poe_weighted(arch, cfg, 1.0, train, val)
+}
+
+/// [`train_poe`] with the weight `single_weight` on every single group's terms, in training
+/// and in the validation objective ([`PoeModel::with_single_weight`]); `1.0` is `train_poe`.
+///
+/// # Errors
+/// As [`train_poe`], and a weight that is not finite and positive.
+pub fn train_poe_weighted(
+    arch: &PoeArch,
+    cfg: &TrainConfig,
+    single_weight: f64,
+    train: WindowView<'_>,
+    val: WindowView<'_>,
+) -> anyhow::Result<(PoeParams, TrainReport)> {
     let start = Instant::now();
     cfg.validate()?;
-    let model = PoeModel::new(arch)?;
+    let model = PoeModel::with_single_weight(arch, single_weight)?;
     let layout = &model.layout;
     let xd = arch.input();
     anyhow::ensure!(train.dim() == xd && val.dim() == xd, "window width");
