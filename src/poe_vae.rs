@@ -384,6 +384,9 @@ where
             mu_head: M::SCRATCH,
             logvar_head: L::SCRATCH,
         };
+
+    /// Multiply-accumulates of one expert: body and both heads.
+    pub const MACS: usize = B::MACS + M::MACS + L::MACS;
 }
 
 impl<B, M, L, const XG: usize, const H: usize, const Z: usize> ExpertEncoder
@@ -430,6 +433,11 @@ where
 /// A typed decoder `D: Layer<Z, X>` (f32 in and out) as a [`LatentDecoder`].
 #[derive(Clone, Copy, Debug)]
 pub struct TypedDecoder<D, const Z: usize, const X: usize>(pub D);
+
+impl<D: Layer<Z, X>, const Z: usize, const X: usize> TypedDecoder<D, Z, X> {
+    /// Multiply-accumulates of one decode.
+    pub const MACS: usize = D::MACS;
+}
 
 impl<D, const Z: usize, const X: usize> LatentDecoder for TypedDecoder<D, Z, X>
 where

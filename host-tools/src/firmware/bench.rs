@@ -36,6 +36,10 @@ pub struct BenchFigures {
     pub stack_bytes: u64,
     /// Stack high-water mark of the `bench` run.
     pub bench_stack_bytes: u64,
+    /// Product-of-experts model only: the whole ELBO score with each non-empty subset of the
+    /// sensor groups, as (subset name, instructions, MACs), in the firmware's order (full set
+    /// first); the name joins the groups' names with `+` in training order.
+    pub score_by_groups: Vec<(String, u64, Option<u64>)>,
 }
 
 impl BenchFigures {
@@ -84,6 +88,14 @@ impl BenchFigures {
         put("flash_rodata_bytes", Some(self.score_elf.rodata));
         put("ram_static_bytes", Some(self.score_elf.ram_static()));
         put("stack_bytes", Some(self.stack_bytes));
+        if !self.score_by_groups.is_empty() {
+            let by: serde_json::Map<String, serde_json::Value> = self
+                .score_by_groups
+                .iter()
+                .map(|(set, n, _)| (set.clone(), (*n).into()))
+                .collect();
+            m.insert("score_instructions_by_groups".to_string(), by.into());
+        }
         m.insert("machine".to_string(), self.machine.clone().into());
         serde_json::Value::Object(m)
     }
@@ -131,7 +143,18 @@ pub fn bench_core(core: Core, model: Option<&Path>) -> Result<BenchFigures> {
                     .first()
                     .ok_or_else(|| anyhow!("`bench` line without a workload name"))?
                     .clone();
-                if r.words.iter().any(|w| w == "does-not-fit") {
+                if name == "score_groups" {
+                    let set = r
+                        .fields
+                        .get("set")
+                        .ok_or_else(|| anyhow!("`bench score_groups` line without `set=`"))?;
+                    if let Some(c) = r.fields.get("checksum") {
+                        f.checksums.insert(format!("score_groups {set}"), c.clone());
+                    }
+                    let macs = r.num("macs").ok();
+                    f.score_by_groups
+                        .push((set.clone(), r.num("instructions")?, macs));
+                } else if r.words.iter().any(|w| w == "does-not-fit") {
                     f.instructions.insert(name, None);
                 } else {
                     f.instructions
@@ -255,6 +278,31 @@ pub fn bench(cores: &[Core], json: bool, model: Option<&Path>) -> Result<()> {
         }
         println!(" |");
     }
+    // Product-of-experts models: the score with each subset of the sensor groups.
+    let mut sets: Vec<(String, Option<u64>)> = Vec::new();
+    for (_, f) in &all {
+        for (set, _, macs) in &f.score_by_groups {
+            if !sets.iter().any(|(s, _)| s == set) {
+                sets.push((set.clone(), *macs));
+            }
+        }
+    }
+    for (set, macs) in &sets {
+        let label = match macs {
+            Some(m) => format!("score {set} ({} MACs)", group(*m)),
+            None => format!("score {set}"),
+        };
+        print!("| {label:<28}");
+        for (_, f) in &all {
+            let n = f
+                .score_by_groups
+                .iter()
+                .find(|(s, _, _)| s == set)
+                .map(|(_, n, _)| *n);
+            print!(" | {:>14}", fmt_opt(n));
+        }
+        println!(" |");
+    }
     println!(
         "Reference, Cortex-M4, same method (shared/BENCHMARKS.md): CMSIS-NN \
          arm_fully_connected_s8 -O3 small_vae 38,492, mlperf_ad 579,584; plain C int8 -O3 \
@@ -315,5 +363,27 @@ mod tests {
         assert_eq!(j["score_instructions"], 201_882);
         assert_eq!(j["flash_code_bytes"], 150_000 - 58_728 - 49_152);
         assert_eq!(j["ram_bytes"], 7_344 + 16);
+        // A single model has no group subsets: the key is absent.
+        assert!(j.get("score_instructions_by_groups").is_none());
+    }
+
+    #[test]
+    fn json_reports_the_score_of_each_group_subset() {
+        let mut f = BenchFigures::default();
+        f.instructions.insert("score".into(), Some(120_000));
+        f.score_by_groups = vec![
+            ("acc+gyro".into(), 120_500, Some(9_000)),
+            ("gyro".into(), 80_000, Some(6_000)),
+            ("acc".into(), 79_000, Some(6_000)),
+        ];
+        let j = f.to_json();
+        assert_eq!(j["score_instructions"], 120_000);
+        let by = &j["score_instructions_by_groups"];
+        assert_eq!(by["acc+gyro"], 120_500);
+        assert_eq!(by["acc"], 79_000);
+        assert_eq!(by["gyro"], 80_000);
+        assert_eq!(by.as_object().map(serde_json::Map::len), Some(3));
+        // The subsets are not flattened into `<workload>_instructions` keys.
+        assert!(j.get("score_groups_instructions").is_none());
     }
 }

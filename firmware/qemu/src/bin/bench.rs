@@ -10,7 +10,11 @@
 //!   compiled-in stream: `encode` (encoder and both heads), `decode` (at `z = mu`), `kl`
 //!   (`KL(q || N(0, I))`), `score` (the whole deterministic ELBO score: input check, encode,
 //!   clamp, KL, decode, log-likelihood) and `score_iwae8` (the sampled score with 8 draws).
-//!
+//!   For a product-of-experts model (`cfg(fw_poe)`, set by `build.rs` from the model source)
+//!   `encode` fuses every group's expert, and the whole ELBO score is also timed with each
+//!   non-empty subset `S` of the groups (the library's `score_groups`), one line each:
+//!   `bench score_groups set=<names joined by +> instructions=<n> macs=<n> checksum=<hex>`,
+//!   with `macs = |S| * expert MACs + decoder MACs`.
 //!
 //! Before timing anything it checks the int8 kernels against each other on random layers
 //! (`tinyvae_qemu::kernels`: every kernel, `asm!` ones included, bit for bit against the
@@ -25,6 +29,8 @@
 #![no_std]
 #![no_main]
 
+#[cfg(fw_poe)]
+use tinyvae::GroupSet;
 use tinyvae::{Layer, ScoreKind, VaeModel, Workspace};
 use tinyvae_fw as _;
 use tinyvae_pipeline::model::{self, Model, INPUT, LATENT, MODEL, SCORE};
@@ -59,15 +65,45 @@ fn mlperf_ad(x: &[i8; 640], y: &mut [i8; 640], s: &mut <MlperfAd as Layer<640, 6
     MLPERF_AD.forward(x, y, s);
 }
 
+#[cfg(not(fw_poe))]
 #[inline(never)]
 fn model_encode(x: &[f32; INPUT], mu: &mut [f32; LATENT], lv: &mut [f32; LATENT], ws: &mut Ws) {
     MODEL.encode_array(x, mu, lv, ws.scratch_mut());
 }
 
+#[cfg(not(fw_poe))]
 #[inline(never)]
 fn model_decode(z: &[f32; LATENT], mean: &mut [f32; INPUT], ws: &mut Ws) {
     MODEL.decode_array(z, mean, ws.scratch_mut());
 }
+
+/// Multiply-accumulates of the whole score: encoder, heads and decoder.
+#[cfg(not(fw_poe))]
+const MODEL_MACS: usize = Model::MACS;
+
+/// Encode with every group: each expert, then the product of experts.
+#[cfg(fw_poe)]
+#[inline(never)]
+fn model_encode(x: &[f32; INPUT], mu: &mut [f32; LATENT], lv: &mut [f32; LATENT], ws: &mut Ws) {
+    let _ = MODEL.encode(x, mu, lv, ws.scratch_mut());
+}
+
+#[cfg(fw_poe)]
+#[inline(never)]
+fn model_decode(z: &[f32; LATENT], mean: &mut [f32; INPUT], ws: &mut Ws) {
+    let _ = MODEL.decode(z, mean, ws.scratch_mut());
+}
+
+/// Multiply-accumulates of a score with `groups` groups present: that many experts (all of
+/// the exported type `Expert`) and the shared decoder.
+#[cfg(fw_poe)]
+const fn poe_macs(groups: usize) -> usize {
+    groups * model::Expert::MACS + model::Decoder::MACS
+}
+
+/// Multiply-accumulates of the whole score with every group.
+#[cfg(fw_poe)]
+const MODEL_MACS: usize = poe_macs(model::GROUP_COUNT);
 
 #[inline(never)]
 fn model_kl(mu: &[f32; LATENT], lv: &[f32; LATENT]) -> f32 {
@@ -79,6 +115,55 @@ fn score_once(ws: &mut Ws, x: &[f32; INPUT], kind: ScoreKind, window: u64) -> u3
     let mut rng = tinyvae::window_rng(SEED, window);
     ws.score(&MODEL, x, kind, &mut rng)
         .map_or(0, |s| s.score.to_bits())
+}
+
+#[cfg(fw_poe)]
+#[inline(never)]
+fn score_groups_once(ws: &mut Ws, x: &[f32; INPUT], set: GroupSet) -> u32 {
+    let mut rng = tinyvae::window_rng(SEED, 0);
+    ws.score_groups(&MODEL, x, set, ScoreKind::Elbo, &mut rng)
+        .map_or(0, |s| s.score.to_bits())
+}
+
+/// The name of a subset: its groups' names in group order, joined by `+`, written into `buf`.
+#[cfg(fw_poe)]
+fn subset_name(set: GroupSet, buf: &mut [u8; 64]) -> &str {
+    let mut n = 0;
+    for (g, name) in model::GROUP_NAMES.iter().enumerate() {
+        if set.0 & (1 << g) == 0 {
+            continue;
+        }
+        let sep: &[u8] = if n == 0 { b"" } else { b"+" };
+        for &b in sep.iter().chain(name.as_bytes()) {
+            if let Some(d) = buf.get_mut(n) {
+                *d = b;
+                n += 1;
+            }
+        }
+    }
+    buf.get(..n)
+        .and_then(|b| core::str::from_utf8(b).ok())
+        .unwrap_or("?")
+}
+
+/// The whole ELBO score with each non-empty subset of the groups, the full set first.
+#[cfg(fw_poe)]
+#[inline(never)]
+fn bench_subsets(c: &Counter, x: &[f32; INPUT]) {
+    let mut ws: Ws = Workspace::new(Model::SCRATCH);
+    let all = (1u16 << model::GROUP_COUNT) - 1;
+    for mask in (1..=all).rev() {
+        let set = GroupSet(mask as u8);
+        let (n, r) = c.instructions(|| score_groups_once(&mut ws, x, set));
+        let mut buf = [0u8; 64];
+        defmt::info!(
+            "bench score_groups set={=str} instructions={=u32} macs={=u32} checksum={=u32:08x}",
+            subset_name(set, &mut buf),
+            n,
+            poe_macs(mask.count_ones() as usize) as u32,
+            r
+        );
+    }
 }
 
 type Ws = Workspace<<Model as VaeModel>::Scratch, INPUT, LATENT>;
@@ -105,6 +190,8 @@ fn bench_model(c: &Counter) {
     let x = first_window();
     bench_parts(c, &x);
     bench_scores(c, &x);
+    #[cfg(fw_poe)]
+    bench_subsets(c, &x);
 }
 
 /// Encode, decode and KL timed apart. Each group of timings has its own frame (and its own
@@ -144,7 +231,7 @@ fn bench_scores(c: &Counter, x: &[f32; INPUT]) {
     defmt::info!(
         "bench score instructions={=u32} macs={=u32} checksum={=u32:08x}",
         n,
-        Model::MACS as u32,
+        MODEL_MACS as u32,
         r
     );
     let (n, r) = c.instructions(|| score_once(&mut ws, x, SAMPLED, 0));
