@@ -346,7 +346,7 @@ mod tests {
     #[test]
     fn window_diff_checks_every_field() {
         let chip = Record::parse(
-            "INFO window 7 start=224 score=43b02666 recon=0 kl=0 flags=0 level=43b02666 alarm=1 event=1 nf=0 sat=0 stuck=0 gap=0",
+            "INFO window 7 start=224 score=43b02666 recon=0 kl=0 flags=0 level=43b02666 alarm=1 event=1 nf=0 sat=0 stuck=0 gap=0 groups=1",
         );
         let score = tinyvae::Score {
             score: f32::from_bits(0x43b0_2666),
@@ -407,6 +407,10 @@ mod tests {
                     stuck: tinyvae::ChannelMask(4),
                     ..tinyvae::Faults::default()
                 },
+                ..host
+            },
+            tinyvae::WindowReport {
+                groups: tinyvae::GroupSet(3),
                 ..host
             },
         ];
