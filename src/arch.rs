@@ -538,6 +538,8 @@ use armv6m as multirow;
 #[cfg(tinyvae_armv7m)]
 mod armv7m;
 #[cfg(tinyvae_armv7m)]
+mod armv7m_narrow;
+#[cfg(tinyvae_armv7m)]
 mod armv7m_packed;
 #[cfg(tinyvae_armv7m)]
 mod armv7m_pick;

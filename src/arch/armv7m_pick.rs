@@ -5,7 +5,7 @@
 //! Both compute the same bits (the portable reference's), so the choice changes only the
 //! instruction count.
 
-use super::{armv7m, armv7m_packed};
+use super::{armv7m, armv7m_narrow, armv7m_packed};
 use crate::Requant;
 use core::mem::MaybeUninit;
 
@@ -13,6 +13,12 @@ use core::mem::MaybeUninit;
 /// and 64 inputs the two kernels cost about the same, at 8 the packed one costs twice as much,
 /// at 128 and more it is cheaper.
 pub(crate) const PACKED_MIN: usize = 100;
+
+/// Whether a layer of `n` inputs takes the narrow packed kernel (`armv7m_narrow.rs`): one
+/// chunk of 2..=[`armv7m_narrow::MAX_GROUPS`] whole groups of four inputs.
+fn narrow(n: usize) -> bool {
+    n.is_multiple_of(4) && (8..=4 * armv7m_narrow::MAX_GROUPS).contains(&n)
+}
 
 /// The prepared input of either kernel.
 pub(crate) enum Input<'a> {
@@ -25,7 +31,7 @@ pub(crate) enum Input<'a> {
 /// Prepares `x` for the kernel its width picks; `None` (use another kernel) where that one
 /// declines.
 pub(crate) fn prepare<'a>(x: &[i8], scratch: &'a mut [MaybeUninit<i32>]) -> Option<Input<'a>> {
-    if x.len() >= PACKED_MIN {
+    if x.len() >= PACKED_MIN || narrow(x.len()) {
         armv7m_packed::prepare(x, scratch).map(Input::Packed)
     } else {
         armv7m::prepare(x, scratch).map(Input::Rows)
@@ -39,6 +45,7 @@ pub(crate) fn layer(
     slow: impl Fn(i32, Requant) -> i8,
 ) -> usize {
     match inp {
+        Input::Packed(p) if narrow(p.n) => armv7m_narrow::layer(p, l, slow),
         Input::Packed(p) => armv7m_packed::layer(p, l, slow),
         Input::Rows(r) => armv7m::layer(r, l, slow),
     }
