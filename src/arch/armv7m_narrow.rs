@@ -27,13 +27,99 @@ use super::armv7m_packed;
 use super::packed::Packed;
 use crate::Requant;
 use core::arch::asm;
-use core::mem::{offset_of, size_of};
+use core::mem::{offset_of, size_of, MaybeUninit};
 
 /// Most groups of four inputs the unrolled run holds (128 inputs; one chunk of `packed.rs`).
 pub(crate) const MAX_GROUPS: usize = 32;
 
 /// Bytes of one unrolled group: 13 instructions of 4 bytes.
 const GROUP_BYTES: usize = 52;
+
+/// Packs `x` into `scratch` as `packed::prepare` does for one chunk (the same words), in one
+/// `asm!` loop of 21 instructions per group of four inputs; `None` (use another kernel) unless
+/// `x` is 2..=[`MAX_GROUPS`] whole groups and `scratch` holds `3 g + 2` words.
+///
+/// Per group (`x0..x3`, one `LDR`): `V1 = x3 + x0 2^24` and `V2 = x1 + x2 2^24` (mod 2^32: for
+/// the pairs `packed.rs` gives the key `0x7F`, low-lane input -128 and top-lane input negative,
+/// this is the `b + 2^31` it writes, and exactly those pairs have `V + 128` overflow, which sets
+/// their key byte), the key word, and the input terms: the low-lane inputs plus 128 are summed
+/// in two 16-bit lanes (at most `2 * 32 * 255`, no carry between them) and the special pairs
+/// counted, so that `C = 128 L - 32768 g + 32640 s` (the term is `128 a` for key `0x80`,
+/// `-127 a = 16256` for `a = -128` with key `0x7F`).
+pub(crate) fn prepare<'a>(x: &[i8], scratch: &'a mut [MaybeUninit<i32>]) -> Option<Packed<'a>> {
+    let n = x.len();
+    let g = n / 4;
+    if !n.is_multiple_of(4) || !(2..=MAX_GROUPS).contains(&g) {
+        return None;
+    }
+    let words = scratch.get_mut(..3 * g + 2)?;
+    let out = words.as_mut_ptr();
+    let lanes: u32;
+    let special: u32;
+    // SAFETY: reads the `4g` bytes of `x` (`LDR` of a word may be unaligned on Armv7-M; the
+    // loop runs `g >= 1` times and stops when the pointer reaches `x + 4g` exactly) and writes
+    // `3g` words at `out` (`STM` of 4-aligned `MaybeUninit<i32>`s, inside `words`, which holds
+    // `3g + 2`). No stack; every instruction is Armv7-M without DSP.
+    unsafe {
+        asm!(
+            "2:",
+            "ldr r4, [{xp}], #4",
+            "lsl r5, r4, #24",
+            "add r5, r5, r4, asr #24",
+            "and r8, r4, #0x00FF0000",
+            "sxtb r10, r4, ror #8",
+            "add r8, r10, r8, lsl #8",
+            "eor r10, r4, #0x80808080",
+            "and r10, r10, #0x00FF00FF",
+            "add r3, r3, r10",
+            "mov r9, #0x00800080",
+            "cmn r5, #128",
+            "itt vs",
+            "eorvs r9, r9, #0xFF",
+            "addvs r11, r11, #1",
+            "cmn r8, #128",
+            "itt vs",
+            "eorvs r9, r9, #0xFF0000",
+            "addvs r11, r11, #1",
+            "stm {out}!, {{r5, r8, r9}}",
+            "cmp {xp}, {end}",
+            "bne 2b",
+            xp = inout(reg) x.as_ptr() => _,
+            end = in(reg) x.as_ptr().wrapping_add(4 * g),
+            out = inout(reg) out => _,
+            inout("r3") 0u32 => lanes,
+            out("r4") _,
+            out("r5") _,
+            out("r8") _,
+            out("r9") _,
+            out("r10") _,
+            inout("r11") 0u32 => special,
+            options(nostack),
+        );
+    }
+    let l = i64::from((lanes & 0xFFFF) + (lanes >> 16));
+    let c = 128 * l - 32768 * g as i64 + 32640 * i64::from(special);
+    let t0 = (1i64 << 23) - (c << 24);
+    let (v, init) = words.split_at_mut(3 * g);
+    if let [lo, hi] = init {
+        lo.write(t0 as i32);
+        hi.write((t0 >> 32) as i32);
+    }
+    // SAFETY: the asm wrote the `3g` words of `v`, and `init` (2 words) was written just above;
+    // `MaybeUninit<i32>` has the layout of `u32`.
+    let (v, init): (&'a [u32], &'a [u32]) = unsafe {
+        (
+            &*(core::ptr::from_mut(v) as *const [u32]),
+            &*(core::ptr::from_mut(init) as *const [u32]),
+        )
+    };
+    Some(Packed {
+        v,
+        init,
+        tail: &[],
+        n,
+    })
+}
 
 /// The state of a layer: the first 11 words are copied to the stack in this order (the pass
 /// reads them with `LDM`), the last three are read once into registers.
@@ -230,6 +316,9 @@ pub(crate) fn layer(
     // Whole passes done: the rows from there on (at least the odd last one, or the pass that
     // stopped) go to the general packed kernel.
     let done = ((y_stop as usize).wrapping_sub(y0 as usize) & !1).min(rows);
+    if done == rows {
+        return rows;
+    }
     let rest = super::Layer {
         weights: l.weights.get(done * n..).unwrap_or_default(),
         bias: l.bias.get(done..).unwrap_or_default(),

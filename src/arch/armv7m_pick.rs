@@ -31,7 +31,9 @@ pub(crate) enum Input<'a> {
 /// Prepares `x` for the kernel its width picks; `None` (use another kernel) where that one
 /// declines.
 pub(crate) fn prepare<'a>(x: &[i8], scratch: &'a mut [MaybeUninit<i32>]) -> Option<Input<'a>> {
-    if x.len() >= PACKED_MIN || narrow(x.len()) {
+    if narrow(x.len()) {
+        armv7m_narrow::prepare(x, scratch).map(Input::Packed)
+    } else if x.len() >= PACKED_MIN {
         armv7m_packed::prepare(x, scratch).map(Input::Packed)
     } else {
         armv7m::prepare(x, scratch).map(Input::Rows)
