@@ -98,8 +98,13 @@ const fn body_bytes(r: usize) -> u32 {
 
 /// Widens `x` into `scratch` in pass order. `None` (use another kernel) unless `n >= 4`
 /// (every pass has an input) and `scratch` holds `n` words (uninitialized: every one is
-/// written here, saving the clearing).
-pub(crate) fn prepare<'a>(x: &[i8], scratch: &'a mut [MaybeUninit<i32>]) -> Option<Input<'a>> {
+/// written here, saving the clearing). `_fused` (whether the output stage is `finish`'s) does
+/// not change the kernel here.
+pub(crate) fn prepare<'a>(
+    x: &[i8],
+    scratch: &'a mut [MaybeUninit<i32>],
+    _fused: bool,
+) -> Option<Input<'a>> {
     let n = x.len();
     if n < 4 || u32::try_from(n).is_err() {
         return None;

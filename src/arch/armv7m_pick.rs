@@ -28,10 +28,14 @@ pub(crate) enum Input<'a> {
     Rows(armv7m::Input<'a>),
 }
 
-/// Prepares `x` for the kernel its width picks; `None` (use another kernel) where that one
-/// declines.
-pub(crate) fn prepare<'a>(x: &[i8], scratch: &'a mut [MaybeUninit<i32>]) -> Option<Input<'a>> {
-    if narrow(x.len()) {
+/// Prepares `x` for the kernel its width (and, for the narrow kernel, `fused`: whether the
+/// output stage is `finish`'s) picks; `None` (use another kernel) where that one declines.
+pub(crate) fn prepare<'a>(
+    x: &[i8],
+    scratch: &'a mut [MaybeUninit<i32>],
+    fused: bool,
+) -> Option<Input<'a>> {
+    if fused && narrow(x.len()) {
         armv7m_narrow::prepare(x, scratch).map(Input::Packed)
     } else if x.len() >= PACKED_MIN {
         armv7m_packed::prepare(x, scratch).map(Input::Packed)

@@ -8,10 +8,12 @@ pub(crate) struct Input<'a> {
     xw: &'a [i32],
 }
 
-/// Widens `x` into `scratch`; `None` unless `x.len() >= 4` and `scratch` holds it.
+/// Widens `x` into `scratch`; `None` unless `x.len() >= 4` and `scratch` holds it. `_fused`
+/// (whether the output stage is `finish`'s) picks the kernel on Armv7-M only.
 pub(crate) fn prepare<'a>(
     x: &[i8],
     scratch: &'a mut [core::mem::MaybeUninit<i32>],
+    _fused: bool,
 ) -> Option<Input<'a>> {
     if x.len() < 4 {
         return None;

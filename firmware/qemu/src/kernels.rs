@@ -1,5 +1,5 @@
 //! On-chip check of the int8 dense kernels against each other: random layers of random shapes
-//! (1..=300 inputs, odd widths included, 1..=24 rows so that every remainder of the 5- and
+//! (1..=300 inputs, odd widths and whole groups of four up to 128 included, 1..=24 rows so that every remainder of the 5- and
 //! 7-row blocks occurs, at most 2,048 weights), the whole int8 range with extremes, biases up
 //! to the i32 limits (wrapping sums), valid per-row requantization constants with every shift
 //! (those outside `-31..=-2` take the general output stage), zero points over `-128..=127`, the
@@ -72,9 +72,11 @@ pub fn check(cases: u32, seed: u32) -> Checked {
         first: None,
     };
     for case in 0..cases {
-        let in_dim = match rng.next() % 4 {
+        let in_dim = match rng.next() % 5 {
             0 => rng.range(1, 8) as usize,
             1 => rng.range(9, 40) as usize,
+            // Whole groups of four up to 128 inputs: the M3's narrow kernel.
+            2 => 4 * rng.range(2, 32) as usize,
             _ => rng.range(1, MAX_IN as i64) as usize,
         };
         let out_dim = rng.range(1, (MAX_WEIGHTS / in_dim).min(MAX_OUT) as i64) as usize;
