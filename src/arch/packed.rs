@@ -209,6 +209,69 @@ mod tests {
         }
     }
 
+    /// The packing of the narrow kernel (`armv7m_narrow::prepare`, one chunk of `g <= 32`
+    /// groups), instruction by instruction: its `V1`, `V2`, keys (`CMN #128` overflow) and
+    /// start value from the lane sums and the count of special pairs.
+    fn narrow_model(x: &[i8], v: &mut [u32; 96]) -> [u32; 2] {
+        let (mut lanes, mut special) = (0u32, 0i64);
+        let (xg, _) = x.as_chunks::<4>();
+        let (v3, _) = v.as_chunks_mut::<3>();
+        for (o, w) in v3.iter_mut().zip(xg) {
+            let r4 = u32::from_le_bytes(w.map(|b| b as u8));
+            let v1 = (r4 << 24).wrapping_add(((r4 as i32) >> 24) as u32);
+            let x1 = i32::from((r4 >> 8) as u8 as i8) as u32;
+            let v2 = x1.wrapping_add((r4 & 0x00FF_0000) << 8);
+            lanes = lanes.wrapping_add((r4 ^ 0x8080_8080) & 0x00FF_00FF);
+            let mut k = 0x0080_0080u32;
+            if (v1 as i32).checked_add(128).is_none() {
+                k ^= 0xFF;
+                special += 1;
+            }
+            if (v2 as i32).checked_add(128).is_none() {
+                k ^= 0x00FF_0000;
+                special += 1;
+            }
+            *o = [v1, v2, k];
+        }
+        let g = xg.len() as i64;
+        let l = i64::from((lanes & 0xFFFF) + (lanes >> 16));
+        let c = 128 * l - 32768 * g + 32640 * special;
+        let t0 = (1i64 << 23) - (c << 24);
+        [t0 as u32, (t0 >> 32) as u32]
+    }
+
+    /// The narrow kernel's packing gives `prepare`'s words: every width of whole groups in
+    /// 8..=128, inputs all -128, all 127, -128 next to negatives (the pairs with key `0x7F`),
+    /// random.
+    #[test]
+    fn narrow_packing_equals_prepare() {
+        let mut s = 0x0BAD_5EEDu32;
+        let mut scratch = [MaybeUninit::<i32>::uninit(); 128];
+        let mut x = [0i8; 128];
+        for case in 0..2000 {
+            let n = 4 * (2 + case % 31);
+            for v in x.iter_mut().take(n) {
+                *v = match (case / 31) % 4 {
+                    0 => -128,
+                    1 => 127,
+                    2 => [-128i8, -1, -128, 5]
+                        .get(next(&mut s) as usize % 4)
+                        .copied()
+                        .unwrap_or(0),
+                    _ => next(&mut s) as i8,
+                };
+            }
+            let x = x.get(..n).unwrap_or_default();
+            let mut v = [0u32; 96];
+            let init = narrow_model(x, &mut v);
+            let p = prepare(x, &mut scratch);
+            assert!(p.is_some(), "not prepared: n {n}");
+            let Some(p) = p else { return };
+            assert_eq!(p.init, &init[..], "case {case}, n {n}");
+            assert_eq!(p.v, v.get(..3 * (n / 4)).unwrap_or_default(), "case {case}");
+        }
+    }
+
     /// Fewer than 8 inputs, or too short a scratch: not prepared.
     #[test]
     fn small_layers_are_not_prepared() {
