@@ -391,17 +391,21 @@ pub(crate) fn multirow_forward<const IN: usize>(k: &Kern<'_>, x: &[i8; IN], y: &
 #[inline(never)]
 fn multirow_kernel(k: &Kern<'_>, x: &[i8], xw: &mut [MaybeUninit<i32>], y: &mut [i8]) {
     let n = k.in_dim;
-    // The output stage runs in the `asm!` too when it is `finish`'s (as for `arch::rows4`).
-    let fused =
-        k.lo == -128 && k.hi == 127 && k.lut.is_none() && (-(1 << 20)..=1 << 20).contains(&k.zp);
+    // The output stage runs in the `asm!` too when it is `finish`'s (as for `arch::rows4`);
+    // `prepare` may ask (Armv7-M), and then it is not tested again.
+    let is_fused = |k: &Kern<'_>| {
+        k.lo == -128 && k.hi == 127 && k.lut.is_none() && (-(1 << 20)..=1 << 20).contains(&k.zp)
+    };
+    let mut memo = None;
     let prepared = if x.len() == n {
-        arch::prepare(x, xw, fused)
+        arch::prepare(x, xw, || *memo.insert(is_fused(k)))
     } else {
         None
     };
     let Some(inp) = prepared else {
         return portable_kernel(k, x, y);
     };
+    let fused = memo.unwrap_or_else(|| is_fused(k));
     let l = arch::Layer {
         weights: k.weights,
         bias: k.bias,

@@ -103,7 +103,7 @@ const fn body_bytes(r: usize) -> u32 {
 pub(crate) fn prepare<'a>(
     x: &[i8],
     scratch: &'a mut [MaybeUninit<i32>],
-    _fused: bool,
+    _fused: impl FnOnce() -> bool,
 ) -> Option<Input<'a>> {
     let n = x.len();
     if n < 4 || u32::try_from(n).is_err() {

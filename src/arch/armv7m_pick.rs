@@ -33,9 +33,9 @@ pub(crate) enum Input<'a> {
 pub(crate) fn prepare<'a>(
     x: &[i8],
     scratch: &'a mut [MaybeUninit<i32>],
-    fused: bool,
+    fused: impl FnOnce() -> bool,
 ) -> Option<Input<'a>> {
-    if fused && narrow(x.len()) {
+    if narrow(x.len()) && fused() {
         armv7m_narrow::prepare(x, scratch).map(Input::Packed)
     } else if x.len() >= PACKED_MIN {
         armv7m_packed::prepare(x, scratch).map(Input::Packed)

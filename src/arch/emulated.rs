@@ -13,7 +13,7 @@ pub(crate) struct Input<'a> {
 pub(crate) fn prepare<'a>(
     x: &[i8],
     scratch: &'a mut [core::mem::MaybeUninit<i32>],
-    _fused: bool,
+    _fused: impl FnOnce() -> bool,
 ) -> Option<Input<'a>> {
     if x.len() < 4 {
         return None;
