@@ -1,15 +1,18 @@
-//! The Armv7-M (Cortex-M3) kernel of a layer, chosen by its width: the packed kernel
-//! (`armv7m_packed.rs`, two MACs per `SMLAL`, 1.7 instructions per MAC in its loop but about
-//! 34 more per row for its two-row blocks and chunks) from [`PACKED_MIN`] inputs on, the
-//! five-row `LDRSB`/`MLA` kernel (`armv7m.rs`, 2.05 per MAC) below, where its cheaper rows win.
-//! Both compute the same bits (the portable reference's), so the choice changes only the
+//! The Armv7-M (Cortex-M3) kernel of a layer, chosen by its width and output stage: the narrow
+//! packed kernel (`armv7m_narrow.rs`: 1.625 instructions per MAC, about 21.5 per row and 21 per
+//! group of four inputs to pack them) for 8..=128 inputs in whole groups of four when the
+//! output stage is `finish`'s (every layer the exporters write but ReLU6 and tables); else the
+//! general packed kernel (`armv7m_packed.rs`, the same arithmetic, about 34 more per row for
+//! its two-row blocks and chunks) from [`PACKED_MIN`] inputs on, and the five-row
+//! `LDRSB`/`MLA` kernel (`armv7m.rs`, 2.05 per MAC) below, where its cheaper rows win. All
+//! compute the same bits (the portable reference's), so the choice changes only the
 //! instruction count.
 
 use super::{armv7m, armv7m_narrow, armv7m_packed};
 use crate::Requant;
 use core::mem::MaybeUninit;
 
-/// Fewest inputs for the packed kernel. Measured (`tinyvae firmware bench --core m3`): at 96
+/// Fewest inputs for the general packed kernel. Measured (`tinyvae firmware bench --core m3`): at 96
 /// and 64 inputs the two kernels cost about the same, at 8 the packed one costs twice as much,
 /// at 128 and more it is cheaper.
 pub(crate) const PACKED_MIN: usize = 100;
