@@ -48,7 +48,10 @@
 //! The multi-row kernels (`layer`) run one `asm!` block per block of up to five rows (their
 //! module docs say how); they read weight bytes only (`LDRSB`, no alignment), the input widened
 //! to 4-aligned words (`LDM`), and push `r6`/`r7`, which `asm!` cannot name, with a few words of
-//! state, restoring `sp` on every exit.
+//! state, restoring `sp` on every exit. On Armv7-M the packed kernels (`armv7m_packed.rs`,
+//! `armv7m_narrow.rs`, chosen per layer by `armv7m_pick.rs`) read weight words instead
+//! (unaligned `LDR`) against the input packed once per layer, and the narrow one enters its
+//! unrolled groups with one `LDR pc` per pass (a Thumb address it computes with `ADR`).
 //!
 //! It is kept as one file (with its per-core children in `arch/`) because it is one concept:
 //! the only `unsafe` of the library, the kernels' `asm!` and their portable twins.

@@ -17,7 +17,7 @@
 //! - [`QKernel::Portable`] (host; the reference of the `asm!` kernels): four rows per pass (one
 //!   on Armv6-M, which has only eight low registers), each input loaded once per pass; inlined
 //!   into each typed layer so the compiler specializes it for the constant `IN`.
-//! - [`QKernel::Multirow`] (M0/M0+/M1/M23 and M3; see `arch/armv6m.rs`, `arch/armv7m.rs`): one
+//! - [`QKernel::Multirow`] (M0/M0+/M1/M23 and M3; see `arch/armv6m.rs`, `arch/armv7m*.rs`): one
 //!   `asm!` block per block of up to five rows, on the stored weights, with the input widened
 //!   once per layer to 32-bit words (`4 * IN` bytes of stack). Armv6-M: the words in pass order
 //!   (inputs `i ≡ q mod 4` together), so that `LDM` loads an input and advances the index, and
@@ -30,13 +30,17 @@
 //!   the same stored weights (a word of four weights, `EOR` with a per-group key, masked into
 //!   two lanes 24 bits apart, against the input packed once per layer), two rows per pass: 13
 //!   instructions per 8 MACs (1.625) plus about 34 per row (chunks of 256 inputs, two-row
-//!   blocks), which is why narrower layers keep the other kernel. Where the output stage is
+//!   blocks), which is why narrower layers keep the other kernel, unless the narrow packed
+//!   kernel takes them (`arch/armv7m_narrow.rs`: 8..=128 inputs in whole groups of four with
+//!   `finish`'s output stage; the same arithmetic with the groups unrolled and entered by one
+//!   jump per pass, about 21.5 per row including the output stage, and the input packed by an
+//!   `asm!` loop, 21 per group of four). Where the output stage is
 //!   `finish`'s (clamp
 //!   `[-128, 127]`, no table, the exporters' layers except ReLU6 and tables), it runs in the
 //!   same `asm!` block: 14 instructions per row on Armv7-M (`SMLAL`, `SSAT`), 41 on Armv6-M (the
 //!   64-bit product from four 16 x 16 `MULS`). Code: 7.3 KB of flash on Armv6-M, 7.2 KB on
 //!   Armv7-M for the `LDRSB`/`MLA` kernel (variants for 1..=5 rows with unrolled bodies) plus
-//!   the packed kernel's.
+//!   the packed kernels' (the narrow one about 2.5 KB, 1,664 B of it its unrolled groups).
 //! - [`QKernel::Dsp`] (`thumbv7em`, `thumbv8m.main` hard-float: M4, M7, M33, ...; see
 //!   `arch`): the input is widened once per layer to 16-bit pairs in the order SXTB16 extracts
 //!   weight bytes (`[x0, x2, x1, x3]` per group of four, in a stack buffer of `2 * IN` bytes),
@@ -58,11 +62,12 @@
 //!
 //! | workload (MACs) | M0 | M3 | M4 | M7 | M33 | CMSIS-NN -O3, M4 |
 //! |---|---|---|---|---|---|---|
-//! | small VAE 96-64-16 + 8-64-96 (13,824) | 99,574 -> 91,953 -> 64,286 | 50,947 -> 39,140 -> 38,070 | 51,234 -> 25,903 | 51,093 -> 25,898 | 51,234 -> 25,903 | 38,492 |
-//! | MLPerf Tiny AD 640-128x4-8-128x4-640 (264,192) | 973,446 (AN385 map) | 940,623 -> 697,280 -> 612,113 -> 564,877 | 942,277 -> 412,100 | 948,768 -> 412,088 | 942,276 -> 412,100 | 579,584 |
+//! | small VAE 96-64-16 + 8-64-96 (13,824) | 99,574 -> 91,953 -> 64,286 | 50,947 -> 39,140 -> 38,070 -> 29,828 | 51,234 -> 25,903 | 51,093 -> 25,898 | 51,234 -> 25,903 | 38,492 |
+//! | MLPerf Tiny AD 640-128x4-8-128x4-640 (264,192) | 973,446 (AN385 map) | 940,623 -> 697,280 -> 612,113 -> 564,877 -> 498,268 | 942,277 -> 412,100 | 948,768 -> 412,088 | 942,276 -> 412,100 | 579,584 |
 //!
 //! (M0 and M3: portable loop, then [`QKernel::Portable`], then [`QKernel::Multirow`], on the
-//! M3 then with the packed kernel for the wide layers. The M0
+//! M3 then with the packed kernel for the wide layers, then with the narrow packed kernel for
+//! the layers of 8..=128 inputs. The M0
 //! runs the MLPerf model with its Armv6-M build linked for the AN385 map: the micro:bit cannot
 //! hold it. CMSIS-NN's portable C on the same cores: 107,792 and 1,751,542 on the M0, 56,221
 //! and 951,782 on the M3; `shared/BENCHMARKS.md`.)
@@ -96,8 +101,9 @@ pub enum QKernel {
     /// row-major weights: five rows on Armv6-M (Cortex-M0/M0+/M1, M23; the input widened once
     /// per layer to words in pass order, `LDM`/`LDRSB`/`MULS`/`ADD`, 3.2 instructions per MAC)
     /// and five on Armv7-M and Armv8-M Mainline without DSP (Cortex-M3; `LDRSB` with
-    /// post-increment and scaled register offsets, `MLA`, 2.05 per MAC; from 100 inputs on two
-    /// rows with two MACs per `SMLAL`, 1.625 per MAC). Elsewhere the same
+    /// post-increment and scaled register offsets, `MLA`, 2.05 per MAC; from 100 inputs on, and
+    /// for 8..=128 inputs in whole groups of four with the usual output stage, two rows with two
+    /// MACs per `SMLAL`, 1.625 per MAC). Elsewhere the same
     /// blocking runs on a portable emulation of the sums (for testing). Layers it does not take
     /// (fewer than 4 inputs on Armv6-M, none on Armv7-M) run [`QKernel::Portable`].
     Multirow,
