@@ -100,7 +100,7 @@ pub(crate) fn prepare<'a>(x: &[i8], scratch: &'a mut [MaybeUninit<i32>]) -> Opti
     let l = i64::from((lanes & 0xFFFF) + (lanes >> 16));
     let c = 128 * l - 32768 * g as i64 + 32640 * i64::from(special);
     let t0 = (1i64 << 23) - (c << 24);
-    let (v, init) = words.split_at_mut(3 * g);
+    let (v, init) = words.split_at_mut_checked(3 * g)?;
     if let [lo, hi] = init {
         lo.write(t0 as i32);
         hi.write((t0 >> 32) as i32);
