@@ -200,6 +200,8 @@ fn export_of_a_poe_checkpoint() {
         "SensorGroups::new(&[ChannelMask(7), ChannelMask(56)])",
         "static EXPERTS: [Expert; GROUP_COUNT]",
         "static SHIFTS: [f32; 16]",
+        "static E0_LOGVAR_PRECISION: [f32; 256]",
+        "static E1_LOGVAR_PRECISION: [f32; 256]",
         "pub static MODEL: Model = PoeVae::new(",
     ] {
         assert!(src.contains(item), "{item} missing");
