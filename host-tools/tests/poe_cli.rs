@@ -226,3 +226,47 @@ fn export_of_a_poe_checkpoint() {
     let e = fails(&["export", "--model", s(&uneven), "--out", s(&out)]);
     assert!(e.contains("groups of equal size"), "{e}");
 }
+
+/// `tinyvae firmware parity --checkpoint` of a `--group` checkpoint: exported, run on the M4
+/// in QEMU, and every window of the four passes (clean, IWAE, fault-injected, dead-sensor)
+/// compared with `tinyvae score`'s detector, groups included. Skipped (with a note) where
+/// `qemu-system-arm` is not installed.
+#[test]
+fn firmware_parity_of_a_poe_checkpoint() {
+    let qemu = std::process::Command::new("qemu-system-arm")
+        .arg("--version")
+        .output();
+    if !qemu.is_ok_and(|o| o.status.success()) {
+        eprintln!("skipped: qemu-system-arm is not installed");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let model = train_poe(tmp.path());
+    let text = ok(&[
+        "firmware",
+        "parity",
+        "--checkpoint",
+        s(&model),
+        "--core",
+        "m4",
+        "--json",
+    ]);
+    let v: Value = serde_json::from_str(text.trim()).unwrap();
+    let p = &v[0];
+    assert_eq!(p["core"], "m4", "{text}");
+    assert!(p["mismatch"].is_null(), "{text}");
+    // The firmware streams the first 2,048 rows of the bundled test set; the small model's
+    // windows are 16 samples with stride 8: the clean, IWAE and dead-sensor passes over 2,048
+    // rows and the fault pass over 512.
+    let n = |rows: u64| (rows - 16) / 8 + 1;
+    assert_eq!(p["windows"], 3 * n(2048) + n(512), "{text}");
+    let text = ok(&[
+        "firmware",
+        "parity",
+        "--checkpoint",
+        s(&model),
+        "--core",
+        "m4",
+    ]);
+    assert!(text.contains("dead-sensor passes) bit-identical"), "{text}");
+}

@@ -5,8 +5,8 @@
 
 use anyhow::{anyhow, bail, Result};
 use tinyvae::{
-    AlarmConfig, BorrowedWorkspace, Buffers, DetectorConfig, Normalizer, ScoreKind, SliceDetector,
-    WindowReport,
+    AlarmConfig, BorrowedWorkspace, Buffers, DetectorConfig, Normalizer, SaturationLimits,
+    ScoreKind, SliceDetector, WindowReport,
 };
 
 use crate::data::Series;
@@ -27,6 +27,42 @@ pub fn run_poe(
     stride: usize,
     threshold: f32,
 ) -> Result<Vec<WindowReport>> {
+    let opts = PoeStream {
+        kind: ScoreKind::Elbo,
+        stride,
+        seed: 0,
+        threshold,
+        limits: None,
+    };
+    run_poe_with(model, cfg, series, &opts)
+}
+
+/// How [`run_poe_with`] runs the detector.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PoeStream {
+    /// The score.
+    pub kind: ScoreKind,
+    /// Samples between window starts.
+    pub stride: usize,
+    /// Seed of the per-window generators of sampled scores.
+    pub seed: u64,
+    /// The full-set threshold.
+    pub threshold: f32,
+    /// Saturation limits `(lo, hi)` in physical units, the same for every channel.
+    pub limits: Option<(f32, f32)>,
+}
+
+/// [`run_poe`] with any score, seed and saturation limits (the firmware's passes, for
+/// `tinyvae firmware parity --checkpoint`).
+///
+/// # Errors
+/// As [`run_poe`].
+pub fn run_poe_with(
+    model: &PoeHost,
+    cfg: &PoeConfig,
+    series: &Series,
+    opts: &PoeStream,
+) -> Result<Vec<WindowReport>> {
     let c = series.num_channels();
     if c != cfg.channels.len() {
         bail!(
@@ -38,7 +74,7 @@ pub fn run_poe(
     macro_rules! dispatch {
         ($($n:literal)*) => {
             match c {
-                $($n => run_c::<$n>(model, cfg, series, stride, threshold),)*
+                $($n => run_c::<$n>(model, cfg, series, opts),)*
                 _ => bail!("{c} channels: the detector supports 1 to 32"),
             }
         };
@@ -50,9 +86,9 @@ fn run_c<const C: usize>(
     model: &PoeHost,
     cfg: &PoeConfig,
     series: &Series,
-    stride: usize,
-    threshold: f32,
+    opts: &PoeStream,
 ) -> Result<Vec<WindowReport>> {
+    let stride = opts.stride;
     let arr = |v: &[f32]| -> Result<[f32; C]> {
         v.try_into()
             .map_err(|_| anyhow!("checkpoint: {} statistics, not {C}", v.len()))
@@ -63,12 +99,16 @@ fn run_c<const C: usize>(
     if !(1..=max).contains(&stride) {
         bail!("--stride {stride} is out of range: valid values are 1 to {max}");
     }
-    let dc = DetectorConfig::new(
-        ScoreKind::Elbo,
+    let mut dc = DetectorConfig::new(
+        opts.kind,
         u32::try_from(stride)?,
         norm,
-        AlarmConfig::threshold(threshold),
-    );
+        AlarmConfig::threshold(opts.threshold),
+    )
+    .with_seed(opts.seed);
+    if let Some((lo, hi)) = opts.limits {
+        dc = dc.with_limits(SaturationLimits::new([lo; C], [hi; C]));
+    }
     dc.validate()
         .map_err(|e| anyhow!("detector configuration: {e}"))?;
     let view = model.view();
