@@ -14,7 +14,9 @@
 //! ```
 //!
 //! with the top channel and time step (first maximum). `sum_c channels[c] = log_norm - ln p(x|mu)`
-//! up to rounding. Cost: `X` multiply-adds (plus one decode for sampled kinds).
+//! up to rounding. For a window a multi-sensor model scored with the groups `S`
+//! ([`WindowReport::groups`]), `e` is 0 for the channels outside `S`: the top channel is one of
+//! the present sensors'. Cost: `X` multiply-adds (plus one decode for sampled kinds).
 
 use crate::{AlarmEvent, Faults, GroupSet, Phase, Score};
 
