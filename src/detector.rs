@@ -121,7 +121,6 @@ pub struct StreamDetector<V, S, R, B, const C: usize> {
     last_non_finite: [Option<u64>; C],
     last_saturated: [Option<u64>; C],
     last_scored: Option<u64>,
-    last_groups: GroupSet,
     counts: FaultCounts,
     model: PhantomData<fn(&V)>,
 }
@@ -175,7 +174,6 @@ impl<V, S, R, B, const C: usize> StreamDetector<V, S, R, B, C> {
             last_non_finite: [None; C],
             last_saturated: [None; C],
             last_scored: None,
-            last_groups: GroupSet::EMPTY,
             counts: FaultCounts {
                 non_finite_samples: 0,
                 gaps: 0,
@@ -558,7 +556,6 @@ where
                 .score_window_groups(model, xbuf, present, self.config.kind, &mut rng);
         if let Ok(score) = result {
             self.last_scored = Some(report.window);
-            self.last_groups = present;
             report.score = Some(score);
             report.expert = self.scorer.route(model).map(|r| r.expert);
             let usable = !flagged;
@@ -611,8 +608,7 @@ where
 
     /// Attribution of the last scored window (see the module doc), for a window length known
     /// only at run time: the per-time-step sums go to `steps` (`W` values, oldest first), the
-    /// rest is returned. A window a multi-sensor model scored with fewer groups is attributed
-    /// among the channels of those groups only (the others contribute 0).
+    /// rest is returned.
     ///
     /// # Errors
     /// [`Error::Empty`] before the first scored window; [`Error::ShapeMismatch`] if `steps` is
@@ -624,8 +620,6 @@ where
         steps: &mut [f32],
     ) -> Result<ChannelAttribution<C>, Error> {
         let window = self.last_scored.ok_or(Error::Empty)?;
-        // A window scored with fewer groups: only their channels take part.
-        let used = model.groups().channels_of(self.last_groups);
         let x_len = self.xbuf.as_ref().len();
         same_len(self.window_len(), steps.len())?;
         let noise = self.scorer.noise(model);
@@ -646,11 +640,6 @@ where
                 log_norm: 0.0,
             };
             noise_t.contributions(x, m, &mut e)?;
-            for (ch, v) in e.iter_mut().enumerate() {
-                if !used.contains(ch) {
-                    *v = 0.0;
-                }
-            }
             let mut sum = 0.0f32;
             for (ch, &v) in channels.iter_mut().zip(&e) {
                 *ch += v;

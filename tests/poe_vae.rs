@@ -409,3 +409,55 @@ fn detector_scores_the_healthy_groups_and_skips_when_none_is_left() {
         "{seen:?}"
     );
 }
+
+/// The top channel among a subset's channels: the first maximum, NaN never wins, `None` for a
+/// mask without any of the window's channels; and on a window scored without group 1 it names
+/// a channel of group 0 even where a dead channel's placeholder contributes most.
+#[test]
+fn attribution_among_the_present_groups() {
+    let a = tinyvae::ChannelAttribution::<4> {
+        window: 0,
+        channels: [5.0, f32::NAN, 1.0, 9.0],
+        top_channel: 3,
+        top_step: 0,
+    };
+    assert_eq!(a.top_channel_among(ChannelMask(0b1111)), Some(3));
+    assert_eq!(a.top_channel_among(ChannelMask(0b0101)), Some(0));
+    assert_eq!(a.top_channel_among(ChannelMask(0b0110)), Some(2));
+    assert_eq!(a.top_channel_among(ChannelMask(0b0010)), Some(1));
+    assert_eq!(a.top_channel_among(ChannelMask(0b1_0000)), None);
+
+    let m = model(5, [0.0; 16]);
+    let cfg = DetectorConfig::new(
+        ScoreKind::Elbo,
+        W as u32,
+        Normalizer::identity(),
+        AlarmConfig::threshold(1e9),
+    );
+    let mut det: Detector<Model, Workspace<Scratch, X, Z>, C, W, X> =
+        Detector::new(cfg, Workspace::new(scratch()));
+    let mut rng = TestRng(9);
+    let mut checked = 0;
+    for i in 0..4 * W {
+        // Group 1 (channels 1, 3) dead in the second window, with a huge placeholder before.
+        let mut x: [f32; C] = core::array::from_fn(|_| rng.normal() as f32);
+        if i == W - 1 {
+            x[3] = 1e3;
+        }
+        if (W..2 * W).contains(&i) {
+            x[1] = f32::NAN;
+            x[3] = f32::NAN;
+        }
+        if let Some(r) = det.push(&m, &x).unwrap() {
+            if r.groups == GroupSet(1) {
+                let a = det.attribute(&m).unwrap();
+                let top = a.top_channel_among(groups().channels_of(r.groups)).unwrap();
+                assert!(groups().channels(0).contains(top), "{a:?}");
+                // Over all channels the dead one's placeholder wins: the filter matters.
+                assert_eq!(a.top_channel, 3, "{a:?}");
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 0);
+}

@@ -100,21 +100,33 @@ fn train_eval_by_groups_drop_and_score_with_dead_sensors() {
     ]);
     let csv = std::fs::read_to_string(&out).unwrap();
     let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
-    assert_eq!(header.last(), Some(&"groups"));
-    let groups: Vec<&str> = csv
-        .lines()
-        .skip(1)
-        .map(|l| l.rsplit(',').next().unwrap())
-        .collect();
+    assert_eq!(header[header.len() - 2..], ["groups", "top_channel"]);
+    let col = |l: &'_ str, back: usize| -> String {
+        let f: Vec<&str> = l.split(',').collect();
+        f[f.len() - back].to_string()
+    };
+    let groups: Vec<String> = csv.lines().skip(1).map(|l| col(l, 2)).collect();
     for g in ["acc+gyro", "acc", "gyro"] {
-        assert!(groups.contains(&g), "no {g} window: {groups:?}");
+        assert!(groups.iter().any(|x| x == g), "no {g} window: {groups:?}");
+    }
+    // Attribution among the present groups only: a window scored without the gyroscope names
+    // an accelerometer channel, and the other way round (the dead channels hold placeholders).
+    for l in csv.lines().skip(1) {
+        let top = col(l, 1);
+        let allowed: &[&str] = match col(l, 2).as_str() {
+            "acc" => &["ax", "ay", "az"],
+            "gyro" => &["wx", "wy", "wz"],
+            "acc+gyro" => &["ax", "ay", "az", "wx", "wy", "wz"],
+            _ => &[""],
+        };
+        assert!(allowed.contains(&top.as_str()), "{l}");
     }
     // A degraded window is scored (not skipped) and its level is its score moved by
     // threshold(acc+gyro) - threshold(acc): it is compared with the acc-only threshold.
     let full = th["acc+gyro"].as_f64().unwrap() as f32;
     let acc = th["acc"].as_f64().unwrap() as f32;
     let mut seen = 0;
-    for l in csv.lines().skip(1).filter(|l| l.ends_with(",acc")) {
+    for l in csv.lines().skip(1).filter(|l| col(l, 2) == "acc") {
         let f: Vec<&str> = l.split(',').collect();
         let score: f32 = f[3].parse().unwrap();
         let level: f32 = f[6].parse().unwrap();

@@ -65,14 +65,9 @@ pub fn poe_chip_vs_host(
             seed: 0,
             threshold,
             limits: pass.limits,
+            attribution: false,
         };
-        Ok(run_poe_with(int8, cfg, &series, &opts)?
-            .into_iter()
-            .map(|report| stream::WindowRow {
-                report,
-                top_channel: None,
-            })
-            .collect())
+        run_poe_with(int8, cfg, &series, &opts)
     })
 }
 

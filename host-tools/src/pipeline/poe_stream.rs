@@ -12,6 +12,7 @@ use tinyvae::{
 use crate::data::Series;
 use crate::model::{PoeHost, PoeView};
 use crate::poe_checkpoint::PoeConfig;
+use crate::stream::WindowRow;
 
 /// Runs the detector over every row of `series` (the model's channels in order; NaN values
 /// and gap rows kept) with the ELBO score, stride `stride` and the full-set `threshold`;
@@ -33,8 +34,12 @@ pub fn run_poe(
         seed: 0,
         threshold,
         limits: None,
+        attribution: false,
     };
-    run_poe_with(model, cfg, series, &opts)
+    Ok(run_poe_with(model, cfg, series, &opts)?
+        .into_iter()
+        .map(|r| r.report)
+        .collect())
 }
 
 /// How [`run_poe_with`] runs the detector.
@@ -50,10 +55,15 @@ pub struct PoeStream {
     pub threshold: f32,
     /// Saturation limits `(lo, hi)` in physical units, the same for every channel.
     pub limits: Option<(f32, f32)>,
+    /// Compute each scored window's top channel among its present groups' channels.
+    pub attribution: bool,
 }
 
 /// [`run_poe`] with any score, seed and saturation limits (the firmware's passes, for
-/// `tinyvae firmware parity --checkpoint`).
+/// `tinyvae firmware parity --checkpoint`), and with [`PoeStream::attribution`] each scored
+/// window's top channel among the channels of the groups it was scored with
+/// ([`tinyvae::ChannelAttribution::top_channel_among`]): a dead sensor's placeholder values
+/// never name it.
 ///
 /// # Errors
 /// As [`run_poe`].
@@ -62,7 +72,7 @@ pub fn run_poe_with(
     cfg: &PoeConfig,
     series: &Series,
     opts: &PoeStream,
-) -> Result<Vec<WindowReport>> {
+) -> Result<Vec<WindowRow>> {
     let c = series.num_channels();
     if c != cfg.channels.len() {
         bail!(
@@ -87,7 +97,7 @@ fn run_c<const C: usize>(
     cfg: &PoeConfig,
     series: &Series,
     opts: &PoeStream,
-) -> Result<Vec<WindowReport>> {
+) -> Result<Vec<WindowRow>> {
     let stride = opts.stride;
     let arr = |v: &[f32]| -> Result<[f32; C]> {
         v.try_into()
@@ -132,6 +142,7 @@ fn run_c<const C: usize>(
     let mut det = SliceDetector::<PoeView<'_>, _, C>::with_buffers(dc, ws, &mut ring, &mut input)
         .map_err(|e| anyhow!("detector buffers: {e}"))?;
     let mut out = Vec::new();
+    let mut steps = vec![0.0f32; cfg.window];
     let mut gaps = series.gaps.iter().peekable();
     for (i, row) in series.values.chunks_exact(C).enumerate() {
         let r = if gaps.next_if(|&&g| g == i).is_some() {
@@ -141,8 +152,20 @@ fn run_c<const C: usize>(
             det.push(&view, &s)
                 .map_err(|e| anyhow!("{}: row {}: {e}", series.path.display(), i + 1))?
         };
-        if let Some(r) = r {
-            out.push(r);
+        if let Some(report) = r {
+            let top_channel = if opts.attribution && report.score.is_some() {
+                det.attribute_into(&view, &mut steps)
+                    .map_err(|e| {
+                        anyhow!("{}: row {}: attribution: {e}", series.path.display(), i + 1)
+                    })?
+                    .top_channel_among(model.groups.channels_of(report.groups))
+            } else {
+                None
+            };
+            out.push(WindowRow {
+                report,
+                top_channel,
+            });
         }
     }
     Ok(out)
