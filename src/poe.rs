@@ -11,23 +11,28 @@
 //! optional prior expert `N(0, I)` (precision 1, mean 0) keeps the product proper when every
 //! expert is masked out.
 //!
-//! # Evaluation in log space
-//! Precisions `e^-lv` overflow f32 for `lv < -88.7` and underflow for `lv > 87.3`, so they are
-//! never formed. Per dimension, the log of the total precision is a streamed log-sum-exp
-//! ([`LogSumExp`]) over the active experts (`ln T = LSE_i(-lv_i)`, the prior contributing `0`),
-//! the output log-variance is `lv = -ln T`, and the mean is a convex combination with normalized
-//! weights `w_i = exp(-lv_i - ln T) <= 1`, accumulated in expert order: `m = sum_i w_i m_i`.
-//! A single active expert is returned exactly (equal values). Cost per dimension and active expert: two
-//! `exp` (one in the log-sum-exp, one for the weight); one `ln` per dimension. Stack: about
-//! `16 D` bytes (log-sum-exp states, log-precisions, mean accumulator).
+//! # Evaluation
+//! Per dimension, with `M` the largest active `-lv_i` (and `0` for the prior): if `|M| <= 64`
+//! the precisions `T_i = exp(-lv_i)` (the prior's `1`) are formed directly, they cannot overflow
+//! or all underflow; otherwise they are scaled by `e^-M` first (`w_i = exp(-lv_i - M) <= 1`, the
+//! largest exactly 1), so precisions far outside f32 (`e^100`) still give a finite result. With
+//! `S = sum_i w_i` (the prior first, then the active experts in order) and `A = sum_i w_i m_i`:
+//! `lv = -(M + ln S)` (`-ln S` when unscaled) and `m = A / S`. A single active expert without
+//! the prior is returned exactly (equal values). Cost per dimension: one `exp` per active
+//! expert, one `ln`, one division. The product of experts VAE ([`PoeVae`](crate::PoeVae)) clamps
+//! log-variances to `-16..=16`, so its fusion ([`fuse_precisions`](crate::fuse_precisions))
+//! is the unscaled case, bit for bit.
 //!
 //! Measured (`cargo test --test poe_moe -- --nocapture`): against a product of densities
 //! integrated numerically on a 1-D grid, the mean agrees within 5e-7 standard deviations and the
 //! variance within 1.5e-6 relative; the proptest checks `e^-lv_out = sum e^-lv_i` within 1e-5
 //! relative, `lv_out <= min lv_i`, and `m` within the experts' range, for `lv` in -30..30.
 
-use crate::math::{exp, LogSumExp};
+use crate::math::{exp, ln};
 use crate::{check_finite, DiagGaussian, Error};
+
+/// Largest `|max_i -lv_i|` for which the precisions are formed unscaled (`e^64` ~ 6e27).
+const SCALE_LIMIT: f32 = 64.0;
 
 /// The product of the active `experts` (and of `N(0, I)` if `prior`), written to `out`.
 ///
@@ -70,30 +75,40 @@ pub fn product_of_experts<const D: usize>(
         return Err(Error::Empty);
     }
 
-    let mut lse = [LogSumExp::new(); D];
-    if prior {
-        for a in lse.iter_mut() {
-            a.push(0.0);
+    if count == 1 && !prior {
+        if let Some((_, e)) = selected().next() {
+            *out = *e;
+            return Ok(());
         }
     }
-    for (_, e) in selected() {
-        for (a, &lv) in lse.iter_mut().zip(e.logvar.iter()) {
-            a.push(-lv);
-        }
-    }
-    let log_prec = lse.map(|a| a.value());
-
     let mut mean = [0.0f32; D];
-    for (_, e) in selected() {
-        for ((acc, &m), (&lv, &lp)) in mean
-            .iter_mut()
-            .zip(e.mean.iter())
-            .zip(e.logvar.iter().zip(log_prec.iter()))
-        {
-            *acc += exp(-lv - lp) * m;
+    let mut logvar = [0.0f32; D];
+    for (d, (m_out, lv_out)) in mean.iter_mut().zip(logvar.iter_mut()).enumerate() {
+        let lv_of = |e: &DiagGaussian<D>| e.logvar.get(d).copied().unwrap_or(0.0);
+        let mut top = if prior { 0.0f32 } else { f32::NEG_INFINITY };
+        for (_, e) in selected() {
+            top = top.max(-lv_of(e));
         }
+        let shift = if top.abs() <= SCALE_LIMIT { 0.0 } else { top };
+        let mut s = match (prior, shift == 0.0) {
+            (false, _) => 0.0f32,
+            (true, true) => 1.0,
+            (true, false) => exp(-shift),
+        };
+        let mut acc = 0.0f32;
+        for (_, e) in selected() {
+            let w = exp(-lv_of(e) - shift);
+            s += w;
+            acc += w * e.mean.get(d).copied().unwrap_or(0.0);
+        }
+        *m_out = acc / s;
+        *lv_out = if shift == 0.0 {
+            0.0 - ln(s)
+        } else {
+            0.0 - (shift + ln(s))
+        };
     }
     out.mean = mean;
-    out.logvar = log_prec.map(|lp| 0.0 - lp);
+    out.logvar = logvar;
     Ok(())
 }

@@ -5,21 +5,25 @@
 //! `M_g` ([`SensorGroups`]), group `g`'s sub-window is its channels in ascending order at every
 //! step, `x_g[t |M_g| + j] = x[t C + M_g[j]]`, and its encoder is an expert
 //! `q_g(z | x_g) = N(mu_g, diag exp(lv_g))` ([`ExpertEncoder`]; `lv_g` clamped to
-//! [`LOGVAR_MIN`]..=[`LOGVAR_MAX`], NaN to the maximum). With the present groups `S`:
+//! [`LOGVAR_MIN`]..=[`LOGVAR_MAX`], NaN to the maximum). An expert gives its precisions
+//! `T_g = exp(-lv_g)` ([`expert_precision`](crate::expert_precision); an int8 expert looks them
+//! up in a table of its 256 log-variance codes, [`PrecisionLut`](crate::PrecisionLut)), so the
+//! fusion forms no precision at run time. With the present groups `S`:
 //!
 //! ```text
 //! q_S(z | x)     = N(0, I) * prod_{g in S} q_g(z | x_g)      (normalized):
-//! precision      = 1 + sum_{g in S} exp(-lv_g),  lv_S = -ln(precision)
-//! mean           = sum_{g in S} exp(-lv_g - ln precision) mu_g
+//! precision      = 1 + sum_{g in S} T_g,  lv_S = -ln(precision)
+//! mean           = (sum_{g in S} T_g mu_g) / precision
 //! mean_x         = D(z)                                     shared decoder, all X features
 //! log p(x_S | z) = sum_{g in S} log_norm_g - 1/2 sum_{i: channel(i) in M_S} (x_i - mean_i)^2 inv_var_i
 //! ELBO_S         = log p(x_S | z = mu_S) - KL(q_S || N(0, I))
 //! ```
 //!
 //! (`log_norm_g = -1/2 sum_{i in group g} (ln 2 pi + logvar_x[i])`, the sum over features in
-//! index order.) The fusion is evaluated exactly as [`product_of_experts`](crate::product_of_experts)
-//! with the prior (log-sum-exp per dimension, the prior first, then the present experts in group
-//! order), so results are bit-identical to it (`tests/poe_vae.rs`). With no group present the
+//! index order.) The fusion ([`fuse_precisions`]) is evaluated exactly as
+//! [`product_of_experts`](crate::product_of_experts) with the prior (the prior's precision 1
+//! first, then the present experts in group order; the unscaled case of its evaluation), so
+//! results are bit-identical to it (`tests/poe_vae.rs`). With no group present the
 //! posterior would be the prior; the scores refuse that ([`Error::Empty`]) and the detector
 //! skips such a window.
 //!
@@ -29,25 +33,26 @@
 //! posterior), so the model carries a per-subset shift `threshold(all) - threshold(S)` that the
 //! detector adds to a degraded window's score before the alarm.
 //!
-//! Cost of the full-set score: every expert's encoder (`sum_g` its MACs), `2 G Z + Z` `exp` and
-//! `Z` `ln` for the fusion, one decode, and `X` multiply-adds for the likelihood.
+//! Cost of the full-set score: every expert's encoder (`sum_g` its MACs), `Z` `ln` and `Z`
+//! divisions for the fusion (an f32 expert adds `G Z` `exp` for its precisions, an int8 one table
+//! look-ups), one decode, and `X` multiply-adds for the likelihood.
 
 use core::marker::PhantomData;
 
-use crate::math::{exp, LogSumExp};
+use crate::math::ln;
 use crate::vae::same_len;
 use crate::{
-    DecoderNoise, Error, GroupSet, Layer, SensorGroups, VaeModel, LOGVAR_MAX, LOGVAR_MIN,
-    MAX_GROUPS,
+    expert_precision, DecoderNoise, Error, GroupSet, Layer, SensorGroups, VaeModel, MAX_GROUPS,
 };
 
-/// One sensor group's encoder: its sub-window to the expert's `mu` and `logvar`.
+/// One sensor group's encoder: its sub-window to the expert's `mu` and precisions
+/// ([`expert_precision`](crate::expert_precision) of its log-variance).
 pub trait ExpertEncoder {
     /// Intermediate buffers.
     type Scratch;
     /// Length of the group's sub-window (`W |M_g|`).
     fn input_dim(&self) -> usize;
-    /// Encodes the sub-window (unclamped `logvar`).
+    /// Encodes the sub-window into `mu` and the precisions `exp(-clamp(logvar))`.
     ///
     /// # Errors
     /// [`Error::ShapeMismatch`] if a slice has the wrong length.
@@ -55,7 +60,7 @@ pub trait ExpertEncoder {
         &self,
         x: &[f32],
         mu: &mut [f32],
-        logvar: &mut [f32],
+        precision: &mut [f32],
         scratch: &mut Self::Scratch,
     ) -> Result<(), Error>;
 }
@@ -96,7 +101,7 @@ pub struct PoeVae<'a, E, D, F> {
 }
 
 /// Scratch of a [`PoeVae`]: the experts' and the decoder's scratch, a buffer for a group's
-/// sub-window (at least the largest `W |M_g|`), and the experts' means and log-variances
+/// sub-window (at least the largest `W |M_g|`), and the experts' means and precisions
 /// (at least `G Z` each). `F` is an array for the typed firmware or a `Vec<f32>` on the host.
 #[derive(Clone, Copy, Debug)]
 pub struct PoeScratch<ES, DS, F> {
@@ -108,18 +113,35 @@ pub struct PoeScratch<ES, DS, F> {
     pub gather: F,
     /// The experts' means, `G Z`.
     pub means: F,
-    /// The experts' clamped log-variances, `G Z`.
-    pub logvars: F,
+    /// The experts' precisions `exp(-clamp(logvar))`, `G Z`.
+    pub precisions: F,
 }
 
-/// The product of the experts in `present` and of `N(0, I)`: `means` and `logvars` hold `Z`
-/// values per group (group `g` at `g Z`); writes the posterior to `mu` and `logvar` (`Z` each).
-/// Evaluated as [`product_of_experts`](crate::product_of_experts) with `prior = true` (same
-/// operations in the same order, so bit-identical); experts must be finite.
+/// The product of the experts in `present` and of `N(0, I)`: `means` and `precisions` hold
+/// `Z` values per group (group `g` at `g Z`; precisions as [`expert_precision`] gives them);
+/// writes the posterior to `mu` and `logvar` (`Z` each): per dimension
+/// `P = 1 + sum_g T_g` (in group order), `mu = (sum_g T_g mu_g) / P`, `logvar = -ln P`. This is
+/// [`product_of_experts`](crate::product_of_experts) with `prior = true` (same operations in
+/// the same order, so bit-identical for log-variances in `-16..=16`).
 ///
 /// # Errors
-/// [`Error::ShapeMismatch`] if `means` or `logvars` is shorter than `(last present group + 1) Z`
-/// or `mu` and `logvar` differ in length.
+/// [`Error::ShapeMismatch`] if `means` or `precisions` is shorter than
+/// `(last present group + 1) Z` or `mu` and `logvar` differ in length.
+pub fn fuse_precisions(
+    means: &[f32],
+    precisions: &[f32],
+    present: GroupSet,
+    mu: &mut [f32],
+    logvar: &mut [f32],
+) -> Result<(), Error> {
+    fuse_with(means, precisions, present, mu, logvar, |t| t)
+}
+
+/// [`fuse_precisions`] of experts given by their log-variances (`logvars`, `Z` per group; each
+/// turned into its precision by [`expert_precision`], so clamped to `-16..=16` first).
+///
+/// # Errors
+/// As [`fuse_precisions`].
 pub fn fuse_experts(
     means: &[f32],
     logvars: &[f32],
@@ -127,30 +149,38 @@ pub fn fuse_experts(
     mu: &mut [f32],
     logvar: &mut [f32],
 ) -> Result<(), Error> {
+    fuse_with(means, logvars, present, mu, logvar, expert_precision)
+}
+
+/// The fusion, with `precision` mapping a value of `values` to its expert's precision.
+#[inline(always)]
+fn fuse_with(
+    means: &[f32],
+    values: &[f32],
+    present: GroupSet,
+    mu: &mut [f32],
+    logvar: &mut [f32],
+    precision: impl Fn(f32) -> f32,
+) -> Result<(), Error> {
     let z = mu.len();
     same_len(z, logvar.len())?;
     let need = present.iter().last().map_or(0, |g| (g + 1) * z);
-    if means.len() < need || logvars.len() < need {
+    if means.len() < need || values.len() < need {
         return Err(Error::ShapeMismatch {
             expected: need,
-            found: means.len().min(logvars.len()),
+            found: means.len().min(values.len()),
         });
     }
     for (k, (m_out, lv_out)) in mu.iter_mut().zip(logvar.iter_mut()).enumerate() {
-        let mut lse = LogSumExp::new();
-        lse.push(0.0);
-        for g in present.iter() {
-            lse.push(-logvars.get(g * z + k).copied().unwrap_or(0.0));
-        }
-        let lp = lse.value();
+        let mut p = 1.0f32;
         let mut acc = 0.0f32;
         for g in present.iter() {
-            let lv = logvars.get(g * z + k).copied().unwrap_or(0.0);
-            let m = means.get(g * z + k).copied().unwrap_or(0.0);
-            acc += exp(-lv - lp) * m;
+            let t = precision(values.get(g * z + k).copied().unwrap_or(0.0));
+            p += t;
+            acc += t * means.get(g * z + k).copied().unwrap_or(0.0);
         }
-        *m_out = acc;
-        *lv_out = 0.0 - lp;
+        *m_out = acc / p;
+        *lv_out = 0.0 - ln(p);
     }
     Ok(())
 }
@@ -264,19 +294,34 @@ where
                     expected: n,
                     found: have,
                 })?;
-            let mut dst = gather.iter_mut();
-            let mut filled = 0usize;
-            for step in x.chunks_exact(c) {
-                for (ch, &v) in step.iter().enumerate() {
-                    if mask.contains(ch) {
-                        if let Some(d) = dst.next() {
-                            *d = v;
-                            filled += 1;
-                        }
+            // The group's channels, once; then one copy per channel and step.
+            let mut chans = [0usize; 32];
+            let mut k = 0usize;
+            for (ch, slot) in (0..c.min(32))
+                .filter(|&ch| mask.contains(ch))
+                .zip(chans.iter_mut())
+            {
+                *slot = ch;
+                k += 1;
+            }
+            let chans = chans.get(..k).unwrap_or(&[]);
+            same_len(n, k * (x.len() / c))?;
+            let first = chans.first().copied().unwrap_or(0);
+            if chans.last().copied().unwrap_or(0) + 1 == first + k {
+                // Adjacent channels (e.g. ax, ay, az): one slice per step.
+                for (dst, step) in gather.chunks_exact_mut(k.max(1)).zip(x.chunks_exact(c)) {
+                    let src = step.get(first..).unwrap_or(&[]);
+                    for (d, &v) in dst.iter_mut().zip(src) {
+                        *d = v;
+                    }
+                }
+            } else {
+                for (dst, step) in gather.chunks_exact_mut(k.max(1)).zip(x.chunks_exact(c)) {
+                    for (d, &ch) in dst.iter_mut().zip(chans) {
+                        *d = step.get(ch).copied().unwrap_or(0.0);
                     }
                 }
             }
-            same_len(n, filled)?;
             let range = g * z..(g + 1) * z;
             let m = scratch
                 .means
@@ -286,8 +331,8 @@ where
                     expected: (g + 1) * z,
                     found: 0,
                 })?;
-            let lv = scratch
-                .logvars
+            let t = scratch
+                .precisions
                 .as_mut()
                 .get_mut(range)
                 .ok_or(Error::ShapeMismatch {
@@ -295,17 +340,13 @@ where
                     found: 0,
                 })?;
             let gather = scratch.gather.as_ref().get(..n).unwrap_or(&[]);
-            expert.encode(gather, m, lv, &mut scratch.experts)?;
-            for v in lv.iter_mut() {
-                let cl = v.clamp(LOGVAR_MIN, LOGVAR_MAX);
-                *v = if cl.is_nan() { LOGVAR_MAX } else { cl };
-            }
+            expert.encode(gather, m, t, &mut scratch.experts)?;
             // A non-finite mean (encoder overflow) is kept out of the product's arithmetic: it
             // makes the fused mean non-finite, which the score reports as an overflow.
         }
-        fuse_experts(
+        fuse_precisions(
             scratch.means.as_ref(),
-            scratch.logvars.as_ref(),
+            scratch.precisions.as_ref(),
             present,
             mu,
             logvar,
@@ -321,6 +362,10 @@ where
         same_len(self.inv_var.len(), x.len())?;
         same_len(self.inv_var.len(), mean.len())?;
         let present = GroupSet(present.0 & self.groups.all().0);
+        if present == self.groups.all() {
+            // Every feature counts: the noise model's sum, the same operations in the same order.
+            return self.noise().log_likelihood(x, mean);
+        }
         let used = self.groups.channels_of(present);
         let c = self.channels.max(1);
         let mut log_norm = 0.0f32;
@@ -349,15 +394,17 @@ where
     }
 }
 
-/// A typed expert: encoder body `B: Layer<XG, H>` and heads `M`, `L: Layer<H, Z>`, as in
-/// [`Vae`](crate::Vae).
+/// A typed expert: encoder body `B: Layer<XG, H>`, mean head `M: Layer<H, Z>` as in
+/// [`Vae`](crate::Vae), and a head `L: Layer<H, Z>` that gives the precisions: the log-variance
+/// head followed by [`PrecisionLut`](crate::PrecisionLut) (int8) or
+/// [`Precision`](crate::Precision) (f32).
 #[derive(Clone, Copy, Debug)]
 pub struct TypedExpert<B, M, L, const XG: usize, const H: usize, const Z: usize> {
     /// Encoder body.
     pub body: B,
     /// Mean head.
     pub mu_head: M,
-    /// Log-variance head.
+    /// Precision head (the log-variance head, then its precisions).
     pub logvar_head: L,
 }
 
@@ -406,7 +453,7 @@ where
         &self,
         x: &[f32],
         mu: &mut [f32],
-        logvar: &mut [f32],
+        precision: &mut [f32],
         scratch: &mut Self::Scratch,
     ) -> Result<(), Error> {
         let x: &[f32; XG] = x.try_into().map_err(|_| Error::ShapeMismatch {
@@ -417,15 +464,15 @@ where
         let mu: &mut [f32; Z] = mu
             .try_into()
             .map_err(|_| Error::ShapeMismatch { expected: Z, found })?;
-        let found = logvar.len();
-        let logvar: &mut [f32; Z] = logvar
+        let found = precision.len();
+        let precision: &mut [f32; Z] = precision
             .try_into()
             .map_err(|_| Error::ShapeMismatch { expected: Z, found })?;
         self.body.forward(x, &mut scratch.hidden, &mut scratch.body);
         self.mu_head
             .forward(&scratch.hidden, mu, &mut scratch.mu_head);
         self.logvar_head
-            .forward(&scratch.hidden, logvar, &mut scratch.logvar_head);
+            .forward(&scratch.hidden, precision, &mut scratch.logvar_head);
         Ok(())
     }
 }
@@ -487,7 +534,7 @@ where
     D: Layer<Z, X, In = f32, Out = f32>,
 {
     /// Zeroed scratch of a typed (firmware) model, usable in a `static`: `N` must be at least
-    /// the largest group's sub-window `XG` and `G Z` (the experts' means and log-variances).
+    /// the largest group's sub-window `XG` and `G Z` (the experts' means and precisions).
     #[allow(clippy::type_complexity)] // the scratch type of the typed parts, spelled out
     pub const SCRATCH: PoeScratch<
         TypedExpertScratch<B::Out, H, B::Scratch, M::Scratch, L::Scratch>,
@@ -498,6 +545,6 @@ where
         decoder: D::SCRATCH,
         gather: [0.0; N],
         means: [0.0; N],
-        logvars: [0.0; N],
+        precisions: [0.0; N],
     };
 }

@@ -14,9 +14,12 @@
 //! ```
 //!
 //! with the top channel and time step (first maximum). `sum_c channels[c] = log_norm - ln p(x|mu)`
-//! up to rounding. Cost: `X` multiply-adds (plus one decode for sampled kinds).
+//! up to rounding. A window a multi-sensor model scored with fewer groups
+//! ([`WindowReport::groups`]) holds placeholder values in the absent groups' channels: its top
+//! channel among the present ones is `top_channel_among(groups.channels_of(report.groups))`.
+//! Cost: `X` multiply-adds (plus one decode for sampled kinds).
 
-use crate::{AlarmEvent, Faults, GroupSet, Phase, Score};
+use crate::{AlarmEvent, ChannelMask, Faults, GroupSet, Phase, Score};
 
 /// What [`Detector::push`](crate::Detector::push) reports for each formed window.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -81,4 +84,37 @@ pub struct ChannelAttribution<const C: usize> {
     pub top_channel: usize,
     /// The time step with the largest sum (0 = oldest; first on ties).
     pub top_step: usize,
+}
+
+/// The first channel of `mask` (below `C`) with the largest value, NaN never winning; `None` if
+/// `mask` holds no channel below `C`.
+fn top_among<const C: usize>(channels: &[f32; C], mask: ChannelMask) -> Option<usize> {
+    let mut best: Option<(usize, f32)> = None;
+    for (c, &v) in channels.iter().enumerate() {
+        if !mask.contains(c) {
+            continue;
+        }
+        match best {
+            None => best = Some((c, v)),
+            Some((_, b)) if v > b || (b.is_nan() && !v.is_nan()) => best = Some((c, v)),
+            Some(_) => {}
+        }
+    }
+    best.map(|(c, _)| c)
+}
+
+impl<const C: usize, const W: usize> Attribution<C, W> {
+    /// The channel with the largest sum among the channels in `mask` (first on ties; `None` if
+    /// `mask` holds none of the window's channels). For a window scored with the groups `S`:
+    /// `mask = groups.channels_of(S)`, a channel of a present sensor.
+    pub fn top_channel_among(&self, mask: ChannelMask) -> Option<usize> {
+        top_among(&self.channels, mask)
+    }
+}
+
+impl<const C: usize> ChannelAttribution<C> {
+    /// As [`Attribution::top_channel_among`].
+    pub fn top_channel_among(&self, mask: ChannelMask) -> Option<usize> {
+        top_among(&self.channels, mask)
+    }
 }

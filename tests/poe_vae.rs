@@ -5,9 +5,11 @@
 #![allow(clippy::needless_range_loop)]
 
 use tinyvae::{
-    decoder_noise, fuse_experts, product_of_experts, window_rng, Activation, AlarmConfig, Chain,
-    ChannelMask, Dense, Detector, DetectorConfig, DiagGaussian, Error, GroupSet, Normalizer,
-    PoeScratch, PoeVae, ScoreKind, SensorGroups, TypedDecoder, TypedExpert, VaeModel, Workspace,
+    decoder_noise, dequantize, expert_precision, fuse_experts, fuse_precisions, precision_table,
+    product_of_experts, window_rng, Activation, AlarmConfig, Chain, ChannelMask, Dense, Dequantize,
+    Detector, DetectorConfig, DiagGaussian, Error, GroupSet, Layer, Normalizer, PoeScratch, PoeVae,
+    Precision, PrecisionLut, QParams, ScoreKind, SensorGroups, TypedDecoder, TypedExpert, VaeModel,
+    Workspace,
 };
 
 // C = 4 channels, W = 4 steps: groups {0, 2} and {1, 3}, each sub-window 8 values.
@@ -19,7 +21,7 @@ const H: usize = 5;
 const Z: usize = 3;
 const HD: usize = 6;
 
-type Expert = TypedExpert<Dense<XG, H>, Dense<H, Z>, Dense<H, Z>, XG, H, Z>;
+type Expert = TypedExpert<Dense<XG, H>, Dense<H, Z>, Chain<Dense<H, Z>, Precision<Z>, Z>, XG, H, Z>;
 type Dec = TypedDecoder<Chain<Dense<Z, HD>, Dense<HD, X>, HD>, Z, X>;
 type Model = PoeVae<'static, Expert, Dec, [f32; 16]>;
 type Scratch = <Model as VaeModel>::Scratch;
@@ -67,7 +69,7 @@ fn model(seed: u64, shifts: [f32; 16]) -> Model {
         .map(|_| TypedExpert {
             body: dense(&mut rng, Activation::Relu),
             mu_head: dense(&mut rng, Activation::Identity),
-            logvar_head: dense(&mut rng, Activation::Identity),
+            logvar_head: Chain::new(dense(&mut rng, Activation::Identity), Precision),
         })
         .collect();
     let decoder = TypedDecoder(Chain::new(
@@ -108,7 +110,7 @@ fn scratch() -> Scratch {
         decoder: <Chain<Dense<Z, HD>, Dense<HD, X>, HD> as tinyvae::Layer<Z, X>>::SCRATCH,
         gather: [0.0; 16],
         means: [0.0; 16],
-        logvars: [0.0; 16],
+        precisions: [0.0; 16],
     }
 }
 
@@ -155,7 +157,8 @@ fn fusion_is_bit_identical_to_product_of_experts() {
     for _ in 0..200 {
         let experts: [DiagGaussian<Z>; 4] = core::array::from_fn(|_| DiagGaussian {
             mean: core::array::from_fn(|_| (3.0 * rng.normal()) as f32),
-            logvar: core::array::from_fn(|_| (4.0 * rng.normal()) as f32),
+            // Within the clamp of the model's log-variances (the unscaled case of the product).
+            logvar: core::array::from_fn(|_| ((4.0 * rng.normal()) as f32).clamp(-16.0, 16.0)),
         });
         let means: Vec<f32> = experts.iter().flat_map(|e| e.mean).collect();
         let logvars: Vec<f32> = experts.iter().flat_map(|e| e.logvar).collect();
@@ -175,6 +178,51 @@ fn fusion_is_bit_identical_to_product_of_experts() {
                 want.logvar.map(f32::to_bits),
                 "{bits}"
             );
+        }
+    }
+}
+
+/// The int8 experts' precision table gives, for every code, the bits of the f32 path (the code
+/// dequantized, then [`expert_precision`]), clamp included; and the fusion of precisions is the
+/// fusion of the log-variances they come from.
+#[test]
+fn precision_table_matches_dequantize_then_exp() {
+    for (scale, zp) in [(0.040125478f32, 127), (0.2, -11), (0.0625, 0), (1e-3, -128)] {
+        let qp = QParams::new(scale, zp);
+        let table = precision_table(qp);
+        let codes: [i8; 256] = core::array::from_fn(|i| (i as i32 - 128) as i8);
+        let mut lut = [0.0f32; 256];
+        PrecisionLut::<256>::new(&table).forward(&codes, &mut lut, &mut ());
+        let mut lv = [0.0f32; 256];
+        Dequantize::<256>::new(qp).forward(&codes, &mut lv, &mut ());
+        let mut f32_path = [0.0f32; 256];
+        Precision::<256>.forward(&lv, &mut f32_path, &mut ());
+        for (i, &q) in codes.iter().enumerate() {
+            let want = expert_precision(dequantize(q, qp));
+            assert_eq!(lut[i].to_bits(), want.to_bits(), "code {q}, scale {scale}");
+            assert_eq!(
+                f32_path[i].to_bits(),
+                want.to_bits(),
+                "code {q}, scale {scale}"
+            );
+        }
+    }
+    // Clamped to -16..=16, NaN as 16.
+    assert_eq!(expert_precision(-40.0), tinyvae::math::exp(16.0));
+    assert_eq!(expert_precision(40.0), tinyvae::math::exp(-16.0));
+    assert_eq!(expert_precision(f32::NAN), tinyvae::math::exp(-16.0));
+    let mut rng = TestRng(11);
+    for _ in 0..100 {
+        let means: Vec<f32> = (0..4 * Z).map(|_| (3.0 * rng.normal()) as f32).collect();
+        let logvars: Vec<f32> = (0..4 * Z).map(|_| (8.0 * rng.normal()) as f32).collect();
+        let prec: Vec<f32> = logvars.iter().map(|&l| expert_precision(l)).collect();
+        for bits in 0..16u8 {
+            let (mut a, mut la) = ([0.0f32; Z], [0.0f32; Z]);
+            let (mut b, mut lb) = ([0.0f32; Z], [0.0f32; Z]);
+            fuse_experts(&means, &logvars, GroupSet(bits), &mut a, &mut la).unwrap();
+            fuse_precisions(&means, &prec, GroupSet(bits), &mut b, &mut lb).unwrap();
+            assert_eq!(a.map(f32::to_bits), b.map(f32::to_bits));
+            assert_eq!(la.map(f32::to_bits), lb.map(f32::to_bits));
         }
     }
 }
@@ -210,7 +258,7 @@ fn elbo_f64(m: &Model, x: &[f32; X], set: GroupSet) -> f64 {
         let e = &m.experts[g];
         let h = dense_f64(&e.body, &xg);
         let mu = dense_f64(&e.mu_head, &h);
-        let lv = dense_f64(&e.logvar_head, &h);
+        let lv = dense_f64(&e.logvar_head.first, &h);
         for k in 0..Z {
             let t = (-lv[k].clamp(-16.0, 16.0)).exp();
             prec[k] += t;
@@ -360,4 +408,56 @@ fn detector_scores_the_healthy_groups_and_skips_when_none_is_left() {
         seen[1] > 0 && seen[2] > 0 && seen[3] > 0 && seen[0] > 0,
         "{seen:?}"
     );
+}
+
+/// The top channel among a subset's channels: the first maximum, NaN never wins, `None` for a
+/// mask without any of the window's channels; and on a window scored without group 1 it names
+/// a channel of group 0 even where a dead channel's placeholder contributes most.
+#[test]
+fn attribution_among_the_present_groups() {
+    let a = tinyvae::ChannelAttribution::<4> {
+        window: 0,
+        channels: [5.0, f32::NAN, 1.0, 9.0],
+        top_channel: 3,
+        top_step: 0,
+    };
+    assert_eq!(a.top_channel_among(ChannelMask(0b1111)), Some(3));
+    assert_eq!(a.top_channel_among(ChannelMask(0b0101)), Some(0));
+    assert_eq!(a.top_channel_among(ChannelMask(0b0110)), Some(2));
+    assert_eq!(a.top_channel_among(ChannelMask(0b0010)), Some(1));
+    assert_eq!(a.top_channel_among(ChannelMask(0b1_0000)), None);
+
+    let m = model(5, [0.0; 16]);
+    let cfg = DetectorConfig::new(
+        ScoreKind::Elbo,
+        W as u32,
+        Normalizer::identity(),
+        AlarmConfig::threshold(1e9),
+    );
+    let mut det: Detector<Model, Workspace<Scratch, X, Z>, C, W, X> =
+        Detector::new(cfg, Workspace::new(scratch()));
+    let mut rng = TestRng(9);
+    let mut checked = 0;
+    for i in 0..4 * W {
+        // Group 1 (channels 1, 3) dead in the second window, with a huge placeholder before.
+        let mut x: [f32; C] = core::array::from_fn(|_| rng.normal() as f32);
+        if i == W - 1 {
+            x[3] = 1e3;
+        }
+        if (W..2 * W).contains(&i) {
+            x[1] = f32::NAN;
+            x[3] = f32::NAN;
+        }
+        if let Some(r) = det.push(&m, &x).unwrap() {
+            if r.groups == GroupSet(1) {
+                let a = det.attribute(&m).unwrap();
+                let top = a.top_channel_among(groups().channels_of(r.groups)).unwrap();
+                assert!(groups().channels(0).contains(top), "{a:?}");
+                // Over all channels the dead one's placeholder wins: the filter matters.
+                assert_eq!(a.top_channel, 3, "{a:?}");
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 0);
 }

@@ -220,6 +220,29 @@ fn demo_writes_the_report() {
         "{m}"
     );
     assert!(m["baseline"]["roc_auc"].is_number(), "{m}");
+    // The sensor-loss table: the full set and each group dead, both models, the single VAE's
+    // full-set figure the same as its int8 -ELBO row.
+    assert!(text.contains("sensor loss: test ROC AUC"), "{text}");
+    assert!(text.contains("gyro (acc dead)"), "{text}");
+    let rows = m["sensor_loss"]["rows"]
+        .as_array()
+        .expect("sensor_loss rows");
+    let names: Vec<&str> = rows.iter().map(|r| r["groups"].as_str().unwrap()).collect();
+    assert_eq!(names, ["acc+gyro", "acc", "gyro"], "{m}");
+    for r in rows {
+        assert!(r["single_mean_filled"].is_number(), "{m}");
+        assert!(r["product_of_experts"].is_number(), "{m}");
+    }
+    assert_eq!(m["sensor_loss"]["poe_epochs"], 20, "{m}");
+    let single = m["kinds"]
+        .as_array()
+        .and_then(|k| {
+            k.iter()
+                .find(|k| k["score"] == "elbo" && k["precision"] == "int8")
+        })
+        .map(|k| k["roc_auc"].clone());
+    assert_eq!(Some(rows[0]["single_mean_filled"].clone()), single, "{m}");
+    assert!(out.join("poe_model/config.json").is_file());
     let svg = std::fs::read_to_string(out.join("roc.svg")).unwrap();
     assert!(svg.contains("<text") && svg.contains("VAE int8"));
     // no staging directories left behind

@@ -100,21 +100,33 @@ fn train_eval_by_groups_drop_and_score_with_dead_sensors() {
     ]);
     let csv = std::fs::read_to_string(&out).unwrap();
     let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
-    assert_eq!(header.last(), Some(&"groups"));
-    let groups: Vec<&str> = csv
-        .lines()
-        .skip(1)
-        .map(|l| l.rsplit(',').next().unwrap())
-        .collect();
+    assert_eq!(header[header.len() - 2..], ["groups", "top_channel"]);
+    let col = |l: &'_ str, back: usize| -> String {
+        let f: Vec<&str> = l.split(',').collect();
+        f[f.len() - back].to_string()
+    };
+    let groups: Vec<String> = csv.lines().skip(1).map(|l| col(l, 2)).collect();
     for g in ["acc+gyro", "acc", "gyro"] {
-        assert!(groups.contains(&g), "no {g} window: {groups:?}");
+        assert!(groups.iter().any(|x| x == g), "no {g} window: {groups:?}");
+    }
+    // Attribution among the present groups only: a window scored without the gyroscope names
+    // an accelerometer channel, and the other way round (the dead channels hold placeholders).
+    for l in csv.lines().skip(1) {
+        let top = col(l, 1);
+        let allowed: &[&str] = match col(l, 2).as_str() {
+            "acc" => &["ax", "ay", "az"],
+            "gyro" => &["wx", "wy", "wz"],
+            "acc+gyro" => &["ax", "ay", "az", "wx", "wy", "wz"],
+            _ => &[""],
+        };
+        assert!(allowed.contains(&top.as_str()), "{l}");
     }
     // A degraded window is scored (not skipped) and its level is its score moved by
     // threshold(acc+gyro) - threshold(acc): it is compared with the acc-only threshold.
     let full = th["acc+gyro"].as_f64().unwrap() as f32;
     let acc = th["acc"].as_f64().unwrap() as f32;
     let mut seen = 0;
-    for l in csv.lines().skip(1).filter(|l| l.ends_with(",acc")) {
+    for l in csv.lines().skip(1).filter(|l| col(l, 2) == "acc") {
         let f: Vec<&str> = l.split(',').collect();
         let score: f32 = f[3].parse().unwrap();
         let level: f32 = f[6].parse().unwrap();
@@ -200,6 +212,8 @@ fn export_of_a_poe_checkpoint() {
         "SensorGroups::new(&[ChannelMask(7), ChannelMask(56)])",
         "static EXPERTS: [Expert; GROUP_COUNT]",
         "static SHIFTS: [f32; 16]",
+        "static E0_LOGVAR_PRECISION: [f32; 256]",
+        "static E1_LOGVAR_PRECISION: [f32; 256]",
         "pub static MODEL: Model = PoeVae::new(",
     ] {
         assert!(src.contains(item), "{item} missing");
@@ -223,4 +237,48 @@ fn export_of_a_poe_checkpoint() {
     ok(&args);
     let e = fails(&["export", "--model", s(&uneven), "--out", s(&out)]);
     assert!(e.contains("groups of equal size"), "{e}");
+}
+
+/// `tinyvae firmware parity --checkpoint` of a `--group` checkpoint: exported, run on the M4
+/// in QEMU, and every window of the four passes (clean, IWAE, fault-injected, dead-sensor)
+/// compared with `tinyvae score`'s detector, groups included. Skipped (with a note) where
+/// `qemu-system-arm` is not installed.
+#[test]
+fn firmware_parity_of_a_poe_checkpoint() {
+    let qemu = std::process::Command::new("qemu-system-arm")
+        .arg("--version")
+        .output();
+    if !qemu.is_ok_and(|o| o.status.success()) {
+        eprintln!("skipped: qemu-system-arm is not installed");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let model = train_poe(tmp.path());
+    let text = ok(&[
+        "firmware",
+        "parity",
+        "--checkpoint",
+        s(&model),
+        "--core",
+        "m4",
+        "--json",
+    ]);
+    let v: Value = serde_json::from_str(text.trim()).unwrap();
+    let p = &v[0];
+    assert_eq!(p["core"], "m4", "{text}");
+    assert!(p["mismatch"].is_null(), "{text}");
+    // The firmware streams the first 2,048 rows of the bundled test set; the small model's
+    // windows are 16 samples with stride 8: the clean, IWAE and dead-sensor passes over 2,048
+    // rows and the fault pass over 512.
+    let n = |rows: u64| (rows - 16) / 8 + 1;
+    assert_eq!(p["windows"], 3 * n(2048) + n(512), "{text}");
+    let text = ok(&[
+        "firmware",
+        "parity",
+        "--checkpoint",
+        s(&model),
+        "--core",
+        "m4",
+    ]);
+    assert!(text.contains("dead-sensor passes) bit-identical"), "{text}");
 }

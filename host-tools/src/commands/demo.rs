@@ -17,6 +17,7 @@ use tinyvae_host_tools::pipeline::calibrate::samples_of;
 use tinyvae_host_tools::pipeline::chip::firmware_check;
 use tinyvae_host_tools::pipeline::evaluate::evaluate;
 use tinyvae_host_tools::pipeline::report::plots;
+use tinyvae_host_tools::pipeline::sensor_loss::{sensor_loss, SensorLoss};
 use tinyvae_host_tools::pipeline::train::{arch_string, selection_line};
 use tinyvae_host_tools::pipeline::{
     default_data, load_model, train_model, CalibOpts, KindMetrics, Loaded, ModelOpts,
@@ -75,6 +76,18 @@ pub fn run(a: DemoArgs) -> Result<()> {
     let baseline = gaussian_baseline_for(&m, &train_path, &r.windows)
         .map_err(|e| eprintln!("warning: Gaussian baseline skipped: {}", error_line(&e)))
         .ok();
+    let loss = sensor_loss(
+        &m,
+        &r.windows,
+        &train_path,
+        &test_path,
+        &a.model,
+        &a.calib,
+        &dir.join("poe_model"),
+    )
+    .map_err(|e| eprintln!("warning: sensor-loss table skipped: {}", error_line(&e)))
+    .ok()
+    .flatten();
     plots(
         &dir,
         &t.report,
@@ -97,6 +110,9 @@ pub fn run(a: DemoArgs) -> Result<()> {
         );
         if let Some(b) = &baseline {
             obj.insert("baseline".into(), serde_json::to_value(b)?);
+        }
+        if let Some(l) = &loss {
+            obj.insert("sensor_loss".into(), serde_json::to_value(l)?);
         }
     }
     let firmware = if a.no_firmware {
@@ -129,6 +145,7 @@ pub fn run(a: DemoArgs) -> Result<()> {
         &r.json,
         &r.rows,
         baseline.as_ref(),
+        loss.as_ref(),
         train_seconds,
         wall,
     );
@@ -143,6 +160,7 @@ pub fn print_summary(
     eval: &Value,
     rows: &[KindMetrics],
     baseline: Option<&BaselineResult>,
+    loss: Option<&SensorLoss>,
     train_seconds: f64,
     wall: f64,
 ) {
@@ -203,6 +221,9 @@ pub fn print_summary(
             b.est_instructions,
         );
     }
+    if let Some(l) = loss {
+        print_sensor_loss(l);
+    }
     println!();
     if let Some(d) = eval.get("score_diff") {
         println!(
@@ -236,8 +257,13 @@ pub fn print_summary(
     }
     println!("training {train_seconds:.2} s, demo wall time {wall:.2} s");
     println!(
-        "wrote {0}/model/ {0}/model.rs {0}/metrics.json {0}/training_curves.svg {0}/score_histogram.svg {0}/roc.svg",
-        out.display()
+        "wrote {0}/model/ {0}/model.rs {0}/metrics.json {0}/training_curves.svg {0}/score_histogram.svg {0}/roc.svg{1}",
+        out.display(),
+        if loss.is_some() {
+            format!(" {}/poe_model/", out.display())
+        } else {
+            String::new()
+        }
     );
     if eval
         .get("firmware")
@@ -247,6 +273,37 @@ pub fn print_summary(
             "the chip check needs QEMU, which is not installed and could not be installed here \
              (that needs root and apt-get): install it with `{}` and run the demo again",
             setup::INSTALL_HINT
+        );
+    }
+}
+
+/// Prints the sensor-loss table: ROC AUC with each sensor group dead, the single VAE with the
+/// dead channels mean-filled next to the product of experts trained for the demo.
+fn print_sensor_loss(l: &SensorLoss) {
+    println!();
+    println!(
+        "sensor loss: test ROC AUC (int8, -ELBO) with a sensor group dead; product of experts \
+         (--group acc=ax,ay,az --group gyro=wx,wy,wz, latent {}) trained {} epochs only (best \
+         {}, {:.1} s) for this table",
+        l.poe_latent, l.poe_epochs, l.poe_best_epoch, l.poe_train_seconds
+    );
+    println!(
+        "{:<28} {:>22} {:>20}",
+        "present sensors", "single VAE, mean-fill", "product of experts"
+    );
+    let all = l.rows.first().map(|r| r.groups.clone()).unwrap_or_default();
+    for r in &l.rows {
+        let label = if r.groups == all {
+            r.groups.clone()
+        } else {
+            let dead: Vec<&str> = all.split('+').filter(|g| *g != r.groups).collect();
+            format!("{} ({} dead)", r.groups, dead.join("+"))
+        };
+        println!(
+            "{:<28} {:>22} {:>20}",
+            label,
+            fmt_opt(r.single_mean_filled, 4),
+            fmt_opt(r.product_of_experts, 4)
         );
     }
 }

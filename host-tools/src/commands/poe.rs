@@ -129,7 +129,8 @@ pub fn eval(
 
 /// `tinyvae score` of a PoE checkpoint: the library's detector over the stream (NaN values and
 /// empty rows kept as sensor faults), one CSV row per window:
-/// `window,start,end,score,alarm[,label],level,event,faults,groups`.
+/// `window,start,end,score,alarm[,label],level,event,faults,groups,top_channel` (the channel
+/// contributing most to the reconstruction term among the present groups' channels).
 ///
 /// # Errors
 /// Bad input or a failed write.
@@ -167,21 +168,24 @@ pub fn score(
         tinyvae_host_tools::data::load_csv_with(data, tinyvae_host_tools::data::NonFinite::Keep)?
             .select_channels(&cfg.channels)?;
     let host = if f32 { &m.f32 } else { &m.int8 };
-    let reports = tinyvae_host_tools::pipeline::poe_stream::run_poe(
-        host,
-        cfg,
-        &series,
-        stride.unwrap_or(cfg.stride),
-        th,
-    )?;
+    let opts = tinyvae_host_tools::pipeline::poe_stream::PoeStream {
+        kind: tinyvae::ScoreKind::Elbo,
+        stride: stride.unwrap_or(cfg.stride),
+        seed: 0,
+        threshold: th,
+        limits: None,
+        attribution: true,
+    };
+    let rows = tinyvae_host_tools::pipeline::poe_stream::run_poe_with(host, cfg, &series, &opts)?;
     let labels = series.labels.as_deref();
     let mut text = String::from("window,start,end,score,alarm");
     if labels.is_some() {
         text.push_str(",label");
     }
-    text.push_str(",level,event,faults,groups\n");
+    text.push_str(",level,event,faults,groups,top_channel\n");
     let (mut degraded, mut skipped) = (0usize, 0usize);
-    for r in &reports {
+    for row in &rows {
+        let r = &row.report;
         let score = r.score.map_or(String::new(), |s| format!("{:?}", s.score));
         write!(
             text,
@@ -203,26 +207,26 @@ pub fn score(
             Some(tinyvae::AlarmEvent::AlarmRaised { .. }) => "raised",
             Some(tinyvae::AlarmEvent::AlarmCleared { .. }) => "cleared",
         };
-        let row = tinyvae_host_tools::stream::WindowRow {
-            report: *r,
-            top_channel: None,
-        };
         let groups = cfg.subset_name(r.groups);
         if r.groups.is_empty() {
             skipped += 1;
         } else if groups != full {
             degraded += 1;
         }
+        let top = row
+            .top_channel
+            .and_then(|c| cfg.channels.get(c))
+            .map_or("", String::as_str);
         writeln!(
             text,
-            ",{level},{event},{},{groups}",
+            ",{level},{event},{},{groups},{top}",
             row.faults_text(&cfg.channels)
         )?;
     }
     tinyvae_host_tools::output::write_file(out, text.as_bytes())?;
     eprintln!(
         "{} windows, {} scored with fewer groups than {full}, {} skipped (no healthy group); {} elbo, full-set threshold {th:.4}; wrote {}",
-        reports.len(),
+        rows.len(),
         degraded,
         skipped,
         if f32 { "f32" } else { "int8" },

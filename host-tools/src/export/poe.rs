@@ -8,7 +8,8 @@
 //! masks, a [`tinyvae::SensorGroups`]), `GROUP_LOG_NORM` (`log_norm_g`), `SHIFTS`
 //! (`threshold(all) - threshold(S)` per subset `S`, indexed by [`tinyvae::GroupSet::index`]). `Model` is a
 //! [`tinyvae::PoeVae`] of [`tinyvae::TypedExpert`]s (one per group: `Quantize`, int8 hidden
-//! layers, dequantized `mu` / `logvar` heads) and a [`tinyvae::TypedDecoder`] (the shared int8
+//! layers, the dequantized `mu` head, the `logvar` head's codes looked up in a table of their
+//! 256 precisions, [`tinyvae::PrecisionLut`]) and a [`tinyvae::TypedDecoder`] (the shared int8
 //! decoder), every table a `static` in flash; its scratch buffer type is `[f32; SCRATCH_LEN]`
 //! with `SCRATCH_LEN = max(GROUP_INPUT, GROUP_COUNT * LATENT)`.
 //!
@@ -55,7 +56,7 @@ pub fn export_poe_int8(ck: &PoeCheckpoint, m: &PoeHost, thresholds: &[f32; 16]) 
     };
     let mut b = String::new();
     b.push_str(
-        "use tinyvae::{\n    Chain, ChannelMask, Dequantize, PoeVae, QDense, QParams, Quantize, Requant, ScoreKind,\n    SensorGroups, TypedDecoder, TypedExpert,\n};\n\n",
+        "use tinyvae::{\n    Chain, ChannelMask, Dequantize, PoeVae, PrecisionLut, QDense, QParams, Quantize, Requant,\n    ScoreKind, SensorGroups, TypedDecoder, TypedExpert,\n};\n\n",
     );
     let mut c = |s: String| {
         b.push_str(&s);
@@ -169,6 +170,7 @@ pub fn export_poe_int8(ck: &PoeCheckpoint, m: &PoeHost, thresholds: &[f32; 16]) 
             encoder,
             mu,
             logvar,
+            precision,
         } = e
         else {
             bail!("export of a multi-sensor model needs the int8 model");
@@ -198,19 +200,41 @@ pub fn export_poe_int8(ck: &PoeCheckpoint, m: &PoeHost, thresholds: &[f32; 16]) 
         for (l, nm, label) in [(mu, "MU", "mu"), (logvar, "LOGVAR", "logvar")] {
             let name = format!("E{g}_{nm}");
             let t = q_layer(&mut b, &n, &name, &format!("expert.{g}.{label}"), l);
-            let _ = writeln!(
-                b,
-                "const {name}_OUT: Dequantize<LATENT> = Dequantize::new(QParams::new({}, {}));\n",
-                f(l.output_q.scale),
-                l.output_q.zero_point
-            );
+            let out_t = if nm == "MU" {
+                let _ = writeln!(
+                    b,
+                    "const {name}_OUT: Dequantize<LATENT> = Dequantize::new(QParams::new({}, {}));\n",
+                    f(l.output_q.scale),
+                    l.output_q.zero_point
+                );
+                "Dequantize<LATENT>"
+            } else {
+                table(
+                    &mut b,
+                    &format!(
+                        "Precision `exp(-clamp(logvar))` of each log-variance code `q` at `q + 128` \
+                         (dequantized with scale {}, zero point {}).",
+                        f(l.output_q.scale),
+                        l.output_q.zero_point
+                    ),
+                    &format!("{name}_PRECISION"),
+                    "[f32; 256]",
+                    precision.iter().map(|&v| F32(v)),
+                    8,
+                );
+                let _ = writeln!(
+                    b,
+                    "const {name}_OUT: PrecisionLut<'static, LATENT> = PrecisionLut::new(&{name}_PRECISION);\n"
+                );
+                "PrecisionLut<'static, LATENT>"
+            };
             heads.push(chain_named(
                 &mut b,
                 &format!("E{g}{}", if nm == "MU" { "Mu" } else { "Logvar" }),
                 &[
                     (t, name.clone(), "LATENT".to_string()),
                     (
-                        "Dequantize<LATENT>".to_string(),
+                        out_t.to_string(),
                         format!("{name}_OUT"),
                         "LATENT".to_string(),
                     ),
@@ -269,7 +293,7 @@ pub fn export_poe_int8(ck: &PoeCheckpoint, m: &PoeHost, thresholds: &[f32; 16]) 
     let (dec_t, dec_v) = chain_named(&mut b, "Dec", &parts);
     let _ = writeln!(
         b,
-        "/// One group's expert: its standardized sub-window -> `mu`, `logvar`.\npub type Expert = TypedExpert<{enc_t}, {mu_t}, {lv_t}, GROUP_INPUT, HIDDEN, LATENT>;\n"
+        "/// One group's expert: its standardized sub-window -> `mu`, precisions `exp(-logvar)`.\npub type Expert = TypedExpert<{enc_t}, {mu_t}, {lv_t}, GROUP_INPUT, HIDDEN, LATENT>;\n"
     );
     let _ = writeln!(
         b,

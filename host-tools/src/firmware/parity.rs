@@ -155,7 +155,7 @@ pub fn parity(cores: &[Core], model: Option<&Path>) -> Result<bool> {
 /// One pass of the firmware's `score` program, for the host to rerun with its own detector.
 #[derive(Clone, Debug, PartialEq)]
 pub struct HostPass {
-    /// The pass's tag in the log: `window`, `sampled` or `faulty`.
+    /// The pass's tag in the log: `window`, `sampled`, `faulty` or (a multi-sensor model) `dead`.
     pub tag: &'static str,
     /// The rows the pass streams (CSV in the bundled format; gaps as rows of empty fields).
     pub csv: PathBuf,
@@ -171,7 +171,8 @@ pub struct HostPass {
 /// exported model `model_rs`; rebuilds the input of each of its three passes on the host from
 /// the log (the compiled-in stream slice, [`write_stream_slice`]; for the fault pass the
 /// `inject` lines, written as `nan`/`inf` fields, rows of empty fields for gaps, copied values
-/// for a stuck channel, and the `saturation` limit); calls `host_windows` on each
+/// for a stuck channel, and the `saturation` limit; for a multi-sensor model's dead-sensor pass
+/// its `dead_pass` and `dead_inject` lines the same way); calls `host_windows` on each
 /// ([`HostPass`]); and compares every window with the chip's: index and start, score bits, alarm
 /// level bits, alarm state, alarm event and the fault masks. Returns one result per core.
 ///
@@ -207,7 +208,7 @@ pub fn parity_with_host_scores(
     write_fault_stream(&slice, &injections, fault_rows, &faulty)?;
     let limit = f32::from_bits(setup.hex("saturation")?);
     let samples = u16::try_from(setup.num("sampled_iwae")?)?;
-    let passes = [
+    let mut passes = vec![
         HostPass {
             tag: "window",
             csv: slice.clone(),
@@ -216,7 +217,7 @@ pub fn parity_with_host_scores(
         },
         HostPass {
             tag: "sampled",
-            csv: slice,
+            csv: slice.clone(),
             kind: Some(tinyvae::ScoreKind::Iwae { samples }),
             limits: None,
         },
@@ -227,6 +228,18 @@ pub fn parity_with_host_scores(
             limits: Some((-limit, limit)),
         },
     ];
+    // A multi-sensor model's dead-sensor pass: its rows and dead stretches as logged.
+    if let Some(d) = first.iter().find(|r| r.tag == "dead_pass") {
+        let dead = tmp.path().join("dead.csv");
+        let kills: Vec<&Record> = first.iter().filter(|r| r.tag == "dead_inject").collect();
+        write_fault_stream(&slice, &kills, usize::try_from(d.num("rows")?)?, &dead)?;
+        passes.push(HostPass {
+            tag: "dead",
+            csv: dead,
+            kind: None,
+            limits: None,
+        });
+    }
     let host: Vec<(&str, Vec<WindowRow>)> = passes
         .iter()
         .map(|p| Ok((p.tag, host_windows(p)?)))

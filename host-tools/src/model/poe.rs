@@ -42,6 +42,9 @@ pub enum HostExpert {
         mu: QLayer,
         /// Log-variance head.
         logvar: QLayer,
+        /// The precision of each log-variance code `q` at `q + 128`
+        /// ([`tinyvae::precision_table`] of the head's output parameters).
+        precision: Vec<f32>,
     },
 }
 
@@ -100,7 +103,7 @@ impl ExpertEncoder for HostExpert {
         &self,
         x: &[f32],
         mu: &mut [f32],
-        logvar: &mut [f32],
+        precision: &mut [f32],
         s: &mut HostBufs,
     ) -> Result<(), Error> {
         match self {
@@ -114,13 +117,18 @@ impl ExpertEncoder for HostExpert {
                 let mut hidden = vec![0.0f32; h];
                 run_float(&refs, x, &mut hidden, &mut s.fa, &mut s.fb)?;
                 mh.view()?.forward(&hidden, mu)?;
-                lh.view()?.forward(&hidden, logvar)
+                lh.view()?.forward(&hidden, precision)?;
+                for t in precision.iter_mut() {
+                    *t = tinyvae::expert_precision(*t);
+                }
+                Ok(())
             }
             HostExpert::Int8 {
                 input_q,
                 encoder,
                 mu: mh,
                 logvar: lh,
+                precision: table,
             } => {
                 let n = x.len();
                 tinyvae::quantize_slice(
@@ -137,7 +145,19 @@ impl ExpertEncoder for HostExpert {
                 mh.view()?.forward(&hidden, &mut q)?;
                 tinyvae::dequantize_slice(&q, mh.output_q, mu)?;
                 lh.view()?.forward(&hidden, &mut q)?;
-                tinyvae::dequantize_slice(&q, lh.output_q, logvar)
+                if q.len() != precision.len() {
+                    return Err(Error::ShapeMismatch {
+                        expected: q.len(),
+                        found: precision.len(),
+                    });
+                }
+                for (t, &c) in precision.iter_mut().zip(&q) {
+                    *t = table
+                        .get(usize::from(c as u8 ^ 0x80))
+                        .copied()
+                        .ok_or(Error::InvalidParameter)?;
+                }
+                Ok(())
             }
         }
     }
@@ -314,11 +334,13 @@ impl PoeHost {
                 qp(&format!("expert.{g}.logvar"), er.logvar)?,
                 Activation::Identity,
             )?;
+            let precision = tinyvae::precision_table(logvar.output_q).to_vec();
             experts.push(HostExpert::Int8 {
                 input_q,
                 encoder,
                 mu,
                 logvar,
+                precision,
             });
         }
         let z_q = qp("z", r.z)?;
@@ -419,7 +441,7 @@ impl PoeHost {
             decoder: HostBufs::new(w),
             gather: vec![0.0; self.input()],
             means: vec![0.0; self.experts.len() * self.latent],
-            logvars: vec![0.0; self.experts.len() * self.latent],
+            precisions: vec![0.0; self.experts.len() * self.latent],
         }
     }
 

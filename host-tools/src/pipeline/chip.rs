@@ -1,6 +1,6 @@
 //! The chip check: the exported int8 model run on a Cortex-M core in QEMU and compared window by
-//! window with this host's detector ([`chip_vs_host`]); [`firmware_check`] is the demo's JSON
-//! summary of it on the Cortex-M4.
+//! window with this host's detector ([`chip_vs_host`]; [`poe_chip_vs_host`] for a multi-sensor
+//! model); [`firmware_check`] is the demo's JSON summary of it on the Cortex-M4.
 
 use std::path::Path;
 
@@ -10,7 +10,9 @@ use serde_json::Value;
 use crate::checkpoint::CheckpointConfig;
 use crate::data;
 use crate::firmware::{self, Core, CoreParity};
-use crate::model::HostModel;
+use crate::model::{HostModel, PoeHost};
+use crate::pipeline::poe_stream::{run_poe_with, PoeStream};
+use crate::poe_checkpoint::PoeConfig;
 use crate::stream;
 
 /// Runs the exported model `model_rs` on `cores` in QEMU (the firmware's `score` program, which
@@ -36,6 +38,36 @@ pub fn chip_vs_host(
         let mut sc = stream::StreamConfig::new(kind, cfg.stride, 0, threshold);
         sc.limits = pass.limits;
         stream::run(int8, cfg, &series, &sc)
+    })
+}
+
+/// [`chip_vs_host`] for a multi-sensor (product-of-experts) model: the exported int8 PoE model
+/// `model_rs` on `cores`, every window of the four passes (clean, IWAE-K, fault-injected and
+/// dead-sensor) compared with this host's detector over the PoE model `int8` (what `tinyvae
+/// score` runs for a `--group` checkpoint): score and alarm level bits, alarm, event, fault
+/// masks and the groups each window was scored with. `threshold` is the full-set threshold.
+///
+/// # Errors
+/// A failed build or run.
+pub fn poe_chip_vs_host(
+    cores: &[Core],
+    model_rs: &Path,
+    int8: &PoeHost,
+    cfg: &PoeConfig,
+    threshold: f32,
+) -> Result<Vec<CoreParity>> {
+    firmware::parity_with_host_scores(cores, Some(model_rs), |pass| {
+        let series = data::load_csv_with(&pass.csv, data::NonFinite::Keep)?
+            .select_channels_with(&cfg.channels, crate::columns::Matching::ByPosition)?;
+        let opts = PoeStream {
+            kind: pass.kind.unwrap_or(tinyvae::ScoreKind::Elbo),
+            stride: cfg.stride,
+            seed: 0,
+            threshold,
+            limits: pass.limits,
+            attribution: false,
+        };
+        run_poe_with(int8, cfg, &series, &opts)
     })
 }
 

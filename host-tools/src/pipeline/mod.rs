@@ -22,6 +22,7 @@ pub mod moe;
 pub mod poe;
 pub mod poe_stream;
 pub mod report;
+pub mod sensor_loss;
 pub mod train;
 
 pub use calibrate::{CalibOpts, Calibration, KindThreshold, ScoreDiff, Thresholds};

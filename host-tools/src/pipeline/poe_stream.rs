@@ -5,13 +5,14 @@
 
 use anyhow::{anyhow, bail, Result};
 use tinyvae::{
-    AlarmConfig, BorrowedWorkspace, Buffers, DetectorConfig, Normalizer, ScoreKind, SliceDetector,
-    WindowReport,
+    AlarmConfig, BorrowedWorkspace, Buffers, DetectorConfig, Normalizer, SaturationLimits,
+    ScoreKind, SliceDetector, WindowReport,
 };
 
 use crate::data::Series;
 use crate::model::{PoeHost, PoeView};
 use crate::poe_checkpoint::PoeConfig;
+use crate::stream::WindowRow;
 
 /// Runs the detector over every row of `series` (the model's channels in order; NaN values
 /// and gap rows kept) with the ELBO score, stride `stride` and the full-set `threshold`;
@@ -27,6 +28,51 @@ pub fn run_poe(
     stride: usize,
     threshold: f32,
 ) -> Result<Vec<WindowReport>> {
+    let opts = PoeStream {
+        kind: ScoreKind::Elbo,
+        stride,
+        seed: 0,
+        threshold,
+        limits: None,
+        attribution: false,
+    };
+    Ok(run_poe_with(model, cfg, series, &opts)?
+        .into_iter()
+        .map(|r| r.report)
+        .collect())
+}
+
+/// How [`run_poe_with`] runs the detector.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PoeStream {
+    /// The score.
+    pub kind: ScoreKind,
+    /// Samples between window starts.
+    pub stride: usize,
+    /// Seed of the per-window generators of sampled scores.
+    pub seed: u64,
+    /// The full-set threshold.
+    pub threshold: f32,
+    /// Saturation limits `(lo, hi)` in physical units, the same for every channel.
+    pub limits: Option<(f32, f32)>,
+    /// Compute each scored window's top channel among its present groups' channels.
+    pub attribution: bool,
+}
+
+/// [`run_poe`] with any score, seed and saturation limits (the firmware's passes, for
+/// `tinyvae firmware parity --checkpoint`), and with [`PoeStream::attribution`] each scored
+/// window's top channel among the channels of the groups it was scored with
+/// ([`tinyvae::ChannelAttribution::top_channel_among`]): a dead sensor's placeholder values
+/// never name it.
+///
+/// # Errors
+/// As [`run_poe`].
+pub fn run_poe_with(
+    model: &PoeHost,
+    cfg: &PoeConfig,
+    series: &Series,
+    opts: &PoeStream,
+) -> Result<Vec<WindowRow>> {
     let c = series.num_channels();
     if c != cfg.channels.len() {
         bail!(
@@ -38,7 +84,7 @@ pub fn run_poe(
     macro_rules! dispatch {
         ($($n:literal)*) => {
             match c {
-                $($n => run_c::<$n>(model, cfg, series, stride, threshold),)*
+                $($n => run_c::<$n>(model, cfg, series, opts),)*
                 _ => bail!("{c} channels: the detector supports 1 to 32"),
             }
         };
@@ -50,9 +96,9 @@ fn run_c<const C: usize>(
     model: &PoeHost,
     cfg: &PoeConfig,
     series: &Series,
-    stride: usize,
-    threshold: f32,
-) -> Result<Vec<WindowReport>> {
+    opts: &PoeStream,
+) -> Result<Vec<WindowRow>> {
+    let stride = opts.stride;
     let arr = |v: &[f32]| -> Result<[f32; C]> {
         v.try_into()
             .map_err(|_| anyhow!("checkpoint: {} statistics, not {C}", v.len()))
@@ -63,12 +109,16 @@ fn run_c<const C: usize>(
     if !(1..=max).contains(&stride) {
         bail!("--stride {stride} is out of range: valid values are 1 to {max}");
     }
-    let dc = DetectorConfig::new(
-        ScoreKind::Elbo,
+    let mut dc = DetectorConfig::new(
+        opts.kind,
         u32::try_from(stride)?,
         norm,
-        AlarmConfig::threshold(threshold),
-    );
+        AlarmConfig::threshold(opts.threshold),
+    )
+    .with_seed(opts.seed);
+    if let Some((lo, hi)) = opts.limits {
+        dc = dc.with_limits(SaturationLimits::new([lo; C], [hi; C]));
+    }
     dc.validate()
         .map_err(|e| anyhow!("detector configuration: {e}"))?;
     let view = model.view();
@@ -92,6 +142,7 @@ fn run_c<const C: usize>(
     let mut det = SliceDetector::<PoeView<'_>, _, C>::with_buffers(dc, ws, &mut ring, &mut input)
         .map_err(|e| anyhow!("detector buffers: {e}"))?;
     let mut out = Vec::new();
+    let mut steps = vec![0.0f32; cfg.window];
     let mut gaps = series.gaps.iter().peekable();
     for (i, row) in series.values.chunks_exact(C).enumerate() {
         let r = if gaps.next_if(|&&g| g == i).is_some() {
@@ -101,8 +152,20 @@ fn run_c<const C: usize>(
             det.push(&view, &s)
                 .map_err(|e| anyhow!("{}: row {}: {e}", series.path.display(), i + 1))?
         };
-        if let Some(r) = r {
-            out.push(r);
+        if let Some(report) = r {
+            let top_channel = if opts.attribution && report.score.is_some() {
+                det.attribute_into(&view, &mut steps)
+                    .map_err(|e| {
+                        anyhow!("{}: row {}: attribution: {e}", series.path.display(), i + 1)
+                    })?
+                    .top_channel_among(model.groups.channels_of(report.groups))
+            } else {
+                None
+            };
+            out.push(WindowRow {
+                report,
+                top_channel,
+            });
         }
     }
     Ok(out)

@@ -16,7 +16,9 @@
 //! Before the windows, the fault pass's set-up, so a host can rebuild its input and run its own
 //! detector on it (`tinyvae firmware parity --checkpoint`): `passes sampled_iwae=<K>
 //! fault_rows=<n> saturation=<bits>`, then one `inject from=<row> to=<row> kind=<value|gap|stuck>
-//! [channel=<c>] [value=<bits>] [row=<r>]` line per injected fault (rows half-open).
+//! [channel=<c>] [value=<bits>] [row=<r>]` line per injected fault (rows half-open); for a
+//! multi-sensor model also `dead_pass rows=<n>` and one `dead_inject` line (as `inject`, kind
+//! `value`, a NaN) per channel of each dead group's stretch.
 #![no_std]
 #![no_main]
 
@@ -108,6 +110,28 @@ fn main() -> ! {
                 c,
                 r
             ),
+        }
+    }
+    // A multi-sensor model's dead-sensor pass, so a host can rebuild it too: its rows, then
+    // each dead channel's stretch as an injected NaN value.
+    let groups = tinyvae::VaeModel::groups(&model::MODEL);
+    if groups.count() >= 2 {
+        use tinyvae_pipeline::dead::{DEAD, DEAD_ROWS};
+        defmt::info!(
+            "dead_pass rows={=usize}",
+            DEAD_ROWS.min(tinyvae_pipeline::stream::ROWS)
+        );
+        for &(from, to, g) in &DEAD {
+            let mask = groups.channels(g);
+            for c in (0..model::CHANNELS).filter(|&c| mask.contains(c)) {
+                defmt::info!(
+                    "dead_inject from={=usize} to={=usize} kind=value channel={=usize} value={=u32:08x}",
+                    from,
+                    to,
+                    c,
+                    f32::NAN.to_bits()
+                );
+            }
         }
     }
     let mut emit = log;
