@@ -4,6 +4,8 @@ pub mod checkpoint;
 pub mod columns;
 pub mod data;
 pub mod export;
+#[cfg(feature = "fleet")]
+pub mod fleet;
 pub mod firmware;
 pub mod kernel;
 pub mod metrics;
