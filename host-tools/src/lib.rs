@@ -4,9 +4,9 @@ pub mod checkpoint;
 pub mod columns;
 pub mod data;
 pub mod export;
+pub mod firmware;
 #[cfg(feature = "fleet")]
 pub mod fleet;
-pub mod firmware;
 pub mod kernel;
 pub mod metrics;
 pub mod model;

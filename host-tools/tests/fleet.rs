@@ -66,9 +66,8 @@ fn push_rows(b: &RecordBatch, out: &mut BTreeMap<String, Vec<Row>>) {
         .ok()
         .map(|i| b.column(i).as_boolean().clone());
     let (event, faults, top) = (t("event"), t("faults"), t("top_channel"));
-    let opt_f = |a: &datafusion::arrow::array::Float32Array, i: usize| {
-        a.is_valid(i).then(|| a.value(i))
-    };
+    let opt_f =
+        |a: &datafusion::arrow::array::Float32Array, i: usize| a.is_valid(i).then(|| a.value(i));
     let opt_s = |a: &datafusion::arrow::array::StringArray, i: usize| {
         if a.is_valid(i) {
             a.value(i).to_string()
@@ -158,15 +157,37 @@ fn fleet_score_equals_tinyvae_score_per_device_locally_and_on_ballista() {
     let (archive, csvs) = (d.join("archive"), d.join("csv"));
     let recordings = data_file("train.csv").parent().unwrap().to_path_buf();
     ok(&[
-        "fleet", "generate", "--archive", s(&archive), "--devices", "24", "--samples", "700",
-        "--seed", "7", "--recordings", s(&recordings), "--csv", s(&csvs),
+        "fleet",
+        "generate",
+        "--archive",
+        s(&archive),
+        "--devices",
+        "24",
+        "--samples",
+        "700",
+        "--seed",
+        "7",
+        "--recordings",
+        s(&recordings),
+        "--csv",
+        s(&csvs),
     ]);
 
     // Local DataFusion, 3 tasks, a small memory pool.
     let out = d.join("out");
     ok(&[
-        "fleet", "score", "--model", s(&model), "--archive", s(&archive), "--out", s(&out),
-        "--partitions", "3", "--memory-limit", "16",
+        "fleet",
+        "score",
+        "--model",
+        s(&model),
+        "--archive",
+        s(&archive),
+        "--out",
+        s(&out),
+        "--partitions",
+        "3",
+        "--memory-limit",
+        "16",
     ]);
     let fleet = read_windows(&out.join("windows"));
     assert_eq!(fleet.len(), 24, "every device has windows");
@@ -190,7 +211,10 @@ fn fleet_score_equals_tinyvae_score_per_device_locally_and_on_ballista() {
             .count();
         raised += rows.iter().filter(|r| r[7] == "raised").count();
     }
-    assert!(gaps > 0 && faults > 0 && raised > 0, "{gaps} {faults} {raised}");
+    assert!(
+        gaps > 0 && faults > 0 && raised > 0,
+        "{gaps} {faults} {raised}"
+    );
 
     // The same on a Ballista cluster: a scheduler and two executors of this binary.
     let sp = free_port().to_string();
@@ -200,19 +224,42 @@ fn fleet_score_equals_tinyvae_score_per_device_locally_and_on_ballista() {
     for _ in 0..2 {
         let (p, g) = (free_port().to_string(), free_port().to_string());
         cluster.0.push(spawn(&[
-            "fleet", "executor", "--scheduler", &sched, "--port", &p, "--grpc-port", &g,
-            "--cores", "1", "--memory-limit", "64",
+            "fleet",
+            "executor",
+            "--scheduler",
+            &sched,
+            "--port",
+            &p,
+            "--grpc-port",
+            &g,
+            "--cores",
+            "1",
+            "--memory-limit",
+            "64",
         ]));
     }
     std::thread::sleep(std::time::Duration::from_secs(3));
     let out2 = d.join("out-ballista");
     ok(&[
-        "fleet", "score", "--model", s(&model), "--archive", s(&archive), "--out", s(&out2),
-        "--engine", &format!("ballista://{sched}"), "--partitions", "2",
+        "fleet",
+        "score",
+        "--model",
+        s(&model),
+        "--archive",
+        s(&archive),
+        "--out",
+        s(&out2),
+        "--engine",
+        &format!("ballista://{sched}"),
+        "--partitions",
+        "2",
     ]);
     drop(cluster);
     let distributed = read_windows(&out2.join("windows"));
-    assert_eq!(distributed, fleet, "Ballista equals DataFusion, row for row");
+    assert_eq!(
+        distributed, fleet,
+        "Ballista equals DataFusion, row for row"
+    );
 }
 
 #[test]
@@ -228,13 +275,51 @@ fn convert_round_trips_a_csv_and_calibrate_feeds_export() {
     let stream = d.join("stream.csv");
     std::fs::write(&stream, text.replacen(",0\n", ",0\nnan,1,1,1,1,1,0\n", 1)).unwrap();
     let archive = d.join("archive");
-    ok(&["fleet", "convert", "--data", s(&stream), "--device", "pen-1", "--archive", s(&archive)]);
-    let err = fails(&["fleet", "convert", "--data", s(&stream), "--device", "pen-1", "--archive", s(&archive)]);
+    ok(&[
+        "fleet",
+        "convert",
+        "--data",
+        s(&stream),
+        "--device",
+        "pen-1",
+        "--archive",
+        s(&archive),
+    ]);
+    let err = fails(&[
+        "fleet",
+        "convert",
+        "--data",
+        s(&stream),
+        "--device",
+        "pen-1",
+        "--archive",
+        s(&archive),
+    ]);
     assert!(err.contains("already in the archive"), "{err}");
-    let err = fails(&["fleet", "convert", "--data", s(&stream), "--device", "a/b", "--archive", s(&archive)]);
+    let err = fails(&[
+        "fleet",
+        "convert",
+        "--data",
+        s(&stream),
+        "--device",
+        "a/b",
+        "--archive",
+        s(&archive),
+    ]);
     assert!(err.contains("device name"), "{err}");
     let out = d.join("out");
-    ok(&["fleet", "score", "--model", s(&model), "--archive", s(&archive), "--out", s(&out), "--partitions", "1"]);
+    ok(&[
+        "fleet",
+        "score",
+        "--model",
+        s(&model),
+        "--archive",
+        s(&archive),
+        "--out",
+        s(&out),
+        "--partitions",
+        "1",
+    ]);
     let scores = d.join("scores.csv");
     ok(&score_args(s(&model), s(&stream), s(&scores)));
     let fleet = read_windows(&out.join("windows"));
@@ -243,16 +328,49 @@ fn convert_round_trips_a_csv_and_calibrate_feeds_export() {
     // Calibrate at 10 %: each device's normal windows alarm at most that often.
     let gen = d.join("gen");
     let recordings = data_file("train.csv").parent().unwrap().to_path_buf();
-    ok(&["fleet", "generate", "--archive", s(&gen), "--devices", "4", "--samples", "900", "--recordings", s(&recordings)]);
+    ok(&[
+        "fleet",
+        "generate",
+        "--archive",
+        s(&gen),
+        "--devices",
+        "4",
+        "--samples",
+        "900",
+        "--recordings",
+        s(&recordings),
+    ]);
     let table = d.join("thresholds.csv");
-    ok(&["fleet", "calibrate", "--model", s(&model), "--archive", s(&gen), "--out", s(&table), "--fpr", "0.1"]);
+    ok(&[
+        "fleet",
+        "calibrate",
+        "--model",
+        s(&model),
+        "--archive",
+        s(&gen),
+        "--out",
+        s(&table),
+        "--fpr",
+        "0.1",
+    ]);
     let text = std::fs::read_to_string(&table).unwrap();
     let mut lines = text.lines();
     assert_eq!(lines.next(), Some("device,threshold,normal_windows,fpr"));
     let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
     assert_eq!(rows.len(), 4);
     let out = d.join("out-cal");
-    ok(&["fleet", "score", "--model", s(&model), "--archive", s(&gen), "--out", s(&out), "--thresholds", s(&table)]);
+    ok(&[
+        "fleet",
+        "score",
+        "--model",
+        s(&model),
+        "--archive",
+        s(&gen),
+        "--out",
+        s(&out),
+        "--thresholds",
+        s(&table),
+    ]);
     let w = read_windows(&out.join("windows"));
     for r in &rows {
         let (device, n): (&str, usize) = (r[0], r[2].parse().unwrap());
@@ -266,13 +384,25 @@ fn convert_round_trips_a_csv_and_calibrate_feeds_export() {
     }
     // One device's threshold into the firmware source.
     let src = d.join("model.rs");
-    ok(&["export", "--model", s(&model), "--out", s(&src), "--threshold", rows[0][1]]);
+    ok(&[
+        "export",
+        "--model",
+        s(&model),
+        "--out",
+        s(&src),
+        "--threshold",
+        rows[0][1],
+    ]);
     let code = std::fs::read_to_string(&src).unwrap();
     let t: f32 = rows[0][1].parse().unwrap();
     let line = code
         .lines()
         .find_map(|l| l.strip_prefix("pub const THRESHOLD: f32 = "))
         .unwrap();
-    let exported: f32 = line.trim_end_matches(';').trim_end_matches("_f32").parse().unwrap();
+    let exported: f32 = line
+        .trim_end_matches(';')
+        .trim_end_matches("_f32")
+        .parse()
+        .unwrap();
     assert_eq!(exported.to_bits(), t.to_bits(), "{line}");
 }

@@ -6,12 +6,12 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 
+use tinyvae_host_tools::fleet::archive;
 use tinyvae_host_tools::fleet::cluster::{self, ExecutorOpts};
 use tinyvae_host_tools::fleet::engine::Engine;
 use tinyvae_host_tools::fleet::generate::{self, GenerateOpts};
 use tinyvae_host_tools::fleet::job;
 use tinyvae_host_tools::fleet::spec::ScoreSpec;
-use tinyvae_host_tools::fleet::archive;
 use tinyvae_host_tools::options::parse_f32;
 use tinyvae_host_tools::output::{self, Input, Staging};
 
@@ -253,7 +253,11 @@ pub fn run(cmd: FleetCmd) -> Result<()> {
             archive,
         } => {
             let (rows, path) = archive::convert(&data, &device, &archive)?;
-            eprintln!("{rows} rows of {} as device {device}: wrote {}", data.display(), path.display());
+            eprintln!(
+                "{rows} rows of {} as device {device}: wrote {}",
+                data.display(),
+                path.display()
+            );
             Ok(())
         }
         FleetCmd::Generate(a) => {
@@ -401,7 +405,12 @@ fn bench(a: BenchArgs) -> Result<()> {
         procs.0.push(
             std::process::Command::new(&exe)
                 .args(["fleet", "executor", "--scheduler", &sched, "--cores", "1"])
-                .args(["--port", &port.to_string(), "--grpc-port", &(port + 1).to_string()])
+                .args([
+                    "--port",
+                    &port.to_string(),
+                    "--grpc-port",
+                    &(port + 1).to_string(),
+                ])
                 .stdout(quiet())
                 .stderr(quiet())
                 .spawn()?,
@@ -409,7 +418,12 @@ fn bench(a: BenchArgs) -> Result<()> {
     }
     std::thread::sleep(std::time::Duration::from_secs(3));
     let e = Engine::parse(&format!("ballista://{sched}"), a.executors, 512)?;
-    bench_run(&e, &spec, &a.archive, &format!("ballista, {} executors x 1 core", a.executors))?;
+    bench_run(
+        &e,
+        &spec,
+        &a.archive,
+        &format!("ballista, {} executors x 1 core", a.executors),
+    )?;
     for (i, c) in procs.0.iter().enumerate().skip(1) {
         println!(
             "executor {i} peak RSS: {:.0} MB",

@@ -19,7 +19,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
-use datafusion::arrow::array::{ArrayRef, Float32Builder, RecordBatch, UInt64Builder, UInt8Builder};
+use datafusion::arrow::array::{
+    ArrayRef, Float32Builder, RecordBatch, UInt64Builder, UInt8Builder,
+};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::Session;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
@@ -148,7 +150,8 @@ impl DeviceWriter {
         if let Some(l) = self.label.as_mut() {
             cols.push(Arc::new(l.finish()));
         }
-        self.w.write(&RecordBatch::try_new(self.schema.clone(), cols)?)?;
+        self.w
+            .write(&RecordBatch::try_new(self.schema.clone(), cols)?)?;
         self.len = 0;
         Ok(())
     }
@@ -194,7 +197,7 @@ pub fn convert(csv: &Path, name: &str, archive: &Path) -> Result<(u64, PathBuf)>
 }
 
 /// Whether `archive` is Hive-partitioned (holds a `device=...` directory).
-fn is_hive(archive: &Path) -> Result<bool> {
+pub fn is_hive(archive: &Path) -> Result<bool> {
     let entries = std::fs::read_dir(archive)
         .with_context(|| format!("{}: cannot read the archive directory", archive.display()))?;
     for e in entries {
@@ -211,8 +214,8 @@ fn is_hive(archive: &Path) -> Result<bool> {
 /// # Errors
 /// A missing or empty archive, files DataFusion cannot read, no `device` or `t` column.
 pub async fn table(state: &dyn Session, archive: &Path) -> Result<ListingTable> {
-    let abs = std::path::absolute(archive)
-        .with_context(|| format!("{}: bad path", archive.display()))?;
+    let abs =
+        std::path::absolute(archive).with_context(|| format!("{}: bad path", archive.display()))?;
     let mut opts =
         ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
     if is_hive(&abs)? {

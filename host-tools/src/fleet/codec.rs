@@ -130,7 +130,11 @@ impl PhysicalExtensionCodec for FleetPhysicalCodec {
                         "FleetScoreExec has one input".into(),
                     ));
                 };
-                Ok(Arc::new(FleetScoreExec::new(w.spec, w.labels, input.clone())))
+                Ok(Arc::new(FleetScoreExec::new(
+                    w.spec,
+                    w.labels,
+                    input.clone(),
+                )))
             }
             None => self.inner.try_decode(buf, inputs, ctx, proto_converter),
         }

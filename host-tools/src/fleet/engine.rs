@@ -84,9 +84,9 @@ impl Engine {
                 let config = SessionConfig::new_with_ballista()
                     .with_target_partitions(*partitions)
                     .with_ballista_logical_extension_codec(Arc::new(FleetLogicalCodec::default()))
-                    .with_ballista_physical_extension_codec(Arc::new(
-                        FleetPhysicalCodec::default(),
-                    ));
+                    .with_ballista_physical_extension_codec(
+                        Arc::new(FleetPhysicalCodec::default()),
+                    );
                 let state = SessionStateBuilder::new()
                     .with_config(config)
                     .with_default_features()
@@ -158,8 +158,8 @@ pub fn write_batches(path: &Path, batches: &[RecordBatch]) -> Result<()> {
     let Some(first) = batches.first() else {
         bail!("{}: nothing to write", path.display());
     };
-    let file =
-        std::fs::File::create(path).with_context(|| format!("{}: cannot create", path.display()))?;
+    let file = std::fs::File::create(path)
+        .with_context(|| format!("{}: cannot create", path.display()))?;
     let mut w = ArrowWriter::try_new(file, first.schema(), Some(writer_props()?))?;
     for b in batches {
         w.write(b)?;

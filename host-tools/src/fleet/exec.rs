@@ -183,7 +183,9 @@ fn score_partition(
     let channels = scorer.channels().to_vec();
     let mut batches = Batches::new(input, &channels);
     if batches.has_labels != labels {
-        return Err(anyhow!("archive: the label column changed between plan and run"));
+        return Err(anyhow!(
+            "archive: the label column changed between plan and run"
+        ));
     }
     let mut out = WindowBatch::new(labels);
     let mut send = |out: &mut WindowBatch| -> anyhow::Result<()> {

@@ -87,7 +87,10 @@ pub fn generate(
     let test = load_csv(&recordings.join("test.csv"))?;
     let channels = train.channels.clone();
     if test.channels != channels {
-        bail!("{}: the two recordings have different channels", recordings.display());
+        bail!(
+            "{}: the two recordings have different channels",
+            recordings.display()
+        );
     }
     let c = channels.len();
     let mut total = 0u64;

@@ -135,7 +135,10 @@ pub async fn calibrate(
     let mut s = df.execute_stream().await?;
     while let Some(b) = s.next().await {
         let b = b?;
-        let d = datafusion::arrow::compute::cast(b.column(0), &datafusion::arrow::datatypes::DataType::Utf8)?;
+        let d = datafusion::arrow::compute::cast(
+            b.column(0),
+            &datafusion::arrow::datatypes::DataType::Utf8,
+        )?;
         let d = d.as_string::<i32>();
         let v = b.column(1).as_primitive::<Float32Type>();
         for i in 0..b.num_rows() {
@@ -158,7 +161,10 @@ pub async fn calibrate(
         })
         .collect();
     if out.is_empty() {
-        bail!("{}: no device has a normal scored window", archive.display());
+        bail!(
+            "{}: no device has a normal scored window",
+            archive.display()
+        );
     }
     out.sort_by(|a, b| a.device.cmp(&b.device));
     Ok(out)
@@ -205,9 +211,17 @@ pub fn read_thresholds(path: &Path) -> Result<BTreeMap<String, f32>> {
         let (Some(d), Some(t)) = (f.get(di), f.get(ti)) else {
             bail!("{}:{}: missing fields", path.display(), i + 2);
         };
-        let v: f32 = t.parse().ok().filter(|v: &f32| !v.is_nan()).with_context(|| {
-            format!("{}:{}: threshold {t:?} is not a number", path.display(), i + 2)
-        })?;
+        let v: f32 = t
+            .parse()
+            .ok()
+            .filter(|v: &f32| !v.is_nan())
+            .with_context(|| {
+                format!(
+                    "{}:{}: threshold {t:?} is not a number",
+                    path.display(),
+                    i + 2
+                )
+            })?;
         if out.insert(d.to_string(), v).is_some() {
             bail!("{}:{}: device {d} appears twice", path.display(), i + 2);
         }

@@ -4,6 +4,7 @@
 //!
 //! - [`archive`]: the archive layout and `fleet convert`;
 //! - [`generate`]: a seeded fleet replaying the bundled recordings;
+//! - [`scan`]: a Hive-partitioned archive read device by device, without a sort;
 //! - [`spec`], [`rows`], [`schema`], [`exec`], [`table`]: the scoring operator;
 //! - [`codec`], [`cluster`]: Ballista's plan codecs, scheduler and executor;
 //! - [`engine`], [`job`]: sessions, outputs, the score and calibrate jobs.
@@ -16,6 +17,7 @@ pub mod exec;
 pub mod generate;
 pub mod job;
 pub mod rows;
+pub mod scan;
 pub mod schema;
 pub mod spec;
 pub mod table;

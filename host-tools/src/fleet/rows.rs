@@ -46,13 +46,26 @@ impl Cols {
         }
         let ch = channels
             .iter()
-            .map(|c| Ok(col(c, &DataType::Float32)?.as_primitive::<Float32Type>().clone()))
+            .map(|c| {
+                Ok(col(c, &DataType::Float32)?
+                    .as_primitive::<Float32Type>()
+                    .clone())
+            })
             .collect::<Result<Vec<_>>>()?;
         let label = match batch.column_by_name("label") {
-            Some(_) => Some(col("label", &DataType::UInt8)?.as_primitive::<UInt8Type>().clone()),
+            Some(_) => Some(
+                col("label", &DataType::UInt8)?
+                    .as_primitive::<UInt8Type>()
+                    .clone(),
+            ),
             None => None,
         };
-        Ok(Self { device, t, ch, label })
+        Ok(Self {
+            device,
+            t,
+            ch,
+            label,
+        })
     }
 }
 
@@ -62,6 +75,7 @@ pub struct Batches {
     channels: Vec<String>,
     cur: Option<Cols>,
     pos: usize,
+    last: Option<String>,
     /// Whether the input has a `label` column.
     pub has_labels: bool,
 }
@@ -75,6 +89,7 @@ impl Batches {
             channels: channels.to_vec(),
             cur: None,
             pos: 0,
+            last: None,
             has_labels,
         }
     }
@@ -109,10 +124,25 @@ impl Batches {
         if !self.fill()? {
             return Ok(None);
         }
-        Ok(self
+        let Some(device) = self
             .cur
             .as_ref()
-            .map(|c| c.device.value(self.pos).to_string()))
+            .map(|c| c.device.value(self.pos).to_string())
+        else {
+            return Ok(None);
+        };
+        // Devices come in increasing name order, each once: a device that comes back would be
+        // scored twice from two fresh detectors.
+        if let Some(prev) = &self.last {
+            if device.as_str() <= prev.as_str() {
+                bail!(
+                    "archive: device {device} comes after device {prev} in a task: a task's \
+                     rows must be sorted by (device, t)"
+                );
+            }
+        }
+        self.last = Some(device.clone());
+        Ok(Some(device))
     }
 
     /// The rows of `device`, from the current row to the last of that device.

@@ -95,7 +95,13 @@ impl WindowBatch {
     }
 
     /// Appends `row` of `device` (`label`: whether a row of the window is labeled 1).
-    pub fn push(&mut self, device: &str, row: &WindowRow, label: Option<bool>, channels: &[String]) {
+    pub fn push(
+        &mut self,
+        device: &str,
+        row: &WindowRow,
+        label: Option<bool>,
+        channels: &[String],
+    ) {
         let r = &row.report;
         self.device.append_value(device);
         self.window.append_value(r.window);

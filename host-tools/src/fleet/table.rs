@@ -19,6 +19,7 @@ use datafusion::physical_plan::ExecutionPlan;
 
 use super::archive;
 use super::exec::FleetScoreExec;
+use super::scan;
 use super::schema::window_schema;
 use super::spec::ScoreSpec;
 
@@ -87,7 +88,20 @@ impl TableProvider for FleetScoreTable {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        let input = t.scan(state, Some(&cols), &[], None).await?;
+        // A Hive-partitioned archive is read device by device, already in order (no sort, no
+        // shuffle: `super::scan`); a flat one through the listing table, and the engine sorts.
+        let devices = if archive::is_hive(&self.archive).map_err(df)? {
+            Some(scan::list_devices(&self.archive).map_err(df)?)
+        } else {
+            None
+        };
+        let input = match devices {
+            Some(d) => {
+                let tasks = state.config().target_partitions();
+                scan::hive_scan(&d, &schema, &cols, tasks).map_err(df)?
+            }
+            None => t.scan(state, Some(&cols), &[], None).await?,
+        };
         let exec: Arc<dyn ExecutionPlan> =
             Arc::new(FleetScoreExec::new(self.spec.clone(), self.labels, input));
         match projection {
