@@ -325,6 +325,38 @@ fn convert_round_trips_a_csv_and_calibrate_feeds_export() {
     let fleet = read_windows(&out.join("windows"));
     assert_eq!(fleet.get("pen-1"), Some(&read_score_csv(&scores)));
 
+    // A multi-sensor (--group) model is refused clearly, before anything is written.
+    let poe = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../firmware/model/poe");
+    let err = fails(&[
+        "fleet",
+        "score",
+        "--model",
+        s(&poe),
+        "--archive",
+        s(&archive),
+        "--out",
+        s(&d.join("out-poe")),
+    ]);
+    assert!(err.contains("multi-sensor"), "{err}");
+    assert!(!d.join("out-poe").exists());
+
+    // The in-order scan trusts the files' order and checks it: a second file whose `t` starts
+    // over is refused, not scored as more windows.
+    let dev = archive.join("device=pen-1");
+    std::fs::copy(dev.join("part-0.parquet"), dev.join("part-1.parquet")).unwrap();
+    let err = fails(&[
+        "fleet",
+        "score",
+        "--model",
+        s(&model),
+        "--archive",
+        s(&archive),
+        "--out",
+        s(&d.join("out-bad")),
+    ]);
+    assert!(err.contains("repeats or goes back"), "{err}");
+    assert!(!d.join("out-bad").exists(), "no half-written output");
+
     // Calibrate at 10 %: each device's normal windows alarm at most that often.
     let gen = d.join("gen");
     let recordings = data_file("train.csv").parent().unwrap().to_path_buf();
@@ -341,7 +373,7 @@ fn convert_round_trips_a_csv_and_calibrate_feeds_export() {
         s(&recordings),
     ]);
     let table = d.join("thresholds.csv");
-    ok(&[
+    let err = ok_stderr(&[
         "fleet",
         "calibrate",
         "--model",
@@ -357,7 +389,14 @@ fn convert_round_trips_a_csv_and_calibrate_feeds_export() {
     let mut lines = text.lines();
     assert_eq!(lines.next(), Some("device,threshold,normal_windows,fpr"));
     let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
-    assert_eq!(rows.len(), 4);
+    // Seed 0 starts dev-0003 in the anomalous part of the test recording (873 of its 900 rows
+    // are labeled): no normal window, so no threshold, and the command says so.
+    assert_eq!(rows.len(), 3, "{text}");
+    assert!(rows.iter().all(|r| r[0] != "dev-0003"), "{text}");
+    assert!(
+        err.contains("without a normal window") && err.contains("dev-0003"),
+        "{err}"
+    );
     let out = d.join("out-cal");
     ok(&[
         "fleet",

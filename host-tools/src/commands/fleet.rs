@@ -285,14 +285,22 @@ pub fn run(cmd: FleetCmd) -> Result<()> {
             output::check_file(&a.out, &[Input::Dir(&a.spec.model), Input::Dir(&a.archive)])?;
             let engine = a.engine.engine()?;
             let spec = a.spec.spec();
-            let t = runtime()?.block_on(job::calibrate(&engine, &spec, &a.archive, a.fpr))?;
-            output::write_file(&a.out, job::thresholds_csv(&t, a.fpr).as_bytes())?;
+            let c = runtime()?.block_on(job::calibrate(&engine, &spec, &a.archive, a.fpr))?;
+            output::write_file(&a.out, job::thresholds_csv(&c.thresholds, a.fpr).as_bytes())?;
             eprintln!(
                 "{} devices calibrated at FPR {} on their normal windows: wrote {} (export one with `tinyvae export --threshold T`)",
-                t.len(),
+                c.thresholds.len(),
                 a.fpr,
                 a.out.display()
             );
+            if !c.without_normal.is_empty() {
+                eprintln!(
+                    "{} device(s) without a normal window (every window skipped, flagged or \
+                     labeled anomalous) are not in the table and keep the model's threshold: {}",
+                    c.without_normal.len(),
+                    c.without_normal.join(", ")
+                );
+            }
             Ok(())
         }
         FleetCmd::Scheduler { bind } => {

@@ -37,6 +37,7 @@ struct TableWire {
 struct ExecWire {
     spec: ScoreSpec,
     labels: bool,
+    in_order: bool,
 }
 
 fn json_err(e: serde_json::Error) -> DataFusionError {
@@ -133,6 +134,7 @@ impl PhysicalExtensionCodec for FleetPhysicalCodec {
                 Ok(Arc::new(FleetScoreExec::new(
                     w.spec,
                     w.labels,
+                    w.in_order,
                     input.clone(),
                 )))
             }
@@ -154,6 +156,7 @@ impl PhysicalExtensionCodec for FleetPhysicalCodec {
                     &ExecWire {
                         spec: e.spec.clone(),
                         labels: e.labels,
+                        in_order: e.in_order,
                     },
                 )
                 .map_err(json_err)

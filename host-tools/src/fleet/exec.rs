@@ -49,6 +49,10 @@ pub struct FleetScoreExec {
     pub spec: ScoreSpec,
     /// Whether the input has a `label` column (the output then has one too).
     pub labels: bool,
+    /// Whether the input is a scan that already gives each task whole devices in `(device, t)`
+    /// order ([`super::scan`]): the operator then asks the engine for nothing (no repartition,
+    /// no sort) and checks the order as it reads.
+    pub in_order: bool,
     input: Arc<dyn ExecutionPlan>,
     schema: SchemaRef,
     props: Arc<PlanProperties>,
@@ -56,7 +60,12 @@ pub struct FleetScoreExec {
 
 impl FleetScoreExec {
     /// Scores `input` (with columns `device`, `t`, the model's channels, optionally `label`).
-    pub fn new(spec: ScoreSpec, labels: bool, input: Arc<dyn ExecutionPlan>) -> Self {
+    pub fn new(
+        spec: ScoreSpec,
+        labels: bool,
+        in_order: bool,
+        input: Arc<dyn ExecutionPlan>,
+    ) -> Self {
         let schema = window_schema(labels);
         let n = input.output_partitioning().partition_count();
         let props = PlanProperties::new(
@@ -68,6 +77,7 @@ impl FleetScoreExec {
         Self {
             spec,
             labels,
+            in_order,
             input,
             schema,
             props: Arc::new(props),
@@ -111,6 +121,9 @@ impl ExecutionPlan for FleetScoreExec {
     }
 
     fn required_input_distribution(&self) -> Vec<Distribution> {
+        if self.in_order {
+            return vec![Distribution::UnspecifiedDistribution];
+        }
         match self.device_t() {
             Ok((d, _)) => vec![Distribution::KeyPartitioned(vec![d])],
             Err(_) => vec![Distribution::SinglePartition],
@@ -118,6 +131,9 @@ impl ExecutionPlan for FleetScoreExec {
     }
 
     fn required_input_ordering(&self) -> Vec<Option<OrderingRequirements>> {
+        if self.in_order {
+            return vec![None];
+        }
         let Ok((d, t)) = self.device_t() else {
             return vec![None];
         };
@@ -133,7 +149,8 @@ impl ExecutionPlan for FleetScoreExec {
     }
 
     fn benefits_from_input_partitioning(&self) -> Vec<bool> {
-        vec![true]
+        // An in-order scan must not be split or re-dealt (a device would be cut in two).
+        vec![!self.in_order]
     }
 
     fn with_new_children(
@@ -143,7 +160,12 @@ impl ExecutionPlan for FleetScoreExec {
         let input = children
             .pop()
             .ok_or_else(|| DataFusionError::Internal("FleetScoreExec has one input".into()))?;
-        Ok(Arc::new(Self::new(self.spec.clone(), self.labels, input)))
+        Ok(Arc::new(Self::new(
+            self.spec.clone(),
+            self.labels,
+            self.in_order,
+            input,
+        )))
     }
 
     fn execute(

@@ -8,14 +8,13 @@
 //! without an anomalous row. It keeps one `f32` per normal window until the end (4 bytes a
 //! window: 40 MB for 10^7 windows).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use datafusion::arrow::array::{Array, AsArray};
 use datafusion::arrow::datatypes::Float32Type;
-use datafusion::prelude::{col, lit};
 use futures::StreamExt;
 
 use super::archive;
@@ -106,32 +105,39 @@ pub struct DeviceThreshold {
     pub normal_windows: usize,
 }
 
-/// Calibrates a threshold per device of `archive` at `fpr` (see the module doc); devices
-/// sorted by name.
+/// What [`calibrate`] found: a threshold per device with normal windows, and the devices
+/// without any (every window skipped, flagged or anomalous), which keep the model's threshold.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Calibration {
+    /// Devices with a threshold, sorted by name.
+    pub thresholds: Vec<DeviceThreshold>,
+    /// Devices with windows but no normal one, sorted by name.
+    pub without_normal: Vec<String>,
+}
+
+/// Calibrates a threshold per device of `archive` at `fpr` (see the module doc).
 ///
 /// # Errors
-/// A bad model or archive, `fpr` outside `0 < fpr < 1`, a failed task, a device without a
+/// A bad model or archive, `fpr` outside `0 < fpr < 1`, a failed task, no device with a
 /// normal window.
 pub async fn calibrate(
     engine: &Engine,
     spec: &ScoreSpec,
     archive: &Path,
     fpr: f64,
-) -> Result<Vec<DeviceThreshold>> {
+) -> Result<Calibration> {
     if !(fpr > 0.0 && fpr < 1.0) {
         bail!("--fpr {fpr}: valid values are 0 < FPR < 1");
     }
     let table = scored_table(spec, archive).await?;
     let labels = table.labels;
     let ctx = engine.context().await?;
-    let mut df = ctx
-        .read_table(Arc::new(table))?
-        .filter(col("score").is_not_null().and(col("faults").is_null()))?;
+    let mut cols = vec!["device", "score", "faults"];
     if labels {
-        df = df.filter(col("label").eq(lit(false)))?;
+        cols.push("label");
     }
-    let df = df.select_columns(&["device", "score"])?;
-    let mut scores: HashMap<String, Vec<f32>> = HashMap::new();
+    let df = ctx.read_table(Arc::new(table))?.select_columns(&cols)?;
+    let mut scores: BTreeMap<String, Vec<f32>> = BTreeMap::new();
     let mut s = df.execute_stream().await?;
     while let Some(b) = s.next().await {
         let b = b?;
@@ -141,32 +147,36 @@ pub async fn calibrate(
         )?;
         let d = d.as_string::<i32>();
         let v = b.column(1).as_primitive::<Float32Type>();
+        let faults = b.column(2);
+        let label = labels.then(|| b.column(3).as_boolean());
         for i in 0..b.num_rows() {
-            if v.is_valid(i) {
-                scores
-                    .entry(d.value(i).to_string())
-                    .or_default()
-                    .push(v.value(i));
+            let per_device = scores.entry(d.value(i).to_string()).or_default();
+            let anomalous = label.is_some_and(|l| l.is_valid(i) && l.value(i));
+            if v.is_valid(i) && faults.is_null(i) && !anomalous {
+                per_device.push(v.value(i));
             }
         }
     }
-    let mut out: Vec<DeviceThreshold> = scores
-        .into_iter()
-        .filter_map(|(device, s)| {
-            threshold_at_fpr(&s, fpr).map(|threshold| DeviceThreshold {
+    let mut out = Calibration {
+        thresholds: Vec::new(),
+        without_normal: Vec::new(),
+    };
+    for (device, s) in scores {
+        match threshold_at_fpr(&s, fpr) {
+            Some(threshold) => out.thresholds.push(DeviceThreshold {
                 device,
                 threshold,
                 normal_windows: s.len(),
-            })
-        })
-        .collect();
-    if out.is_empty() {
+            }),
+            None => out.without_normal.push(device),
+        }
+    }
+    if out.thresholds.is_empty() {
         bail!(
             "{}: no device has a normal scored window",
             archive.display()
         );
     }
-    out.sort_by(|a, b| a.device.cmp(&b.device));
     Ok(out)
 }
 

@@ -3,14 +3,17 @@
 //! files in name order.
 //!
 //! The writers of this crate (`fleet convert`, `fleet generate`) write a device's samples in
-//! `t` order, so the scan's output is already what the scoring operator requires: partitioned
-//! by device (no device is split between tasks) and ordered by `(device, t)` within a task. The
-//! scan declares both ([`Partitioning::Hash`] on `device`, as DataFusion's own listing table
-//! does for files grouped by partition value, and the ordering), so the planner inserts neither
-//! a repartition nor a sort, and a task holds one Parquet batch at a time however large the
-//! archive. The claim is checked where it matters: the operator refuses a `t` that repeats or
-//! goes back and a device that comes back after another ([`super::rows`]), so an archive
-//! written out of order by another tool gets an error, not wrong windows.
+//! `t` order, so the scan's output is already what the scoring operator needs: no device is
+//! split between tasks and a task's rows are in `(device, t)` order. The scan reads each task's
+//! files one after the other in the given order (the declared ordering makes DataFusion keep
+//! the file order instead of letting idle tasks take files from one another), the operator asks
+//! the planner for no repartition and no sort ([`super::exec::FleetScoreExec::in_order`]), and a
+//! task holds one Parquet batch at a time however large the archive. DataFusion only trusts a
+//! declared ordering across several files when per-file statistics prove it, so it may still
+//! report the scan as unordered; the order is checked where it matters instead: the operator
+//! refuses a `t` that repeats or goes back and a device that comes back after another
+//! ([`super::rows`]), so an archive written out of order by another tool gets an error, not
+//! wrong windows.
 //!
 //! Devices are spread over at most `target_partitions` tasks by size, largest first onto the
 //! least loaded task (LPT: within 4/3 of the best balance).

@@ -67,6 +67,13 @@ impl Scorer {
     /// # Errors
     /// An unreadable checkpoint, an unknown or uncalibrated score, bad alarm options.
     pub fn new(spec: &ScoreSpec) -> Result<Self> {
+        if crate::poe_checkpoint::is_poe(&spec.model) {
+            anyhow::bail!(
+                "{}: a multi-sensor (--group) checkpoint; fleet scoring takes single-sensor and \
+                 mixture (--experts) models (score a --group model's devices with `tinyvae score`)",
+                spec.model.display()
+            );
+        }
         let m = load_model(&spec.model)?;
         let kind = match &spec.score {
             Some(name) => model::parse_score_kind(name, spec.samples)?,

@@ -95,6 +95,7 @@ impl TableProvider for FleetScoreTable {
         } else {
             None
         };
+        let in_order = devices.is_some();
         let input = match devices {
             Some(d) => {
                 let tasks = state.config().target_partitions();
@@ -102,8 +103,12 @@ impl TableProvider for FleetScoreTable {
             }
             None => t.scan(state, Some(&cols), &[], None).await?,
         };
-        let exec: Arc<dyn ExecutionPlan> =
-            Arc::new(FleetScoreExec::new(self.spec.clone(), self.labels, input));
+        let exec: Arc<dyn ExecutionPlan> = Arc::new(FleetScoreExec::new(
+            self.spec.clone(),
+            self.labels,
+            in_order,
+            input,
+        ));
         match projection {
             None => Ok(exec),
             Some(p) => {
