@@ -5,6 +5,8 @@ pub mod columns;
 pub mod data;
 pub mod export;
 pub mod firmware;
+#[cfg(feature = "fleet")]
+pub mod fleet;
 pub mod kernel;
 pub mod metrics;
 pub mod model;

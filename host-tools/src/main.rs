@@ -56,6 +56,13 @@ enum Cmd {
         #[command(subcommand)]
         cmd: firmware::FirmwareCmd,
     },
+    /// Score and calibrate Parquet archives of many devices on DataFusion or Ballista
+    /// (feature `fleet`).
+    #[cfg(feature = "fleet")]
+    Fleet {
+        #[command(subcommand)]
+        cmd: commands::fleet::FleetCmd,
+    },
 }
 
 fn main() -> ExitCode {
@@ -73,6 +80,8 @@ fn main() -> ExitCode {
         Cmd::Demo(a) => done(demo::run(a)),
         Cmd::Import(a) => done(import::run(a)),
         Cmd::Firmware { cmd } => firmware::run(cmd),
+        #[cfg(feature = "fleet")]
+        Cmd::Fleet { cmd } => done(commands::fleet::run(cmd)),
     };
     match result {
         Ok(code) => code,

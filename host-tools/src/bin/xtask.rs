@@ -6,6 +6,7 @@
 //!   (`firmware/nopanic`, four thumb targets), the firmware builds and the QEMU parity runs on all
 //!   five cores).
 //!   Also a bounded run of each fuzz target of `fuzz/` (libFuzzer on the stable toolchain).
+//!   The `fleet` feature (DataFusion, Ballista) is built and its tests run once, in one step.
 //! - `cargo xtask test --host-only`: the same without the firmware and QEMU steps.
 //! - `cargo xtask bench`: the printed benchmarks (firmware instructions/flash/RAM, training speed).
 
@@ -217,6 +218,20 @@ fn test(host_only: bool) -> ExitCode {
     r.step(
         "host tests and doc tests",
         cargo().args(["test", "--workspace", "--release"]),
+    );
+    // The `fleet` feature (DataFusion, Ballista) is built and tested once, here only.
+    r.step(
+        "fleet tests (DataFusion, Ballista; feature fleet)",
+        cargo().args([
+            "test",
+            "--release",
+            "-p",
+            "tinyvae-host-tools",
+            "--features",
+            "fleet",
+            "--test",
+            "fleet",
+        ]),
     );
     r.step(
         "library tests with fast-math",

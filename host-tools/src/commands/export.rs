@@ -21,6 +21,10 @@ pub struct ExportArgs {
     /// Export the f32 model instead of the int8 one.
     #[arg(long)]
     f32: bool,
+    /// Alarm threshold to export instead of the checkpoint's calibrated one (e.g. a device's
+    /// from `tinyvae fleet calibrate`); any number but NaN.
+    #[arg(long, allow_hyphen_values = true, value_parser = tinyvae_host_tools::options::parse_f32)]
+    threshold: Option<f32>,
 }
 
 /// Runs `tinyvae export`.
@@ -32,7 +36,14 @@ pub fn run(a: ExportArgs) -> Result<()> {
     if tinyvae_host_tools::poe_checkpoint::is_poe(&a.model) {
         return export_poe(&a);
     }
-    let m = load_model(&a.model)?;
+    let mut m = load_model(&a.model)?;
+    if let Some(t) = a.threshold {
+        if t.is_nan() {
+            anyhow::bail!("--threshold NaN is outside its valid range: any number but NaN");
+        }
+        m.th.f32 = t;
+        m.th.int8 = t;
+    }
     let src = if a.f32 {
         export::export_f32(&m.ck, &m.f32, m.th.f32)?
     } else {
@@ -60,6 +71,12 @@ fn export_poe(a: &ExportArgs) -> Result<()> {
     if a.f32 {
         anyhow::bail!(
             "--f32: a multi-sensor (--group) checkpoint exports its int8 model only (drop --f32)"
+        );
+    }
+    if a.threshold.is_some() {
+        anyhow::bail!(
+            "--threshold: a multi-sensor (--group) checkpoint has one threshold per sensor subset; \
+             --threshold overrides a single-sensor model's only (drop --threshold)"
         );
     }
     let m = tinyvae_host_tools::pipeline::poe::load_poe(&a.model)?;

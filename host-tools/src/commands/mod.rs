@@ -11,6 +11,8 @@ pub mod demo;
 pub mod eval;
 pub mod export;
 pub mod firmware;
+#[cfg(feature = "fleet")]
+pub mod fleet;
 pub mod import;
 pub mod poe;
 pub mod quantize;
