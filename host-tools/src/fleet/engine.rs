@@ -114,10 +114,15 @@ pub fn local_context(partitions: usize, memory_limit: usize) -> Result<SessionCo
     Ok(SessionContext::new_with_config_rt(cfg, rt))
 }
 
+/// Rows per row group of the outputs: a writer buffers one row group, so this bounds the
+/// memory of writing a window table however many windows it has.
+pub const OUTPUT_ROWS_PER_GROUP: usize = 65_536;
+
 /// Parquet writer settings of the outputs.
 pub fn writer_props() -> Result<WriterProperties> {
     Ok(WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(1)?))
+        .set_max_row_group_row_count(Some(OUTPUT_ROWS_PER_GROUP))
         .build())
 }
 
