@@ -152,20 +152,7 @@ pub fn run(a: ScoreArgs) -> Result<()> {
     };
     let threshold = match a.threshold {
         Some(t) => t,
-        None => m
-            .th
-            .kinds
-            .iter()
-            .find(|k| k.score == name)
-            .map(|k| if a.f32 { k.f32 } else { k.int8 })
-            .with_context(|| {
-                format!(
-                    "score {name} is not calibrated in {} (calibrated: {}); run `tinyvae quantize --samples {}` or give --threshold",
-                    a.model.display(),
-                    m.th.kinds.iter().map(|k| k.score.as_str()).collect::<Vec<_>>().join(", "),
-                    a.samples
-                )
-            })?,
+        None => m.th.for_score(&name, a.f32, &a.model, a.samples)?,
     };
     let alarm = options::AlarmOptions {
         threshold,

@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use tinyvae::ScoreKind;
 
@@ -85,19 +85,7 @@ impl Scorer {
         let name = model::score_name(kind);
         let threshold = match spec.threshold {
             Some(t) => t,
-            None => m
-                .th
-                .kinds
-                .iter()
-                .find(|k| k.score == name)
-                .map(|k| if spec.f32 { k.f32 } else { k.int8 })
-                .with_context(|| {
-                    format!(
-                        "score {name} is not calibrated in {}; run `tinyvae quantize --samples {}` or give --threshold",
-                        spec.model.display(),
-                        spec.samples
-                    )
-                })?,
+            None => m.th.for_score(&name, spec.f32, &spec.model, spec.samples)?,
         };
         let s = Self {
             loaded: m,

@@ -56,6 +56,34 @@ pub struct Thresholds {
     pub kinds: Vec<KindThreshold>,
 }
 
+impl Thresholds {
+    /// The calibrated threshold of score `name` (f32 or int8 model), for a checkpoint at
+    /// `model` (named in the error, with the calibrated scores and the `quantize --samples
+    /// samples` that would add it).
+    ///
+    /// # Errors
+    /// `name` is not calibrated in the checkpoint.
+    pub fn for_score(
+        &self,
+        name: &str,
+        f32: bool,
+        model: &std::path::Path,
+        samples: u16,
+    ) -> anyhow::Result<f32> {
+        self.kinds
+            .iter()
+            .find(|k| k.score == name)
+            .map(|k| if f32 { k.f32 } else { k.int8 })
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "score {name} is not calibrated in {} (calibrated: {}); run `tinyvae quantize --samples {samples}` or give --threshold",
+                    model.display(),
+                    self.kinds.iter().map(|k| k.score.as_str()).collect::<Vec<_>>().join(", "),
+                )
+            })
+    }
+}
+
 /// `config.json`'s `calibration` object: int8 ranges, the data, and the f32/int8 difference.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct Calibration {
