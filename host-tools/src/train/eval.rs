@@ -59,15 +59,7 @@ pub(crate) fn eval_sum(
         }
         first += k;
         let p = model.loss(theta, &batch[..k * x], es, 1.0)?;
-        let k = k as f64;
-        acc.loss += p.loss * k;
-        acc.recon += p.recon * k;
-        acc.kl += p.kl * k;
+        acc.add(&p, k);
     }
-    let nf = n as f64;
-    Ok(LossParts {
-        loss: acc.loss / nf,
-        recon: acc.recon / nf,
-        kl: acc.kl / nf,
-    })
+    Ok(acc.mean(n))
 }

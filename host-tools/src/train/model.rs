@@ -260,6 +260,27 @@ pub struct LossParts {
     pub kl: f64,
 }
 
+impl LossParts {
+    /// Adds the batch means `p` of `k` windows as sums (undone by [`LossParts::mean`]).
+    pub fn add(&mut self, p: &LossParts, k: usize) {
+        let kf = k as f64;
+        self.loss += p.loss * kf;
+        self.recon += p.recon * kf;
+        self.kl += p.kl * kf;
+    }
+
+    /// The sums of [`LossParts::add`] as means over `n` windows.
+    #[must_use]
+    pub fn mean(&self, n: usize) -> LossParts {
+        let nf = n as f64;
+        LossParts {
+            loss: self.loss / nf,
+            recon: self.recon / nf,
+            kl: self.kl / nf,
+        }
+    }
+}
+
 /// A model's buffers for batches of up to `capacity` windows, and its passes.
 pub struct Model<T: Real> {
     layout: Layout,

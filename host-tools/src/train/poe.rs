@@ -42,7 +42,7 @@ use super::model::{clamp, dense_backward, dense_forward, DenseSlot, LossParts};
 use super::params::Linear;
 use super::real::Real;
 use super::rng;
-use super::trainer::{EpochStats, TrainConfig, TrainReport, VAL_SEED_MIX};
+use super::trainer::{run_epochs, TrainConfig, TrainReport, VAL_SEED_MIX};
 use crate::data::WindowView;
 use rand_core::SeedableRng;
 use rand_xorshift::XorShiftRng;
@@ -761,7 +761,6 @@ pub fn train_poe_weighted(
     let b = cfg.batch.min(n);
     let mut rng = XorShiftRng::seed_from_u64(cfg.seed);
     let mut theta = layout.init(&mut rng);
-    let mut best = theta.clone();
     let mut grad = vec![0.0f32; layout.total];
     let mut adam = Adam::new(layout.total, cfg.lr, cfg.beta1, cfg.beta2, cfg.adam_eps);
     let mut val_eps = vec![0.0f32; model.eps_len(nv.max(1))];
@@ -772,82 +771,36 @@ pub fn train_poe_weighted(
     let mut order: Vec<u32> = (0..u32::try_from(n)?).collect();
     let mut xb = vec![0.0f32; b * xd];
     let mut eps = vec![0.0f32; model.eps_len(b)];
-    let mut history = Vec::new();
-    let mut best_epoch = 0usize;
-    let mut best_val = f64::NEG_INFINITY;
-    let mut stopped_early = false;
-    for e in 0..cfg.epochs {
-        let t0 = Instant::now();
-        let beta = cfg.beta_at(e);
-        rng::shuffle(&mut rng, &mut order);
-        let mut acc = LossParts::default();
-        for idx in order.chunks(b) {
-            let k = idx.len();
-            for (dst, &i) in xb.chunks_exact_mut(xd).zip(idx) {
-                dst.copy_from_slice(train.get(i as usize));
+    let fit = run_epochs(
+        cfg,
+        &mut theta,
+        &mut (),
+        |(), theta, beta| {
+            rng::shuffle(&mut rng, &mut order);
+            let mut acc = LossParts::default();
+            for idx in order.chunks(b) {
+                let k = idx.len();
+                for (dst, &i) in xb.chunks_exact_mut(xd).zip(idx) {
+                    dst.copy_from_slice(train.get(i as usize));
+                }
+                let es = &mut eps[..model.eps_len(k)];
+                rng::fill_normal(&mut rng, es);
+                let p = model.loss_grad(theta, &xb[..k * xd], es, beta as f32, &mut grad)?;
+                acc.add(&p, k);
+                adam.step(theta, &grad);
             }
-            let es = &mut eps[..model.eps_len(k)];
-            rng::fill_normal(&mut rng, es);
-            let p = model.loss_grad(&theta, &xb[..k * xd], es, beta as f32, &mut grad)?;
-            let kf = k as f64;
-            acc.loss += p.loss * kf;
-            acc.recon += p.recon * kf;
-            acc.kl += p.kl * kf;
-            adam.step(&mut theta, &grad);
-        }
-        let nf = n as f64;
-        let (loss, recon, kl) = (acc.loss / nf, acc.recon / nf, acc.kl / nf);
-        anyhow::ensure!(
-            loss.is_finite() && theta.iter().all(|v| v.is_finite()),
-            "training diverged in epoch {} (loss {loss}); try a lower learning rate",
-            e + 1
-        );
-        let v = if nv > 0 {
-            Some(val_objective(&model, &theta, val, &val_eps)?)
-        } else {
-            None
-        };
-        let val_elbo = v.map(|p| -p.loss);
-        history.push(EpochStats {
-            epoch: e + 1,
-            beta,
-            loss,
-            recon,
-            kl,
-            val_elbo,
-            val_recon: v.map(|p| p.recon),
-            val_kl: v.map(|p| p.kl),
-            seconds: t0.elapsed().as_secs_f64(),
-        });
-        match val_elbo {
-            Some(ve) if ve.is_finite() && ve > best_val => {
-                best_val = ve;
-                best_epoch = e;
-                best.copy_from_slice(&theta);
-            }
-            Some(_) => {}
-            None => best_epoch = e,
-        }
-        if nv > 0 && cfg.patience > 0 && e + 1 >= cfg.kl_warmup && e - best_epoch >= cfg.patience {
-            stopped_early = e + 1 < cfg.epochs;
-            break;
-        }
-    }
-    if nv == 0 || best_val == f64::NEG_INFINITY {
-        best.copy_from_slice(&theta);
-        best_epoch = history.len() - 1;
-    }
-    Ok((
-        layout.unflatten(&best),
-        TrainReport {
-            best_epoch: best_epoch + 1,
-            stopped_early,
-            n_train: n,
-            n_val: nv,
-            n_params: layout.total,
-            seconds: start.elapsed().as_secs_f64(),
-            history,
+            Ok(acc.mean(n))
         },
+        |(), theta| {
+            if nv == 0 {
+                return Ok(None);
+            }
+            val_objective(&model, theta, val, &val_eps).map(Some)
+        },
+    )?;
+    Ok((
+        layout.unflatten(&fit.best),
+        fit.report(n, nv, layout.total, start),
     ))
 }
 
@@ -880,16 +833,8 @@ fn val_objective(
             }
         }
         let p = model.loss(theta, &xb, &eb, 1.0f32)?;
-        let kf = k as f64;
-        acc.loss += p.loss * kf;
-        acc.recon += p.recon * kf;
-        acc.kl += p.kl * kf;
+        acc.add(&p, k);
         start += k;
     }
-    let nf = nv as f64;
-    Ok(LossParts {
-        loss: acc.loss / nf,
-        recon: acc.recon / nf,
-        kl: acc.kl / nf,
-    })
+    Ok(acc.mean(nv))
 }

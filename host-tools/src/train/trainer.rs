@@ -236,7 +236,6 @@ pub fn train_views(
     let mut model = Model::<f32>::new(arch, b)?;
     let mut rng = XorShiftRng::seed_from_u64(cfg.seed);
     let mut theta: Vec<f32> = layout.flatten(&Params::init_with(arch, &mut rng)?)?;
-    let mut best = theta.clone();
     let mut grad = vec![0.0f32; layout.total];
     let mut adam = Adam::new(layout.total, cfg.lr, cfg.beta1, cfg.beta2, cfg.adam_eps);
     let mut val_eps = vec![0.0f32; nv * zd];
@@ -249,43 +248,103 @@ pub fn train_views(
     let mut eps = vec![0.0f32; b * zd];
     let mut val_batch = Vec::new();
 
+    let fit = run_epochs(
+        cfg,
+        &mut theta,
+        &mut model,
+        |model, theta, beta| {
+            rng::shuffle(&mut rng, &mut order);
+            let mut acc = LossParts::default();
+            for idx in order.chunks(b) {
+                let k = idx.len();
+                for (dst, &i) in xb.chunks_exact_mut(xd).zip(idx) {
+                    dst.copy_from_slice(train.get(i as usize));
+                }
+                let (xs, es) = (&xb[..k * xd], &mut eps[..k * zd]);
+                rng::fill_normal(&mut rng, es);
+                let p = model.loss_grad(theta, xs, es, beta as f32, &mut grad)?;
+                acc.add(&p, k);
+                adam.step(theta, &grad);
+            }
+            Ok(acc.mean(n))
+        },
+        |model, theta| {
+            if nv == 0 {
+                return Ok(None);
+            }
+            eval_sum(model, theta, val, &val_eps, &mut val_batch).map(Some)
+        },
+    )?;
+    let params = layout.unflatten(&fit.best);
+    Ok((params, fit.report(n, nv, layout.total, start)))
+}
+
+/// What [`run_epochs`] returns: the kept weights and how they were chosen.
+pub(crate) struct Fit {
+    /// The weights of the best validation objective (the last weights without validation).
+    pub best: Vec<f32>,
+    /// One entry per epoch run.
+    pub history: Vec<EpochStats>,
+    /// Index into `history` of `best`.
+    pub best_epoch: usize,
+    /// Patience ran out before `epochs`.
+    pub stopped_early: bool,
+}
+
+impl Fit {
+    /// The run's report.
+    pub fn report(
+        self,
+        n_train: usize,
+        n_val: usize,
+        n_params: usize,
+        start: Instant,
+    ) -> TrainReport {
+        TrainReport {
+            best_epoch: self.best_epoch + 1,
+            stopped_early: self.stopped_early,
+            n_train,
+            n_val,
+            n_params,
+            seconds: start.elapsed().as_secs_f64(),
+            history: self.history,
+        }
+    }
+}
+
+/// The epoch loop every trainer shares: for each epoch, `epoch(model, theta, beta)` trains one
+/// pass and returns the mean training terms per window, `validate(model, theta)` the mean
+/// validation terms (`None` without validation windows); `model` is whatever state both need. It checks for divergence, keeps the weights of the best
+/// validation ELBO, applies the patience after the KL warm-up and draws the progress bar.
+///
+/// # Errors
+/// What `epoch` or `validate` return, or a non-finite loss or weight (divergence).
+pub(crate) fn run_epochs<M>(
+    cfg: &TrainConfig,
+    theta: &mut [f32],
+    model: &mut M,
+    mut epoch: impl FnMut(&mut M, &mut [f32], f64) -> anyhow::Result<LossParts>,
+    mut validate: impl FnMut(&mut M, &[f32]) -> anyhow::Result<Option<LossParts>>,
+) -> anyhow::Result<Fit> {
     let pb = progress_bar(cfg);
+    let mut best = theta.to_vec();
     // Grows with the epochs actually run (early stopping may end long before `epochs`).
     let mut history = Vec::new();
     let mut best_epoch = 0usize; // index into history
     let mut best_val = f64::NEG_INFINITY;
     let mut stopped_early = false;
+    let mut validated = false;
     for e in 0..cfg.epochs {
         let t0 = Instant::now();
         let beta = cfg.beta_at(e);
-        rng::shuffle(&mut rng, &mut order);
-        let mut acc = LossParts::default();
-        for idx in order.chunks(b) {
-            let k = idx.len();
-            for (dst, &i) in xb.chunks_exact_mut(xd).zip(idx) {
-                dst.copy_from_slice(train.get(i as usize));
-            }
-            let (xs, es) = (&xb[..k * xd], &mut eps[..k * zd]);
-            rng::fill_normal(&mut rng, es);
-            let p = model.loss_grad(&theta, xs, es, beta as f32, &mut grad)?;
-            let kf = k as f64;
-            acc.loss += p.loss * kf;
-            acc.recon += p.recon * kf;
-            acc.kl += p.kl * kf;
-            adam.step(&mut theta, &grad);
-        }
-        let nf = n as f64;
-        let (loss, recon, kl) = (acc.loss / nf, acc.recon / nf, acc.kl / nf);
+        let LossParts { loss, recon, kl } = epoch(model, theta, beta)?;
         anyhow::ensure!(
             loss.is_finite() && theta.iter().all(|v| v.is_finite()),
             "training diverged in epoch {} (loss {loss}); try a lower learning rate",
             e + 1
         );
-        let v = if nv > 0 {
-            Some(eval_sum(&mut model, &theta, val, &val_eps, &mut val_batch)?)
-        } else {
-            None
-        };
+        let v = validate(model, theta)?;
+        validated |= v.is_some();
         let val_elbo = v.map(|p| -p.loss);
         history.push(EpochStats {
             epoch: e + 1,
@@ -302,7 +361,7 @@ pub fn train_views(
             Some(ve) if ve.is_finite() && ve > best_val => {
                 best_val = ve;
                 best_epoch = e;
-                best.copy_from_slice(&theta);
+                best.copy_from_slice(theta);
             }
             Some(_) => {}
             None => best_epoch = e,
@@ -312,29 +371,23 @@ pub fn train_views(
             "loss {loss:.3}  kl {kl:.3}  val elbo {}",
             val_elbo.map_or("-".to_string(), |v| format!("{v:.3}"))
         ));
-        if nv > 0 && cfg.patience > 0 && e + 1 >= cfg.kl_warmup && e - best_epoch >= cfg.patience {
+        if validated && cfg.patience > 0 && e + 1 >= cfg.kl_warmup && e - best_epoch >= cfg.patience
+        {
             stopped_early = e + 1 < cfg.epochs;
             break;
         }
     }
     pb.finish_and_clear();
-    if nv == 0 || best_val == f64::NEG_INFINITY {
-        best.copy_from_slice(&theta);
+    if !validated || best_val == f64::NEG_INFINITY {
+        best.copy_from_slice(theta);
         best_epoch = history.len() - 1;
     }
-    let params = layout.unflatten(&best);
-    Ok((
-        params,
-        TrainReport {
-            best_epoch: best_epoch + 1,
-            stopped_early,
-            n_train: n,
-            n_val: nv,
-            n_params: layout.total,
-            seconds: start.elapsed().as_secs_f64(),
-            history,
-        },
-    ))
+    Ok(Fit {
+        best,
+        history,
+        best_epoch,
+        stopped_early,
+    })
 }
 
 fn progress_bar(cfg: &TrainConfig) -> ProgressBar {
