@@ -21,7 +21,9 @@ use std::fmt::Write as _;
 
 use anyhow::{bail, Result};
 
-use super::{array_item, assign_call, chain_named, f, finish, q_layer, table, Names, F32};
+use super::{
+    array_item, assign_call, chain_named, f, finish, int8_decoder_chain, q_layer, table, Names, F32,
+};
 use crate::model::{HostDecoder, HostExpert, PoeHost};
 use crate::poe_checkpoint::PoeCheckpoint;
 
@@ -267,30 +269,7 @@ pub fn export_poe_int8(ck: &PoeCheckpoint, m: &PoeHost, thresholds: &[f32; 16]) 
         f(z_q.scale),
         z_q.zero_point
     );
-    let mut parts = vec![(
-        "Quantize<LATENT>".to_string(),
-        "Quantize::new(Z_Q)".to_string(),
-        "LATENT".to_string(),
-    )];
-    for (i, l) in decoder.iter().enumerate() {
-        let name = format!("DECODER_{i}");
-        let t = q_layer(&mut b, &n, &name, &format!("decoder.{i}"), l);
-        parts.push((t, name, n.d(l.out_dim)));
-    }
-    let t = q_layer(&mut b, &n, "DECODER_OUT", "decoder.out", output);
-    parts.push((t, "DECODER_OUT".to_string(), "INPUT".to_string()));
-    let _ = writeln!(
-        b,
-        "const OUTPUT_DQ: Dequantize<INPUT> = Dequantize::new(QParams::new({}, {}));\n",
-        f(output.output_q.scale),
-        output.output_q.zero_point
-    );
-    parts.push((
-        "Dequantize<INPUT>".to_string(),
-        "OUTPUT_DQ".to_string(),
-        "INPUT".to_string(),
-    ));
-    let (dec_t, dec_v) = chain_named(&mut b, "Dec", &parts);
+    let (dec_t, dec_v) = int8_decoder_chain(&mut b, &n, decoder, output);
     let _ = writeln!(
         b,
         "/// One group's expert: its standardized sub-window -> `mu`, precisions `exp(-logvar)`.\npub type Expert = TypedExpert<{enc_t}, {mu_t}, {lv_t}, GROUP_INPUT, HIDDEN, LATENT>;\n"

@@ -3,7 +3,54 @@
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 
-use super::{lib, HostModel, Layers};
+use super::{lib, FloatLayer, HostModel, Layers};
+
+/// An empty range: the first value widened into it becomes both ends.
+pub(crate) const EMPTY: (f32, f32) = (f32::INFINITY, f32::NEG_INFINITY);
+
+/// Widens `r` to hold every value of `v`.
+pub(crate) fn widen(r: &mut (f32, f32), v: &[f32]) {
+    for &x in v {
+        r.0 = r.0.min(x);
+        r.1 = r.1.max(x);
+    }
+}
+
+/// Runs the f32 `layers` on `x`, widening `ranges[i]` with layer i's outputs; returns the last
+/// output (`x` itself without layers).
+pub(crate) fn track(
+    layers: &[FloatLayer],
+    ranges: &mut [(f32, f32)],
+    x: Vec<f32>,
+) -> Result<Vec<f32>> {
+    let mut cur = x;
+    for (l, rr) in layers.iter().zip(ranges.iter_mut()) {
+        let mut y = vec![0.0; l.out_dim];
+        l.view().map_err(lib)?.forward(&cur, &mut y).map_err(lib)?;
+        widen(rr, &y);
+        cur = y;
+    }
+    Ok(cur)
+}
+
+/// The decoder's ranges for one latent `z`: its hidden layers into `hidden`, the output layer
+/// into `output`.
+pub(crate) fn track_decoder(
+    decoder: &[FloatLayer],
+    out_layer: &FloatLayer,
+    hidden: &mut [(f32, f32)],
+    output: &mut (f32, f32),
+    z: Vec<f32>,
+) -> Result<()> {
+    let cur = track(decoder, hidden, z)?;
+    let y = track(
+        std::slice::from_ref(out_layer),
+        std::slice::from_mut(output),
+        cur,
+    )?;
+    debug_assert_eq!(y.len(), out_layer.out_dim);
+    Ok(())
+}
 
 /// Observed value ranges `(min, max)` at each layer boundary of the f32 model.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -42,20 +89,14 @@ impl HostModel {
             bail!("calibration needs the f32 model");
         };
         let mut r = Ranges {
-            input: (f32::INFINITY, f32::NEG_INFINITY),
-            encoder: vec![(f32::INFINITY, f32::NEG_INFINITY); encoder.len()],
-            mu: (f32::INFINITY, f32::NEG_INFINITY),
-            logvar: (f32::INFINITY, f32::NEG_INFINITY),
-            z: (f32::INFINITY, f32::NEG_INFINITY),
-            decoder: vec![(f32::INFINITY, f32::NEG_INFINITY); decoder.len()],
-            output: (f32::INFINITY, f32::NEG_INFINITY),
+            input: EMPTY,
+            encoder: vec![EMPTY; encoder.len()],
+            mu: EMPTY,
+            logvar: EMPTY,
+            z: EMPTY,
+            decoder: vec![EMPTY; decoder.len()],
+            output: EMPTY,
         };
-        fn upd(r: &mut (f32, f32), v: &[f32]) {
-            for &x in v {
-                r.0 = r.0.min(x);
-                r.1 = r.1.max(x);
-            }
-        }
         let mut n = 0usize;
         for x in windows {
             if x.len() != self.input {
@@ -66,14 +107,8 @@ impl HostModel {
                 );
             }
             n += 1;
-            upd(&mut r.input, x);
-            let mut cur = x.to_vec();
-            for (l, rr) in encoder.iter().zip(r.encoder.iter_mut()) {
-                let mut y = vec![0.0; l.out_dim];
-                l.view().map_err(lib)?.forward(&cur, &mut y).map_err(lib)?;
-                upd(rr, &y);
-                cur = y;
-            }
+            widen(&mut r.input, x);
+            let cur = track(encoder, &mut r.encoder, x.to_vec())?;
             let mut m = vec![0.0; self.latent];
             let mut lv = vec![0.0; self.latent];
             mu.view().map_err(lib)?.forward(&cur, &mut m).map_err(lib)?;
@@ -82,27 +117,14 @@ impl HostModel {
                 .map_err(lib)?
                 .forward(&cur, &mut lv)
                 .map_err(lib)?;
-            upd(&mut r.mu, &m);
-            upd(&mut r.logvar, &lv);
+            widen(&mut r.mu, &m);
+            widen(&mut r.logvar, &lv);
             for (&mj, &lj) in m.iter().zip(&lv) {
                 let s = 3.0
                     * tinyvae::math::exp(0.5 * lj.clamp(tinyvae::LOGVAR_MIN, tinyvae::LOGVAR_MAX));
-                upd(&mut r.z, &[mj - s, mj + s]);
+                widen(&mut r.z, &[mj - s, mj + s]);
             }
-            let mut cur = m;
-            for (l, rr) in decoder.iter().zip(r.decoder.iter_mut()) {
-                let mut y = vec![0.0; l.out_dim];
-                l.view().map_err(lib)?.forward(&cur, &mut y).map_err(lib)?;
-                upd(rr, &y);
-                cur = y;
-            }
-            let mut y = vec![0.0; output.out_dim];
-            output
-                .view()
-                .map_err(lib)?
-                .forward(&cur, &mut y)
-                .map_err(lib)?;
-            upd(&mut r.output, &y);
+            track_decoder(decoder, output, &mut r.decoder, &mut r.output, m)?;
         }
         if n == 0 {
             bail!("no calibration windows");

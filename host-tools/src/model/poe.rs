@@ -15,6 +15,7 @@ use tinyvae::{
     ScoreKind, SensorGroups,
 };
 
+use super::calibrate::{track, track_decoder, widen, EMPTY};
 use super::host::{lib, run_float, run_int8};
 use super::{FloatLayer, QLayer};
 use crate::train::poe::PoeParams;
@@ -261,15 +262,6 @@ pub type PoeView<'a> = PoeVae<'a, HostExpert, DecoderRef<'a>, Vec<f32>>;
 
 /// Scratch of a [`PoeView`].
 pub type PoeHostScratch = PoeScratch<HostBufs, HostBufs, Vec<f32>>;
-
-fn upd(r: &mut (f32, f32), v: &[f32]) {
-    for &x in v {
-        r.0 = r.0.min(x);
-        r.1 = r.1.max(x);
-    }
-}
-
-const EMPTY: (f32, f32) = (f32::INFINITY, f32::NEG_INFINITY);
 
 impl PoeHost {
     /// The f32 model of trained weights.
@@ -595,20 +587,14 @@ impl PoeHost {
                     .flat_map(|s| s.iter().enumerate().filter(|(ch, _)| mask.contains(*ch)))
                     .map(|(_, &v)| v)
                     .collect();
-                upd(&mut rr.input, &xg);
-                let mut cur = xg;
-                for (l, lr) in encoder.iter().zip(rr.encoder.iter_mut()) {
-                    let mut y = vec![0.0; l.out_dim];
-                    l.view().map_err(lib)?.forward(&cur, &mut y).map_err(lib)?;
-                    upd(lr, &y);
-                    cur = y;
-                }
+                widen(&mut rr.input, &xg);
+                let cur = track(encoder, &mut rr.encoder, xg)?;
                 let m = &mut means[gi * z..(gi + 1) * z];
                 let lv = &mut lvs[gi * z..(gi + 1) * z];
                 mu.view().map_err(lib)?.forward(&cur, m).map_err(lib)?;
                 logvar.view().map_err(lib)?.forward(&cur, lv).map_err(lib)?;
-                upd(&mut rr.mu, m);
-                upd(&mut rr.logvar, lv);
+                widen(&mut rr.mu, m);
+                widen(&mut rr.logvar, lv);
                 for v in lv.iter_mut() {
                     let cl = v.clamp(tinyvae::LOGVAR_MIN, tinyvae::LOGVAR_MAX);
                     *v = if cl.is_nan() { tinyvae::LOGVAR_MAX } else { cl };
@@ -620,22 +606,9 @@ impl PoeHost {
                     .map_err(lib)?;
                 for (&mj, &lj) in m.iter().zip(&lv) {
                     let s = 3.0 * tinyvae::math::exp(0.5 * lj);
-                    upd(&mut r.z, &[mj - s, mj + s]);
+                    widen(&mut r.z, &[mj - s, mj + s]);
                 }
-                let mut cur = m;
-                for (l, rr) in decoder.iter().zip(r.decoder.iter_mut()) {
-                    let mut y = vec![0.0; l.out_dim];
-                    l.view().map_err(lib)?.forward(&cur, &mut y).map_err(lib)?;
-                    upd(rr, &y);
-                    cur = y;
-                }
-                let mut y = vec![0.0; output.out_dim];
-                output
-                    .view()
-                    .map_err(lib)?
-                    .forward(&cur, &mut y)
-                    .map_err(lib)?;
-                upd(&mut r.output, &y);
+                track_decoder(decoder, output, &mut r.decoder, &mut r.output, m)?;
             }
         }
         if n == 0 {

@@ -60,6 +60,42 @@ pub struct DenseSlot {
     pub out: usize,
 }
 
+/// Hands out consecutive [`DenseSlot`]s of a flat parameter vector (weight, then bias).
+#[derive(Debug, Default)]
+pub struct SlotAlloc {
+    /// Parameters handed out so far (the next slot's offset).
+    pub off: usize,
+}
+
+impl SlotAlloc {
+    /// The next `inp -> out` layer.
+    pub fn dense(&mut self, inp: usize, out: usize) -> DenseSlot {
+        let s = DenseSlot {
+            w: self.off,
+            b: self.off + inp * out,
+            inp,
+            out,
+        };
+        self.off += inp * out + out;
+        s
+    }
+
+    /// A stack of layers of the given output `widths` on an input of `inp`: the slots and the
+    /// last width (`inp` when `widths` is empty).
+    pub fn stack(&mut self, inp: usize, widths: &[usize]) -> (Vec<DenseSlot>, usize) {
+        let mut prev = inp;
+        let slots = widths
+            .iter()
+            .map(|&w| {
+                let s = self.dense(prev, w);
+                prev = w;
+                s
+            })
+            .collect();
+        (slots, prev)
+    }
+}
+
 /// The flat parameter layout of an [`Arch`].
 ///
 /// Order: `encoder.{i}.weight`, `encoder.{i}.bias` for each hidden layer; `mu.weight`,
@@ -91,32 +127,12 @@ impl Layout {
     /// If `arch` fails [`Arch::validate`].
     pub fn new(arch: &Arch) -> anyhow::Result<Self> {
         arch.validate()?;
-        let mut off = 0usize;
-        let mut slot = |inp: usize, out: usize| {
-            let s = DenseSlot {
-                w: off,
-                b: off + inp * out,
-                inp,
-                out,
-            };
-            off += inp * out + out;
-            s
-        };
-        let mut prev = arch.input;
-        let mut enc = Vec::new();
-        for &w in &arch.encoder_hidden {
-            enc.push(slot(prev, w));
-            prev = w;
-        }
-        let heads = slot(prev, 2 * arch.latent);
-        prev = arch.latent;
-        let mut dec = Vec::new();
-        for &w in &arch.decoder_hidden {
-            dec.push(slot(prev, w));
-            prev = w;
-        }
-        let out = slot(prev, arch.input);
-        let noise = off..off + arch.noise_params();
+        let mut a = SlotAlloc::default();
+        let (enc, h) = a.stack(arch.input, &arch.encoder_hidden);
+        let heads = a.dense(h, 2 * arch.latent);
+        let (dec, h) = a.stack(arch.latent, &arch.decoder_hidden);
+        let out = a.dense(h, arch.input);
+        let noise = a.off..a.off + arch.noise_params();
         Ok(Self {
             arch: arch.clone(),
             enc,

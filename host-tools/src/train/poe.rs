@@ -38,7 +38,7 @@ use super::adam::Adam;
 use super::arch::{
     NoiseKind, DECODER_LOGVAR_MAX, DECODER_LOGVAR_MIN, ENCODER_LOGVAR_MAX, ENCODER_LOGVAR_MIN,
 };
-use super::model::{clamp, dense_backward, dense_forward, DenseSlot, LossParts};
+use super::model::{clamp, dense_backward, dense_forward, DenseSlot, LossParts, SlotAlloc};
 use super::params::Linear;
 use super::real::Real;
 use super::rng;
@@ -167,41 +167,24 @@ impl PoeLayout {
     /// An invalid architecture.
     pub fn new(arch: &PoeArch) -> anyhow::Result<Self> {
         arch.validate()?;
-        let mut off = 0usize;
-        let mut slot = |inp: usize, out: usize| {
-            let s = DenseSlot {
-                w: off,
-                b: off + inp * out,
-                inp,
-                out,
-            };
-            off += inp * out + out;
-            s
-        };
-        let mut experts = Vec::new();
-        for g in &arch.groups {
-            let mut prev = arch.window * g.len();
-            let mut enc = Vec::new();
-            for &w in &arch.encoder_hidden {
-                enc.push(slot(prev, w));
-                prev = w;
-            }
-            let heads = slot(prev, 2 * arch.latent);
-            experts.push(ExpertSlots { enc, heads });
-        }
-        let mut prev = arch.latent;
-        let mut dec = Vec::new();
-        for &w in &arch.decoder_hidden {
-            dec.push(slot(prev, w));
-            prev = w;
-        }
-        let out = slot(prev, arch.input());
+        let mut a = SlotAlloc::default();
+        let experts = arch
+            .groups
+            .iter()
+            .map(|g| {
+                let (enc, h) = a.stack(arch.window * g.len(), &arch.encoder_hidden);
+                let heads = a.dense(h, 2 * arch.latent);
+                ExpertSlots { enc, heads }
+            })
+            .collect();
+        let (dec, h) = a.stack(arch.latent, &arch.decoder_hidden);
+        let out = a.dense(h, arch.input());
         let n_noise = match arch.noise {
             NoiseKind::PerFeature => arch.input(),
             NoiseKind::PerChannel => arch.channels,
             NoiseKind::Unit => 0,
         };
-        let noise = off..off + n_noise;
+        let noise = a.off..a.off + n_noise;
         Ok(Self {
             arch: arch.clone(),
             experts,
