@@ -42,7 +42,7 @@ use super::model::{clamp, dense_backward, dense_forward, DenseSlot, LossParts, S
 use super::params::Linear;
 use super::real::Real;
 use super::rng;
-use super::trainer::{run_epochs, TrainConfig, TrainReport, VAL_SEED_MIX};
+use super::trainer::{run_epochs, shuffled_pass, TrainConfig, TrainReport, VAL_SEED_MIX};
 use crate::data::WindowView;
 use rand_core::SeedableRng;
 use rand_xorshift::XorShiftRng;
@@ -759,20 +759,13 @@ pub fn train_poe_weighted(
         &mut theta,
         &mut (),
         |(), theta, beta| {
-            rng::shuffle(&mut rng, &mut order);
-            let mut acc = LossParts::default();
-            for idx in order.chunks(b) {
-                let k = idx.len();
-                for (dst, &i) in xb.chunks_exact_mut(xd).zip(idx) {
-                    dst.copy_from_slice(train.get(i as usize));
-                }
+            shuffled_pass(&mut rng, &mut order, train, &mut xb, |xs, k, rng| {
                 let es = &mut eps[..model.eps_len(k)];
-                rng::fill_normal(&mut rng, es);
-                let p = model.loss_grad(theta, &xb[..k * xd], es, beta as f32, &mut grad)?;
-                acc.add(&p, k);
+                rng::fill_normal(rng, es);
+                let p = model.loss_grad(theta, xs, es, beta as f32, &mut grad)?;
                 adam.step(theta, &grad);
-            }
-            Ok(acc.mean(n))
+                Ok(p)
+            })
         },
         |(), theta| {
             if nv == 0 {

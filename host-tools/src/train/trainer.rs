@@ -253,20 +253,13 @@ pub fn train_views(
         &mut theta,
         &mut model,
         |model, theta, beta| {
-            rng::shuffle(&mut rng, &mut order);
-            let mut acc = LossParts::default();
-            for idx in order.chunks(b) {
-                let k = idx.len();
-                for (dst, &i) in xb.chunks_exact_mut(xd).zip(idx) {
-                    dst.copy_from_slice(train.get(i as usize));
-                }
-                let (xs, es) = (&xb[..k * xd], &mut eps[..k * zd]);
-                rng::fill_normal(&mut rng, es);
+            shuffled_pass(&mut rng, &mut order, train, &mut xb, |xs, k, rng| {
+                let es = &mut eps[..k * zd];
+                rng::fill_normal(rng, es);
                 let p = model.loss_grad(theta, xs, es, beta as f32, &mut grad)?;
-                acc.add(&p, k);
                 adam.step(theta, &grad);
-            }
-            Ok(acc.mean(n))
+                Ok(p)
+            })
         },
         |model, theta| {
             if nv == 0 {
@@ -277,6 +270,33 @@ pub fn train_views(
     )?;
     let params = layout.unflatten(&fit.best);
     Ok((params, fit.report(n, nv, layout.total, start)))
+}
+
+/// One epoch's pass over `train` in a fresh shuffle of `order` (Fisher–Yates from `rng`): each
+/// batch of `xb.len() / train.dim()` windows (the last may be smaller) is copied into `xb` and
+/// given to `step(batch, windows, rng)`, which returns the batch means. Returns the epoch's means.
+///
+/// # Errors
+/// What `step` returns.
+pub(crate) fn shuffled_pass(
+    rng: &mut XorShiftRng,
+    order: &mut [u32],
+    train: WindowView<'_>,
+    xb: &mut [f32],
+    mut step: impl FnMut(&[f32], usize, &mut XorShiftRng) -> anyhow::Result<LossParts>,
+) -> anyhow::Result<LossParts> {
+    let xd = train.dim();
+    let b = xb.len() / xd;
+    rng::shuffle(rng, order);
+    let mut acc = LossParts::default();
+    for idx in order.chunks(b) {
+        let k = idx.len();
+        for (dst, &i) in xb.chunks_exact_mut(xd).zip(idx) {
+            dst.copy_from_slice(train.get(i as usize));
+        }
+        acc.add(&step(&xb[..k * xd], k, rng)?, k);
+    }
+    Ok(acc.mean(order.len()))
 }
 
 /// What [`run_epochs`] returns: the kept weights and how they were chosen.
