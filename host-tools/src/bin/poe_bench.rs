@@ -11,6 +11,12 @@
 //!                   the single VAE on the bundled set)
 //!   --groups SPEC   e.g. `acc=ax,ay,az;gyro=wx,wy,wz` (the default)
 //!   --single-weight W  weight of each single group's ELBO in PoE training (default 1)
+//!   --full-weight W    weight of the full set's ELBO in PoE training (default 1)
+//!   --lr-final F    PoE learning rate falls along a half cosine to F x lr (default 1: constant)
+//!   --block-decoder PoE decoder output block-diagonal by group (`PoeRecipe::block_decoder`)
+//!   --hidden W      encoder hidden width of every model (default 60)
+//!   --decoder-hidden W  PoE decoder hidden width (default: --hidden)
+//!   --batch N       minibatch of every model (default 64)
 //!   --first-seed S  seeds S..S+N (default 0)
 //!   --poe-only      skip the comparison models
 //!   --json FILE     also write the figures as JSON
@@ -41,7 +47,7 @@ use tinyvae_host_tools::model::{score_windows, HostModel, PoeHost};
 use tinyvae_host_tools::pipeline::calibrate::split_windows;
 use tinyvae_host_tools::pipeline::config::{resolve, ModelOpts};
 use tinyvae_host_tools::pipeline::default_data;
-use tinyvae_host_tools::train::poe::{train_poe_weighted, PoeArch};
+use tinyvae_host_tools::train::poe::{train_poe_recipe, PoeArch, PoeRecipe};
 use tinyvae_host_tools::train::{self, Arch};
 
 struct Opts {
@@ -52,9 +58,12 @@ struct Opts {
     latent: usize,
     groups: String,
     json: Option<PathBuf>,
-    single_weight: f64,
+    recipe: PoeRecipe,
     first_seed: u64,
     poe_only: bool,
+    hidden: Option<usize>,
+    decoder_hidden: Option<usize>,
+    batch: Option<usize>,
 }
 
 fn parse() -> Result<Opts> {
@@ -66,9 +75,12 @@ fn parse() -> Result<Opts> {
         latent: 32,
         groups: "acc=ax,ay,az;gyro=wx,wy,wz".into(),
         json: None,
-        single_weight: 1.0,
+        recipe: PoeRecipe::default(),
         first_seed: 0,
         poe_only: false,
+        hidden: None,
+        decoder_hidden: None,
+        batch: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -81,7 +93,13 @@ fn parse() -> Result<Opts> {
             "--latent" => o.latent = val()?.parse()?,
             "--groups" => o.groups = val()?,
             "--json" => o.json = Some(val()?.into()),
-            "--single-weight" => o.single_weight = val()?.parse()?,
+            "--single-weight" => o.recipe.single_weight = val()?.parse()?,
+            "--full-weight" => o.recipe.full_weight = val()?.parse()?,
+            "--lr-final" => o.recipe.lr_final = val()?.parse()?,
+            "--block-decoder" => o.recipe.block_decoder = true,
+            "--hidden" => o.hidden = Some(val()?.parse()?),
+            "--decoder-hidden" => o.decoder_hidden = Some(val()?.parse()?),
+            "--batch" => o.batch = Some(val()?.parse()?),
             "--first-seed" => o.first_seed = val()?.parse()?,
             "--poe-only" => o.poe_only = true,
             _ => bail!("unknown option {a}"),
@@ -135,10 +153,16 @@ fn elbo(m: &HostModel, flat: &[f32]) -> Result<Vec<f32>> {
 
 fn main() -> Result<()> {
     let o = parse()?;
-    let r = resolve(&ModelOpts {
+    let mut r = resolve(&ModelOpts {
         quiet: true,
         ..ModelOpts::default()
     })?;
+    if let Some(h) = o.hidden {
+        r.encoder_hidden = vec![h];
+    }
+    if let Some(b) = o.batch {
+        r.train.batch = b;
+    }
     let series = data::load_csv(&o.train)?;
     let names = series.channels.clone();
     let c = names.len();
@@ -190,25 +214,27 @@ fn main() -> Result<()> {
             groups: groups.iter().map(|(_, v)| v.clone()).collect(),
             encoder_hidden: r.encoder_hidden.clone(),
             latent: o.latent,
-            decoder_hidden: r.encoder_hidden.iter().rev().copied().collect(),
+            decoder_hidden: o.decoder_hidden.map_or_else(
+                || r.encoder_hidden.iter().rev().copied().collect(),
+                |w| vec![w],
+            ),
             noise: r.noise,
         };
-        let (p, rep) = train_poe_weighted(
-            &arch,
-            &cfg,
-            o.single_weight,
-            split.train.view(),
-            split.val.view(),
-        )?;
+        let (p, rep) =
+            train_poe_recipe(&arch, &cfg, &o.recipe, split.train.view(), split.val.view())?;
         let f = PoeHost::float(&p)?;
         let ranges = f.calibrate(split.train.iter())?;
         let q = PoeHost::int8(&p, &ranges)?;
+        let val_elbo = rep.history[rep.best_epoch - 1].val_elbo.unwrap_or(f64::NAN);
         eprintln!(
-            "seed {seed}: poe trained in {:.1} s ({} epochs, best {}, {} params)",
+            "seed {seed}: poe trained in {:.1} s ({} epochs, best {}, validation objective {:.2} nats, {} params, {} MACs, {} B int8)",
             t0.elapsed().as_secs_f64(),
             rep.history.len(),
             rep.best_epoch,
-            rep.n_params
+            -val_elbo,
+            rep.n_params,
+            q.macs(),
+            q.param_bytes(true)
         );
         for &s in &subsets {
             for (prec, m) in [("int8", &q), ("f32", &f)] {

@@ -20,7 +20,7 @@
 //! ```
 //!
 //! `w_S` is the subset's weight ([`PoeModel::weights`], 1 for every subset unless the trainer
-//! is given others, [`train_poe_weighted`]).
+//! is given others, [`train_poe_recipe`]).
 //!
 //! # Gradients through the product (per latent dimension, `w_g = T_g / P`)
 //! ```text
@@ -714,25 +714,93 @@ pub fn train_poe(
     train: WindowView<'_>,
     val: WindowView<'_>,
 ) -> anyhow::Result<(PoeParams, TrainReport)> {
-    train_poe_weighted(arch, cfg, 1.0, train, val)
+    train_poe_recipe(arch, cfg, &PoeRecipe::default(), train, val)
 }
 
-/// [`train_poe`] with the weight `single_weight` on every single group's terms, in training
-/// and in the validation objective ([`PoeModel::with_single_weight`]); `1.0` is `train_poe`.
+/// Training variants measured by `poe_bench` (README, "Multi-sensor models"); the default is
+/// what `tinyvae train --group` does.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PoeRecipe {
+    /// Weight of each single group's terms ([`PoeModel::with_single_weight`]).
+    pub single_weight: f64,
+    /// Weight of the full set's terms.
+    pub full_weight: f64,
+    /// The learning rate falls along a half cosine from `lr` to `lr * lr_final` over the
+    /// epochs (1: constant).
+    pub lr_final: f64,
+    /// Decoder output restricted to a block diagonal: the decoder's last hidden layer is cut
+    /// into one block per group (in group order) and block g's units feed only group g's
+    /// features (the other output weights are held at 0). This trains, in the shared layout,
+    /// the function of one decoder per group of `hidden / G` units each.
+    pub block_decoder: bool,
+}
+
+impl Default for PoeRecipe {
+    fn default() -> Self {
+        Self {
+            single_weight: 1.0,
+            full_weight: 1.0,
+            lr_final: 1.0,
+            block_decoder: false,
+        }
+    }
+}
+
+/// Indices into the flat vector of the decoder output weights a block-diagonal decoder holds
+/// at 0 ([`PoeRecipe::block_decoder`]): the weight of hidden unit h to feature j when
+/// `h * G / H` is not feature j's group.
+fn off_block_weights(layout: &PoeLayout) -> Vec<usize> {
+    let (a, o) = (&layout.arch, layout.out);
+    let g = a.groups.len();
+    let mut idx = Vec::new();
+    for j in 0..o.out {
+        let ch = j % a.channels;
+        let gj = a.groups.iter().position(|m| m.contains(&ch));
+        for h in 0..o.inp {
+            if Some(h * g / o.inp) != gj {
+                idx.push(o.w + j * o.inp + h);
+            }
+        }
+    }
+    idx
+}
+
+/// [`train_poe`] with the variants of `recipe`; the subset weights count in training and in
+/// the validation objective. `PoeRecipe::default()` is `train_poe`.
 ///
 /// # Errors
-/// As [`train_poe`], and a weight that is not finite and positive.
-pub fn train_poe_weighted(
+/// As [`train_poe`], and a weight or `lr_final` that is not finite and positive.
+pub fn train_poe_recipe(
     arch: &PoeArch,
     cfg: &TrainConfig,
-    single_weight: f64,
+    recipe: &PoeRecipe,
     train: WindowView<'_>,
     val: WindowView<'_>,
 ) -> anyhow::Result<(PoeParams, TrainReport)> {
     let start = Instant::now();
     cfg.validate()?;
-    let model = PoeModel::with_single_weight(arch, single_weight)?;
+    let mut model = PoeModel::with_single_weight(arch, recipe.single_weight)?;
+    for (what, v) in [
+        ("full-set weight", recipe.full_weight),
+        ("lr_final", recipe.lr_final),
+    ] {
+        anyhow::ensure!(
+            v.is_finite() && v > 0.0,
+            "the {what} must be finite and > 0, found {v}"
+        );
+    }
+    model.weights[0] = recipe.full_weight;
     let layout = &model.layout;
+    let off_block = if recipe.block_decoder {
+        off_block_weights(layout)
+    } else {
+        Vec::new()
+    };
+    let hold = |theta: &mut [f32]| {
+        for &i in &off_block {
+            theta[i] = 0.0;
+        }
+    };
     let xd = arch.input();
     anyhow::ensure!(train.dim() == xd && val.dim() == xd, "window width");
     let n = train.len();
@@ -744,6 +812,7 @@ pub fn train_poe_weighted(
     let b = cfg.batch.min(n);
     let mut rng = XorShiftRng::seed_from_u64(cfg.seed);
     let mut theta = layout.init(&mut rng);
+    hold(&mut theta);
     let mut grad = vec![0.0f32; layout.total];
     let mut adam = Adam::new(layout.total, cfg.lr, cfg.beta1, cfg.beta2, cfg.adam_eps);
     let mut val_eps = vec![0.0f32; model.eps_len(nv.max(1))];
@@ -757,17 +826,24 @@ pub fn train_poe_weighted(
     let fit = run_epochs(
         cfg,
         &mut theta,
-        &mut (),
-        |(), theta, beta| {
+        &mut 0usize,
+        |epoch, theta, beta| {
+            if recipe.lr_final != 1.0 {
+                let c =
+                    0.5 * (1.0 + (std::f64::consts::PI * *epoch as f64 / cfg.epochs as f64).cos());
+                adam.lr = cfg.lr * (recipe.lr_final + (1.0 - recipe.lr_final) * c);
+            }
+            *epoch += 1;
             shuffled_pass(&mut rng, &mut order, train, &mut xb, |xs, k, rng| {
                 let es = &mut eps[..model.eps_len(k)];
                 rng::fill_normal(rng, es);
                 let p = model.loss_grad(theta, xs, es, beta as f32, &mut grad)?;
                 adam.step(theta, &grad);
+                hold(theta);
                 Ok(p)
             })
         },
-        |(), theta| {
+        |_, theta| {
             if nv == 0 {
                 return Ok(None);
             }
