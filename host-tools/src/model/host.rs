@@ -180,64 +180,32 @@ impl HostModel {
     /// # Errors
     /// A degenerate range (see [`QParams::from_range`]) or shapes that do not chain.
     pub fn int8(p: &Params, ranges: &Ranges) -> Result<Self> {
-        let qp = |what: &str, (lo, hi): (f32, f32)| {
-            QParams::from_range(lo, hi)
-                .map_err(|e| anyhow::anyhow!("quantization range of {what} [{lo}, {hi}]: {e}"))
-        };
-        // Quantizes one layer; an error names it (`layer encoder.0: output 3: ...`).
-        let layer = |name: &str, l: &Linear, i: QParams, o: QParams, act: Activation| {
-            QLayer::quantize(l, i, o, act).with_context(|| format!("layer {name}"))
-        };
         if ranges.encoder.len() != p.encoder.len() || ranges.decoder.len() != p.decoder.len() {
             bail!("calibration ranges do not match the model's layers");
         }
-        let input_q = qp("the input", ranges.input)?;
-        let mut prev = input_q;
-        let mut encoder = Vec::new();
-        for (i, (l, &r)) in p.encoder.iter().zip(&ranges.encoder).enumerate() {
-            let out_q = qp(&format!("encoder.{i}"), r)?;
-            encoder.push(layer(
-                &format!("encoder.{i}"),
-                l,
-                prev,
-                out_q,
-                Activation::Relu,
-            )?);
-            prev = out_q;
-        }
-        let mu = layer(
+        let input_q = range_q("the input", ranges.input)?;
+        let (encoder, prev) = quantize_relu_stack("encoder", &p.encoder, &ranges.encoder, input_q)?;
+        let mu = quantize_layer(
             "mu",
             &p.mu,
             prev,
-            qp("mu", ranges.mu)?,
+            range_q("mu", ranges.mu)?,
             Activation::Identity,
         )?;
-        let logvar = layer(
+        let logvar = quantize_layer(
             "logvar",
             &p.logvar,
             prev,
-            qp("logvar", ranges.logvar)?,
+            range_q("logvar", ranges.logvar)?,
             Activation::Identity,
         )?;
-        let z_q = qp("z", ranges.z)?;
-        let mut prev = z_q;
-        let mut decoder = Vec::new();
-        for (i, (l, &r)) in p.decoder.iter().zip(&ranges.decoder).enumerate() {
-            let out_q = qp(&format!("decoder.{i}"), r)?;
-            decoder.push(layer(
-                &format!("decoder.{i}"),
-                l,
-                prev,
-                out_q,
-                Activation::Relu,
-            )?);
-            prev = out_q;
-        }
-        let output = layer(
+        let z_q = range_q("z", ranges.z)?;
+        let (decoder, prev) = quantize_relu_stack("decoder", &p.decoder, &ranges.decoder, z_q)?;
+        let output = quantize_layer(
             "decoder.out",
             &p.decoder_out,
             prev,
-            qp("decoder.out", ranges.output)?,
+            range_q("decoder.out", ranges.output)?,
             Activation::Identity,
         )?;
         let layers = Layers::Int8 {
@@ -523,4 +491,41 @@ impl VaeModel for HostModel {
             None => self.noise(),
         }
     }
+}
+
+/// The int8 quantization of a calibrated range `(lo, hi)`; an error names `what`.
+pub(crate) fn range_q(what: &str, (lo, hi): (f32, f32)) -> Result<QParams> {
+    QParams::from_range(lo, hi)
+        .map_err(|e| anyhow::anyhow!("quantization range of {what} [{lo}, {hi}]: {e}"))
+}
+
+/// Quantizes one layer; an error names it (`layer encoder.0: output 3: ...`).
+pub(crate) fn quantize_layer(
+    name: &str,
+    l: &Linear,
+    input_q: QParams,
+    output_q: QParams,
+    act: Activation,
+) -> Result<QLayer> {
+    QLayer::quantize(l, input_q, output_q, act).with_context(|| format!("layer {name}"))
+}
+
+/// Quantizes a stack of ReLU layers named `{prefix}.{i}` whose outputs were calibrated to
+/// `ranges`, from the input quantization `input_q`; returns the layers and the quantization of
+/// the last output (`input_q` for an empty stack).
+pub(crate) fn quantize_relu_stack(
+    prefix: &str,
+    layers: &[Linear],
+    ranges: &[(f32, f32)],
+    input_q: QParams,
+) -> Result<(Vec<QLayer>, QParams)> {
+    let mut prev = input_q;
+    let mut out = Vec::with_capacity(layers.len());
+    for (i, (l, &r)) in layers.iter().zip(ranges).enumerate() {
+        let name = format!("{prefix}.{i}");
+        let out_q = range_q(&name, r)?;
+        out.push(quantize_layer(&name, l, prev, out_q, Activation::Relu)?);
+        prev = out_q;
+    }
+    Ok((out, prev))
 }

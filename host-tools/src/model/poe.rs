@@ -9,14 +9,14 @@
 //! hidden and output ranges from decoding `mu_S`. Everything else (fusion, likelihood over the
 //! present groups, scores) is the library's code, so the host computes what the chip computes.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use tinyvae::{
     Activation, Error, ExpertEncoder, GroupSet, LatentDecoder, PoeScratch, PoeVae, QParams,
     ScoreKind, SensorGroups,
 };
 
 use super::calibrate::{track, track_decoder, widen, EMPTY};
-use super::host::{lib, run_float, run_int8};
+use super::host::{lib, quantize_layer, quantize_relu_stack, range_q, run_float, run_int8};
 use super::{FloatLayer, QLayer};
 use crate::train::poe::PoeParams;
 use crate::train::Linear;
@@ -291,39 +291,30 @@ impl PoeHost {
     /// # Errors
     /// A degenerate range or shapes that do not chain.
     pub fn int8(p: &PoeParams, r: &PoeRanges) -> Result<Self> {
-        let qp = |what: &str, (lo, hi): (f32, f32)| {
-            QParams::from_range(lo, hi)
-                .map_err(|e| anyhow::anyhow!("quantization range of {what} [{lo}, {hi}]: {e}"))
-        };
-        let layer = |name: &str, l: &Linear, i: QParams, o: QParams, act: Activation| {
-            QLayer::quantize(l, i, o, act).with_context(|| format!("layer {name}"))
-        };
         if r.experts.len() != p.experts.len() || r.decoder.len() != p.decoder.len() {
             bail!("calibration ranges do not match the model's layers");
         }
         let mut experts = Vec::new();
         for (g, (e, er)) in p.experts.iter().zip(&r.experts).enumerate() {
-            let input_q = qp(&format!("expert {g} input"), er.input)?;
-            let mut prev = input_q;
-            let mut encoder = Vec::new();
-            for (i, (l, &rr)) in e.encoder.iter().zip(&er.encoder).enumerate() {
-                let name = format!("expert.{g}.encoder.{i}");
-                let out_q = qp(&name, rr)?;
-                encoder.push(layer(&name, l, prev, out_q, Activation::Relu)?);
-                prev = out_q;
-            }
-            let mu = layer(
+            let input_q = range_q(&format!("expert {g} input"), er.input)?;
+            let (encoder, prev) = quantize_relu_stack(
+                &format!("expert.{g}.encoder"),
+                &e.encoder,
+                &er.encoder,
+                input_q,
+            )?;
+            let mu = quantize_layer(
                 "mu",
                 &e.mu,
                 prev,
-                qp(&format!("expert.{g}.mu"), er.mu)?,
+                range_q(&format!("expert.{g}.mu"), er.mu)?,
                 Activation::Identity,
             )?;
-            let logvar = layer(
+            let logvar = quantize_layer(
                 "logvar",
                 &e.logvar,
                 prev,
-                qp(&format!("expert.{g}.logvar"), er.logvar)?,
+                range_q(&format!("expert.{g}.logvar"), er.logvar)?,
                 Activation::Identity,
             )?;
             let precision = tinyvae::precision_table(logvar.output_q).to_vec();
@@ -335,20 +326,13 @@ impl PoeHost {
                 precision,
             });
         }
-        let z_q = qp("z", r.z)?;
-        let mut prev = z_q;
-        let mut decoder = Vec::new();
-        for (i, (l, &rr)) in p.decoder.iter().zip(&r.decoder).enumerate() {
-            let name = format!("decoder.{i}");
-            let out_q = qp(&name, rr)?;
-            decoder.push(layer(&name, l, prev, out_q, Activation::Relu)?);
-            prev = out_q;
-        }
-        let output = layer(
+        let z_q = range_q("z", r.z)?;
+        let (decoder, prev) = quantize_relu_stack("decoder", &p.decoder, &r.decoder, z_q)?;
+        let output = quantize_layer(
             "decoder.out",
             &p.decoder_out,
             prev,
-            qp("decoder.out", r.output)?,
+            range_q("decoder.out", r.output)?,
             Activation::Identity,
         )?;
         Self::assemble(
