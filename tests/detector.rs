@@ -3,6 +3,8 @@
 
 #![allow(clippy::needless_range_loop, clippy::too_many_arguments)]
 
+mod common;
+use common::{leak, normal_dense as dense, SplitMix as TestRng};
 use tinyvae::{
     decoder_noise, score, window_rng, Activation, AdaptConfig, Alarm, AlarmConfig, AlarmEvent,
     BorrowedWorkspace, Buffers, Chain, ChannelMask, Dense, Detector, DetectorConfig, Error,
@@ -22,49 +24,6 @@ const Z: usize = 2;
 type Dec = Chain<Dense<Z, H>, Dense<H, X>, H>;
 type Model = Vae<Dense<X, H>, Dense<H, Z>, Dense<H, Z>, Dec, X, H, Z>;
 type Det = VaeDetector<Model, C, W, X, Z>;
-
-/// Deterministic test data: splitmix64 + Box–Muller in f64.
-struct TestRng(u64);
-
-impl TestRng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn uniform(&mut self) -> f64 {
-        ((self.next_u64() >> 11) as f64 + 0.5) / (1u64 << 53) as f64
-    }
-    fn normal(&mut self) -> f64 {
-        let (u1, u2) = (self.uniform(), self.uniform());
-        (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
-    }
-}
-
-fn leak<T>(v: T) -> &'static T {
-    Box::leak(Box::new(v))
-}
-
-fn dense<const I: usize, const O: usize>(
-    rng: &mut TestRng,
-    scale: f64,
-    bias: f32,
-    act: Activation,
-) -> Dense<I, O> {
-    let mut w = [[0.0f32; I]; O];
-    for row in w.iter_mut() {
-        for v in row.iter_mut() {
-            *v = (scale * rng.normal() / (I as f64).sqrt()) as f32;
-        }
-    }
-    let mut b = [0.0f32; O];
-    for v in b.iter_mut() {
-        *v = bias + (0.1 * rng.normal()) as f32;
-    }
-    Dense::new(leak(w), leak(b), act)
-}
 
 fn model(seed: u64) -> Model {
     let mut rng = TestRng(seed);

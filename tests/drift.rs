@@ -7,27 +7,9 @@
 
 #![allow(clippy::needless_range_loop)]
 
+mod common;
+use common::SplitMix as TestRng;
 use tinyvae::{ChannelMask, Normalizer, P2Quantile, Welford};
-
-/// splitmix64 with a Box–Muller normal.
-struct TestRng(u64);
-
-impl TestRng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn uniform(&mut self) -> f64 {
-        ((self.next_u64() >> 11) as f64 + 0.5) / (1u64 << 53) as f64
-    }
-    fn normal(&mut self) -> f64 {
-        let (u1, u2) = (self.uniform(), self.uniform());
-        (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
-    }
-}
 
 /// Channels of the stream: (mean, standard deviation), sensor-like offsets and spreads.
 const CHANNELS: [(f64, f64); 4] = [(0.0, 1.0), (5.0, 0.1), (-300.0, 20.0), (9.81, 0.5)];

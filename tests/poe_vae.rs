@@ -4,6 +4,8 @@
 
 #![allow(clippy::needless_range_loop)]
 
+mod common;
+use common::{leak, SplitMix as TestRng};
 use tinyvae::{
     decoder_noise, dequantize, expert_precision, fuse_experts, fuse_precisions, precision_table,
     product_of_experts, window_rng, Activation, AlarmConfig, Chain, ChannelMask, Dense, Dequantize,
@@ -26,41 +28,8 @@ type Dec = TypedDecoder<Chain<Dense<Z, HD>, Dense<HD, X>, HD>, Z, X>;
 type Model = PoeVae<'static, Expert, Dec, [f32; 16]>;
 type Scratch = <Model as VaeModel>::Scratch;
 
-struct TestRng(u64);
-
-impl TestRng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn uniform(&mut self) -> f64 {
-        ((self.next_u64() >> 11) as f64 + 0.5) / (1u64 << 53) as f64
-    }
-    fn normal(&mut self) -> f64 {
-        let (u1, u2) = (self.uniform(), self.uniform());
-        (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
-    }
-}
-
-fn leak<T>(v: T) -> &'static T {
-    Box::leak(Box::new(v))
-}
-
 fn dense<const I: usize, const O: usize>(rng: &mut TestRng, act: Activation) -> Dense<I, O> {
-    let mut w = [[0.0f32; I]; O];
-    for row in w.iter_mut() {
-        for v in row.iter_mut() {
-            *v = (rng.normal() / (I as f64).sqrt()) as f32;
-        }
-    }
-    let mut b = [0.0f32; O];
-    for v in b.iter_mut() {
-        *v = (0.1 * rng.normal()) as f32;
-    }
-    Dense::new(leak(w), leak(b), act)
+    common::normal_dense(rng, 1.0, 0.0, act)
 }
 
 fn model(seed: u64, shifts: [f32; 16]) -> Model {

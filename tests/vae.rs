@@ -44,6 +44,8 @@
 
 #![allow(clippy::needless_range_loop)]
 
+mod common;
+use common::{leak, SplitMix as TestRng};
 use tinyvae::{
     decoder_noise, default_rng, fold_bias, kl_std_normal, per_channel_multiplier,
     quantize_multiplier, quantized_activation_range, Activation, Chain, Dense, Dequantize,
@@ -53,30 +55,6 @@ use tinyvae::{
 
 /// Monte Carlo tolerance, in standard errors.
 const SE_BOUND: f64 = 4.0;
-
-fn leak<T>(v: T) -> &'static T {
-    Box::leak(Box::new(v))
-}
-
-/// Deterministic test data: splitmix64 + Box–Muller in f64 (independent of the library).
-struct TestRng(u64);
-
-impl TestRng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn uniform(&mut self) -> f64 {
-        ((self.next_u64() >> 11) as f64 + 0.5) / (1u64 << 53) as f64
-    }
-    fn normal(&mut self) -> f64 {
-        let (u1, u2) = (self.uniform(), self.uniform());
-        (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
-    }
-}
 
 /// Sample mean and its standard error.
 fn mean_se(v: &[f64]) -> (f64, f64) {

@@ -1,5 +1,6 @@
-//! Helpers shared by the f64-reference tests (`gaussian.rs`, `kl.rs`, `poe_moe.rs`): uniform
-//! draws, random SPD matrices and a dense f64 solver.
+//! Helpers shared by the tests: uniform draws, random SPD matrices and a dense f64 solver (the
+//! f64-reference tests `gaussian.rs`, `kl.rs`, `poe_moe.rs`), and the splitmix64 test data and
+//! random layers of the model tests.
 //!
 //! Each test file is its own crate and uses only some of these, hence `allow(dead_code)`.
 #![allow(dead_code, clippy::needless_range_loop)]
@@ -93,4 +94,56 @@ pub fn solve_f64(a: &[Vec<f64>], b: &[f64]) -> (Vec<f64>, f64) {
 /// ln |det A| (by [`solve_f64`]'s elimination).
 pub fn log_det_lu(a: &[Vec<f64>]) -> f64 {
     solve_f64(a, &vec![0.0; a.len()]).1
+}
+
+/// splitmix64 with a Box–Muller normal in f64: deterministic test data, independent of the
+/// library's generator.
+pub struct SplitMix(pub u64);
+
+impl SplitMix {
+    /// The next 64-bit draw.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `(0, 1)`.
+    pub fn uniform(&mut self) -> f64 {
+        ((self.next_u64() >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+    }
+
+    /// Standard normal (Box–Muller).
+    pub fn normal(&mut self) -> f64 {
+        let (u1, u2) = (self.uniform(), self.uniform());
+        (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+    }
+}
+
+/// A value for the life of the test (layers borrow `'static` weights).
+pub fn leak<T>(v: T) -> &'static T {
+    Box::leak(Box::new(v))
+}
+
+/// A dense layer with weights `scale N(0, 1) / sqrt(I)` then biases `bias + 0.1 N(0, 1)`,
+/// drawn in that order.
+pub fn normal_dense<const I: usize, const O: usize>(
+    rng: &mut SplitMix,
+    scale: f64,
+    bias: f32,
+    act: tinyvae::Activation,
+) -> tinyvae::Dense<I, O> {
+    let mut w = [[0.0f32; I]; O];
+    for row in w.iter_mut() {
+        for v in row.iter_mut() {
+            *v = (scale * rng.normal() / (I as f64).sqrt()) as f32;
+        }
+    }
+    let mut b = [0.0f32; O];
+    for v in b.iter_mut() {
+        *v = bias + (0.1 * rng.normal()) as f32;
+    }
+    tinyvae::Dense::new(leak(w), leak(b), act)
 }

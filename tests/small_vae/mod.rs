@@ -15,44 +15,17 @@ pub type Dec = Chain<Dense<Z, H>, Dense<H, X>, H>;
 pub type Model = Vae<Dense<X, H>, Dense<H, Z>, Dense<H, Z>, Dec, X, H, Z>;
 pub type Det = VaeDetector<Model, C, W, X, Z>;
 
-/// splitmix64 with a Box–Muller normal.
-pub struct TestRng(pub u64);
+#[path = "../common/mod.rs"]
+mod common;
+pub use common::{leak, SplitMix as TestRng};
 
-impl TestRng {
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    pub fn uniform(&mut self) -> f64 {
-        ((self.next_u64() >> 11) as f64 + 0.5) / (1u64 << 53) as f64
-    }
-    pub fn normal(&mut self) -> f64 {
-        let (u1, u2) = (self.uniform(), self.uniform());
-        (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
-    }
-}
-
-pub fn leak<T>(v: T) -> &'static T {
-    Box::leak(Box::new(v))
-}
-
+/// A dense layer with weights `N(0, 1) / sqrt(I)` and biases `bias + 0.1 N(0, 1)`.
 pub fn dense<const I: usize, const O: usize>(
     rng: &mut TestRng,
     bias: f32,
     act: Activation,
 ) -> Dense<I, O> {
-    let mut w = [[0.0f32; I]; O];
-    for v in w.iter_mut().flatten() {
-        *v = (rng.normal() / (I as f64).sqrt()) as f32;
-    }
-    let mut b = [0.0f32; O];
-    for v in b.iter_mut() {
-        *v = bias + (0.1 * rng.normal()) as f32;
-    }
-    Dense::new(leak(w), leak(b), act)
+    common::normal_dense(rng, 1.0, bias, act)
 }
 
 pub fn model() -> Model {
