@@ -306,17 +306,33 @@ where
             }
             let chans = chans.get(..k).unwrap_or(&[]);
             same_len(n, k * (x.len() / c))?;
+            // A group with no channel below `c` (a malformed model) has nothing to gather; the
+            // explicit test also lets the compiler drop `chunks_exact_mut`'s zero-size panic.
+            if k == 0 {
+                return Err(Error::ShapeMismatch {
+                    expected: n,
+                    found: 0,
+                });
+            }
             let first = chans.first().copied().unwrap_or(0);
-            if chans.last().copied().unwrap_or(0) + 1 == first + k {
-                // Adjacent channels (e.g. ax, ay, az): one slice per step.
-                for (dst, step) in gather.chunks_exact_mut(k.max(1)).zip(x.chunks_exact(c)) {
+            if k == 3 && chans.last().copied().unwrap_or(0) == first + 2 {
+                // Three adjacent channels (a 3-axis sensor): one 3-value copy per step.
+                let (dst3, _) = gather.as_chunks_mut::<3>();
+                for (d, step) in dst3.iter_mut().zip(x.chunks_exact(c)) {
+                    if let Some(&[a, b, v]) = step.get(first..first + 3) {
+                        *d = [a, b, v];
+                    }
+                }
+            } else if chans.last().copied().unwrap_or(0) + 1 == first + k {
+                // Adjacent channels: one slice per step.
+                for (dst, step) in gather.chunks_exact_mut(k).zip(x.chunks_exact(c)) {
                     let src = step.get(first..).unwrap_or(&[]);
                     for (d, &v) in dst.iter_mut().zip(src) {
                         *d = v;
                     }
                 }
             } else {
-                for (dst, step) in gather.chunks_exact_mut(k.max(1)).zip(x.chunks_exact(c)) {
+                for (dst, step) in gather.chunks_exact_mut(k).zip(x.chunks_exact(c)) {
                     for (d, &ch) in dst.iter_mut().zip(chans) {
                         *d = step.get(ch).copied().unwrap_or(0.0);
                     }

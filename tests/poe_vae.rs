@@ -430,3 +430,74 @@ fn attribution_among_the_present_groups() {
     }
     assert!(checked > 0);
 }
+
+/// An expert that passes its sub-window through as `mu` with precision 1: with one group
+/// present the fused mean is exactly half the gathered sub-window.
+struct Probe;
+
+impl tinyvae::ExpertEncoder for Probe {
+    type Scratch = ();
+    fn input_dim(&self) -> usize {
+        12
+    }
+    fn encode(
+        &self,
+        x: &[f32],
+        mu: &mut [f32],
+        precision: &mut [f32],
+        _: &mut (),
+    ) -> Result<(), Error> {
+        mu.copy_from_slice(x);
+        precision.fill(1.0);
+        Ok(())
+    }
+}
+
+/// The gather of a group's sub-window (`x_g[t |M_g| + j] = x[t C + M_g[j]]`), on the path for
+/// three adjacent channels (a 3-axis sensor, at offset 0 and 1) and on the general one.
+#[test]
+fn group_sub_windows_are_gathered_by_channel() {
+    const C6: usize = 6;
+    const X6: usize = 4 * C6;
+    type ProbeModel = PoeVae<'static, Probe, TypedDecoder<Dense<12, X6>, 12, X6>, [f32; 24]>;
+    let mut rng = TestRng(5);
+    let decoder = TypedDecoder(dense::<12, X6>(&mut rng, Activation::Identity));
+    for masks in [
+        [0b000_111, 0b111_000],
+        [0b001_110, 0b110_001],
+        [0b010_101, 0b101_010],
+    ] {
+        let groups = SensorGroups::new(&masks.map(ChannelMask)).unwrap();
+        let m: ProbeModel = PoeVae::new(
+            leak([Probe, Probe]),
+            decoder,
+            groups,
+            C6,
+            leak([1.0f32; X6]),
+            leak([0.0f32; 2]),
+            leak([0.0f32; 16]),
+        );
+        let mut scratch = PoeScratch {
+            experts: (),
+            decoder: <Dense<12, X6> as Layer<12, X6>>::SCRATCH,
+            gather: [0.0f32; 24],
+            means: [0.0f32; 24],
+            precisions: [0.0f32; 24],
+        };
+        let x: [f32; X6] = core::array::from_fn(|_| rng.normal() as f32);
+        for g in 0..2 {
+            let chans: Vec<usize> = (0..C6)
+                .filter(|&c| groups.channels(g).contains(c))
+                .collect();
+            let want: Vec<f32> = x
+                .chunks_exact(C6)
+                .flat_map(|s| chans.iter().map(move |&c| s[c]))
+                .collect();
+            let (mut mu, mut lv) = ([0.0f32; 12], [0.0f32; 12]);
+            m.encode_groups(&x, GroupSet(1 << g), &mut mu, &mut lv, &mut scratch)
+                .unwrap();
+            let got: Vec<f32> = mu.iter().map(|v| 2.0 * v).collect();
+            assert_eq!(got, want, "groups {masks:?}, group {g}");
+        }
+    }
+}

@@ -25,6 +25,10 @@
 //! - the building blocks a host calls directly: `Alarm`, `P2Quantile`, `Welford`,
 //!   `Normalizer::from_std`, `RawScale`, `SaturationLimits`.
 //!
+//! With a product-of-experts model compiled in (`TINYVAE_MODEL=model/poe_model.rs`, detected by
+//! `build.rs` as `cfg(fw_poe)`), the same calls go through the groups' experts, the product and
+//! the per-subset likelihood; `cargo xtask test` links both.
+//!
 //! Not covered: the logging of the QEMU programs (defmt, semihosting), which is not part of the
 //! library. Built by `cargo xtask test` (firmware part) for the M0 (`thumbv6m-none-eabi`) and the
 //! M4 (`thumbv7em-none-eabihf`); the program is linked, never run.
@@ -37,7 +41,7 @@ use rand_xorshift::XorShiftRng;
 use tinyvae::{Activation, ChannelMask};
 use tinyvae::{
     AdaptConfig, Alarm, AlarmConfig, BorrowedWorkspace, Buffers, Chain, Dense, DenseView, Detector,
-    DetectorConfig, NormalSampler, Normalizer, P2Quantile, QDenseView, QKernel, RawScale,
+    DetectorConfig, NormalSampler, Normalizer, P2Quantile, QDense, QDenseView, QKernel, RawScale,
     SaturationLimits, ScoreKind, SliceDetector, Vae, VaeDetector, VaeModel, Welford, Workspace,
 };
 use tinyvae_pipeline::model::{self, Model, MODEL};
@@ -291,14 +295,31 @@ fn int8_slice_detector() {
     }
 }
 
-#[inline(never)]
-fn layers() {
-    let layer = opaque(&MODEL.encoder.second);
-    let x = opaque([3i8; model::INPUT]);
-    let mut y = [0i8; 60];
+/// The compiled-in model's first int8 layer: the encoder's (the first expert's for a
+/// product-of-experts model, `cfg(fw_poe)`, set by `build.rs`).
+#[cfg(not(fw_poe))]
+fn first_layer() -> &'static QDense<{ model::INPUT }, { model::HIDDEN }> {
+    &MODEL.encoder.second
+}
+
+#[cfg(fw_poe)]
+fn first_layer() -> &'static QDense<{ model::GROUP_INPUT }, { model::HIDDEN }> {
+    &MODEL.experts[0].body.second
+}
+
+/// The typed forward pass and the check of a layer.
+fn typed_forward<const I: usize, const O: usize>(layer: &QDense<I, O>) {
+    let x = opaque([3i8; I]);
+    let mut y = [0i8; O];
     layer.forward_with(opaque(QKernel::Dsp), &x, &mut y);
     keep(&y);
     keep(layer.validate());
+}
+
+#[inline(never)]
+fn layers() {
+    let layer = opaque(first_layer());
+    typed_forward(layer);
 
     let v = layer.view();
     let view = QDenseView::new(

@@ -430,22 +430,35 @@ fn qemu_soak(r: &mut Runner, fw: &Path, windows: u32) {
 
 /// The link-time no-panic check (`firmware/nopanic`): a firmware calling every public scoring
 /// and detector entry point whose panic handler references an undefined symbol, so it links only
-/// if no panic is reachable. Built with the firmware's release profile for each core's target.
+/// if no panic is reachable. Built with the firmware's release profile for each core's target,
+/// with the default model and with the committed product-of-experts model
+/// (`firmware/model/poe_model.rs`, whose detector scores through the groups' experts).
 fn no_panic_check(r: &mut Runner, fw: &Path) {
-    for target in TARGETS {
-        let mut c = cargo();
-        c.current_dir(fw).args([
-            "build",
-            "--release",
-            "-p",
-            "tinyvae-nopanic",
-            "--target",
-            target,
-        ]);
-        r.step(
-            &format!("no-panic link check {target} (firmware/nopanic; locate.sh finds a failure)"),
-            &mut c,
-        );
+    for (model, what) in [
+        (None, "default model"),
+        (Some("model/poe_model.rs"), "PoE model"),
+    ] {
+        for target in TARGETS {
+            let mut c = cargo();
+            c.current_dir(fw).args([
+                "build",
+                "--release",
+                "-p",
+                "tinyvae-nopanic",
+                "--target",
+                target,
+            ]);
+            match model {
+                Some(m) => c.env("TINYVAE_MODEL", m),
+                None => c.env_remove("TINYVAE_MODEL"),
+            };
+            r.step(
+                &format!(
+                    "no-panic link check {target}, {what} (firmware/nopanic; locate.sh finds a failure)"
+                ),
+                &mut c,
+            );
+        }
     }
 }
 
