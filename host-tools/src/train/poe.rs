@@ -826,14 +826,12 @@ pub fn train_poe_recipe(
     let fit = run_epochs(
         cfg,
         &mut theta,
-        &mut 0usize,
-        |epoch, theta, beta| {
+        &mut (),
+        |(), theta, e, beta| {
             if recipe.lr_final != 1.0 {
-                let c =
-                    0.5 * (1.0 + (std::f64::consts::PI * *epoch as f64 / cfg.epochs as f64).cos());
+                let c = 0.5 * (1.0 + (std::f64::consts::PI * e as f64 / cfg.epochs as f64).cos());
                 adam.lr = cfg.lr * (recipe.lr_final + (1.0 - recipe.lr_final) * c);
             }
-            *epoch += 1;
             shuffled_pass(&mut rng, &mut order, train, &mut xb, |xs, k, rng| {
                 let es = &mut eps[..model.eps_len(k)];
                 rng::fill_normal(rng, es);
@@ -843,7 +841,7 @@ pub fn train_poe_recipe(
                 Ok(p)
             })
         },
-        |_, theta| {
+        |(), theta| {
             if nv == 0 {
                 return Ok(None);
             }

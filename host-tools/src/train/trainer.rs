@@ -252,7 +252,7 @@ pub fn train_views(
         cfg,
         &mut theta,
         &mut model,
-        |model, theta, beta| {
+        |model, theta, _, beta| {
             shuffled_pass(&mut rng, &mut order, train, &mut xb, |xs, k, rng| {
                 let es = &mut eps[..k * zd];
                 rng::fill_normal(rng, es);
@@ -332,10 +332,11 @@ impl Fit {
     }
 }
 
-/// The epoch loop every trainer shares: for each epoch, `epoch(model, theta, beta)` trains one
-/// pass and returns the mean training terms per window, `validate(model, theta)` the mean
-/// validation terms (`None` without validation windows); `model` is whatever state both need. It checks for divergence, keeps the weights of the best
-/// validation ELBO, applies the patience after the KL warm-up and draws the progress bar.
+/// The epoch loop every trainer shares: for each epoch `e` (from 0), `epoch(model, theta, e,
+/// beta)` trains one pass and returns the mean training terms per window, `validate(model,
+/// theta)` the mean validation terms (`None` without validation windows); `model` is whatever
+/// state both need. It checks for divergence, keeps the weights of the best validation ELBO,
+/// applies the patience after the KL warm-up and draws the progress bar.
 ///
 /// # Errors
 /// What `epoch` or `validate` return, or a non-finite loss or weight (divergence).
@@ -343,7 +344,7 @@ pub(crate) fn run_epochs<M>(
     cfg: &TrainConfig,
     theta: &mut [f32],
     model: &mut M,
-    mut epoch: impl FnMut(&mut M, &mut [f32], f64) -> anyhow::Result<LossParts>,
+    mut epoch: impl FnMut(&mut M, &mut [f32], usize, f64) -> anyhow::Result<LossParts>,
     mut validate: impl FnMut(&mut M, &[f32]) -> anyhow::Result<Option<LossParts>>,
 ) -> anyhow::Result<Fit> {
     let pb = progress_bar(cfg);
@@ -357,7 +358,7 @@ pub(crate) fn run_epochs<M>(
     for e in 0..cfg.epochs {
         let t0 = Instant::now();
         let beta = cfg.beta_at(e);
-        let LossParts { loss, recon, kl } = epoch(model, theta, beta)?;
+        let LossParts { loss, recon, kl } = epoch(model, theta, e, beta)?;
         anyhow::ensure!(
             loss.is_finite() && theta.iter().all(|v| v.is_finite()),
             "training diverged in epoch {} (loss {loss}); try a lower learning rate",
