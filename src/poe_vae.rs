@@ -1,5 +1,6 @@
 //! The multi-sensor VAE: one encoder per sensor group, fused by a product of Gaussian experts
-//! with the prior expert (MVAE, Wu & Goodman 2018), one shared decoder.
+//! with the prior expert (MVAE, Wu & Goodman 2018), and one shared decoder or one decoder per
+//! group.
 //!
 //! For a standardized window `x` (time-major, `x[t C + c]`) and sensor groups `g` with channels
 //! `M_g` ([`SensorGroups`]), group `g`'s sub-window is its channels in ascending order at every
@@ -15,6 +16,7 @@
 //! precision      = 1 + sum_{g in S} T_g,  lv_S = -ln(precision)
 //! mean           = (sum_{g in S} T_g mu_g) / precision
 //! mean_x         = D(z)                                     shared decoder, all X features
+//!   or  mean_x[t C + M_g[j]] = D_g(z)[t |M_g| + j]          one decoder per group
 //! log p(x_S | z) = sum_{g in S} log_norm_g - 1/2 sum_{i: channel(i) in M_S} (x_i - mean_i)^2 inv_var_i
 //! ELBO_S         = log p(x_S | z = mu_S) - KL(q_S || N(0, I))
 //! ```
@@ -35,7 +37,11 @@
 //!
 //! Cost of the full-set score: every expert's encoder (`sum_g` its MACs), `Z` `ln` and `Z`
 //! divisions for the fusion (an f32 expert adds `G Z` `exp` for its precisions, an int8 one table
-//! look-ups), one decode, and `X` multiply-adds for the likelihood.
+//! look-ups), one decode (the shared decoder, or every group's decoder and a copy of its
+//! `W |M_g|` outputs into place), and `X` multiply-adds for the likelihood. With per-group
+//! decoders a degraded window (groups `S`) runs only the present groups' decoders
+//! ([`VaeModel::decode_groups`]; an absent group's features are set to 0, which its likelihood
+//! does not count).
 
 use core::marker::PhantomData;
 
@@ -65,13 +71,14 @@ pub trait ExpertEncoder {
     ) -> Result<(), Error>;
 }
 
-/// The shared decoder: a latent to the mean of every feature.
+/// A decoder: a latent to the likelihood mean of every feature (the shared decoder) or of one
+/// group's sub-window (a group's decoder).
 pub trait LatentDecoder {
     /// Intermediate buffers.
     type Scratch;
     /// Latent size `Z`.
     fn latent_dim(&self) -> usize;
-    /// Decodes `z` into the likelihood mean (`X` values).
+    /// Decodes `z` into the likelihood mean (`X` values, or `W |M_g|` for a group's decoder).
     ///
     /// # Errors
     /// [`Error::ShapeMismatch`] if a slice has the wrong length.
@@ -85,8 +92,9 @@ pub trait LatentDecoder {
 pub struct PoeVae<'a, E, D, F> {
     /// One encoder per group, in group order.
     pub experts: &'a [E],
-    /// The shared decoder.
-    pub decoder: D,
+    /// The decoders: one (shared, all `X` features) or one per group, in group order (group
+    /// `g`'s decodes its sub-window, `W |M_g|` values in the order of `x_g`).
+    pub decoders: &'a [D],
     /// The channels of each group.
     pub groups: SensorGroups,
     /// Channels per sample `C`.
@@ -100,14 +108,15 @@ pub struct PoeVae<'a, E, D, F> {
     buffers: PhantomData<fn() -> F>,
 }
 
-/// Scratch of a [`PoeVae`]: the experts' and the decoder's scratch, a buffer for a group's
-/// sub-window (at least the largest `W |M_g|`), and the experts' means and precisions
-/// (at least `G Z` each). `F` is an array for the typed firmware or a `Vec<f32>` on the host.
+/// Scratch of a [`PoeVae`]: the experts' and the decoders' scratch, a buffer for a group's
+/// sub-window (at least the largest `W |M_g|`; it also holds a group decoder's output), and
+/// the experts' means and precisions (at least `G Z` each). `F` is an array for the typed
+/// firmware or a `Vec<f32>` on the host.
 #[derive(Clone, Copy, Debug)]
 pub struct PoeScratch<ES, DS, F> {
     /// Scratch of the expert encoders (shared: they run one after the other).
     pub experts: ES,
-    /// Scratch of the decoder.
+    /// Scratch of the decoders (shared: they run one after the other).
     pub decoder: DS,
     /// A group's gathered sub-window.
     pub gather: F,
@@ -185,11 +194,146 @@ fn fuse_with(
     Ok(())
 }
 
+/// The channels of group `g` below `c`, ascending, and their count `k` (the first `k` slots).
+#[inline(always)]
+fn group_channels(groups: SensorGroups, g: usize, c: usize) -> ([usize; 32], usize) {
+    let mask = groups.channels(g);
+    let mut chans = [0usize; 32];
+    let mut k = 0usize;
+    for (ch, slot) in (0..c.min(32))
+        .filter(|&ch| mask.contains(ch))
+        .zip(chans.iter_mut())
+    {
+        *slot = ch;
+        k += 1;
+    }
+    (chans, k)
+}
+
+/// Copies the channels `chans` (ascending) of every step of `x` (`c` per step) to `out`, the
+/// group's sub-window `out[t k + j] = x[t c + chans[j]]`.
+///
+/// # Errors
+/// [`Error::ShapeMismatch`] if `chans` is empty (a group with no channel below `c`, a malformed
+/// model: nothing to gather; the explicit test also lets the compiler drop
+/// `chunks_exact_mut`'s zero-size panic).
+#[inline(always)]
+fn gather(x: &[f32], chans: &[usize], c: usize, out: &mut [f32]) -> Result<(), Error> {
+    let k = chans.len();
+    let (Some(&first), Some(&last)) = (chans.first(), chans.last()) else {
+        return Err(Error::ShapeMismatch {
+            expected: out.len(),
+            found: 0,
+        });
+    };
+    if c == 0 {
+        return Err(Error::ShapeMismatch {
+            expected: 1,
+            found: 0,
+        });
+    }
+    if k == 3 && last == first + 2 {
+        // Three adjacent channels (a 3-axis sensor): one 3-value copy per step.
+        let (dst3, _) = out.as_chunks_mut::<3>();
+        for (d, step) in dst3.iter_mut().zip(x.chunks_exact(c)) {
+            if let Some(&[a, b, v]) = step.get(first..first + 3) {
+                *d = [a, b, v];
+            }
+        }
+    } else if last + 1 == first + k {
+        // Adjacent channels: one slice per step.
+        for (dst, step) in out.chunks_exact_mut(k).zip(x.chunks_exact(c)) {
+            let src = step.get(first..).unwrap_or(&[]);
+            for (d, &v) in dst.iter_mut().zip(src) {
+                *d = v;
+            }
+        }
+    } else {
+        for (dst, step) in out.chunks_exact_mut(k).zip(x.chunks_exact(c)) {
+            for (d, &ch) in dst.iter_mut().zip(chans) {
+                *d = step.get(ch).copied().unwrap_or(0.0);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The inverse of [`gather`]: writes a group's sub-window `src` (`k = chans.len()` values per
+/// step) into its channels of `x` (`c` per step), `x[t c + chans[j]] = src[t k + j]`; the other
+/// channels are left as they are.
+///
+/// # Errors
+/// [`Error::ShapeMismatch`] if `chans` is empty or `src` does not hold `k` values for every
+/// step of `x`.
+#[inline(always)]
+fn scatter(src: &[f32], chans: &[usize], c: usize, x: &mut [f32]) -> Result<(), Error> {
+    let k = chans.len();
+    let (Some(&first), Some(&last)) = (chans.first(), chans.last()) else {
+        return Err(Error::ShapeMismatch {
+            expected: src.len(),
+            found: 0,
+        });
+    };
+    if c == 0 || src.len() != k * (x.len() / c) {
+        return Err(Error::ShapeMismatch {
+            expected: k * (x.len() / c.max(1)),
+            found: src.len(),
+        });
+    }
+    if k == 3 && last == first + 2 {
+        let (src3, _) = src.as_chunks::<3>();
+        for (&[a, b, v], step) in src3.iter().zip(x.chunks_exact_mut(c)) {
+            if let Some([da, db, dv]) = step.get_mut(first..first + 3) {
+                *da = a;
+                *db = b;
+                *dv = v;
+            }
+        }
+    } else {
+        for (s, step) in src.chunks_exact(k).zip(x.chunks_exact_mut(c)) {
+            for (&v, &ch) in s.iter().zip(chans) {
+                if let Some(d) = step.get_mut(ch) {
+                    *d = v;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The first `n` values of a scratch buffer.
+///
+/// # Errors
+/// [`Error::ShapeMismatch`] if it is shorter.
+#[inline(always)]
+fn head(buf: &mut [f32], n: usize) -> Result<&mut [f32], Error> {
+    let have = buf.len();
+    buf.get_mut(..n).ok_or(Error::ShapeMismatch {
+        expected: n,
+        found: have,
+    })
+}
+
+/// Sets the channels `chans` of every step of `x` (`c` per step) to 0.
+#[inline(always)]
+fn fill_channels(chans: &[usize], c: usize, x: &mut [f32]) {
+    if c == 0 {
+        return;
+    }
+    for step in x.chunks_exact_mut(c) {
+        for &ch in chans {
+            if let Some(d) = step.get_mut(ch) {
+                *d = 0.0;
+            }
+        }
+    }
+}
+
 impl<'a, E, D, F> PoeVae<'a, E, D, F> {
     /// Assembles a model (usable in `static` initialisers); see the fields.
     pub const fn new(
         experts: &'a [E],
-        decoder: D,
+        decoders: &'a [D],
         groups: SensorGroups,
         channels: usize,
         inv_var: &'a [f32],
@@ -198,7 +342,7 @@ impl<'a, E, D, F> PoeVae<'a, E, D, F> {
     ) -> Self {
         Self {
             experts,
-            decoder,
+            decoders,
             groups,
             channels,
             inv_var,
@@ -226,7 +370,7 @@ where
     }
 
     fn latent_dim(&self) -> usize {
-        self.decoder.latent_dim()
+        self.decoders.first().map_or(0, LatentDecoder::latent_dim)
     }
 
     fn encode(
@@ -245,7 +389,7 @@ where
         mean: &mut [f32],
         scratch: &mut Self::Scratch,
     ) -> Result<(), Error> {
-        self.decoder.decode(z, mean, &mut scratch.decoder)
+        self.decode_groups(z, self.groups.all(), mean, scratch)
     }
 
     fn noise(&self) -> DecoderNoise<'_> {
@@ -261,6 +405,38 @@ where
 
     fn groups(&self) -> SensorGroups {
         self.groups
+    }
+
+    fn decode_groups(
+        &self,
+        z: &[f32],
+        present: GroupSet,
+        mean: &mut [f32],
+        scratch: &mut Self::Scratch,
+    ) -> Result<(), Error> {
+        if let [shared] = self.decoders {
+            return shared.decode(z, mean, &mut scratch.decoder);
+        }
+        same_len(self.inv_var.len(), mean.len())?;
+        if self.decoders.len() != self.group_count() {
+            return Err(Error::InvalidParameter);
+        }
+        let c = self.channels;
+        for (g, decoder) in self.decoders.iter().enumerate() {
+            let (chans, k) = group_channels(self.groups, g, c);
+            let chans = chans.get(..k).unwrap_or(&[]);
+            if !present.contains(g) {
+                // Not decoded: the group's features are left at 0 (its training mean).
+                fill_channels(chans, c, mean);
+                continue;
+            }
+            let n = k * (mean.len() / c.max(1));
+            let out = head(scratch.gather.as_mut(), n)?;
+            decoder.decode(z, out, &mut scratch.decoder)?;
+            let out = scratch.gather.as_ref().get(..n).unwrap_or(&[]);
+            scatter(out, chans, c, mean)?;
+        }
+        Ok(())
     }
 
     fn encode_groups(
@@ -283,61 +459,11 @@ where
         let z = mu.len();
         for g in present.iter() {
             let expert = self.experts.get(g).ok_or(Error::InvalidParameter)?;
-            let mask = self.groups.channels(g);
             let n = expert.input_dim();
-            let have = scratch.gather.as_ref().len();
-            let gather = scratch
-                .gather
-                .as_mut()
-                .get_mut(..n)
-                .ok_or(Error::ShapeMismatch {
-                    expected: n,
-                    found: have,
-                })?;
-            // The group's channels, once; then one copy per channel and step.
-            let mut chans = [0usize; 32];
-            let mut k = 0usize;
-            for (ch, slot) in (0..c.min(32))
-                .filter(|&ch| mask.contains(ch))
-                .zip(chans.iter_mut())
-            {
-                *slot = ch;
-                k += 1;
-            }
-            let chans = chans.get(..k).unwrap_or(&[]);
+            let gather_buf = head(scratch.gather.as_mut(), n)?;
+            let (chans, k) = group_channels(self.groups, g, c);
             same_len(n, k * (x.len() / c))?;
-            // A group with no channel below `c` (a malformed model) has nothing to gather; the
-            // explicit test also lets the compiler drop `chunks_exact_mut`'s zero-size panic.
-            if k == 0 {
-                return Err(Error::ShapeMismatch {
-                    expected: n,
-                    found: 0,
-                });
-            }
-            let first = chans.first().copied().unwrap_or(0);
-            if k == 3 && chans.last().copied().unwrap_or(0) == first + 2 {
-                // Three adjacent channels (a 3-axis sensor): one 3-value copy per step.
-                let (dst3, _) = gather.as_chunks_mut::<3>();
-                for (d, step) in dst3.iter_mut().zip(x.chunks_exact(c)) {
-                    if let Some(&[a, b, v]) = step.get(first..first + 3) {
-                        *d = [a, b, v];
-                    }
-                }
-            } else if chans.last().copied().unwrap_or(0) + 1 == first + k {
-                // Adjacent channels: one slice per step.
-                for (dst, step) in gather.chunks_exact_mut(k).zip(x.chunks_exact(c)) {
-                    let src = step.get(first..).unwrap_or(&[]);
-                    for (d, &v) in dst.iter_mut().zip(src) {
-                        *d = v;
-                    }
-                }
-            } else {
-                for (dst, step) in gather.chunks_exact_mut(k).zip(x.chunks_exact(c)) {
-                    for (d, &ch) in dst.iter_mut().zip(chans) {
-                        *d = step.get(ch).copied().unwrap_or(0.0);
-                    }
-                }
-            }
+            gather(x, chans.get(..k).unwrap_or(&[]), c, gather_buf)?;
             let range = g * z..(g + 1) * z;
             let m = scratch
                 .means

@@ -211,10 +211,14 @@ fn score_impl<V: VaeModel, R: Rng + ?Sized>(
         None => noise.log_likelihood(x, mean),
         Some(p) => model.log_likelihood_groups(x, mean, p),
     };
+    let decode = |z: &[f32], mean: &mut [f32], scratch: &mut V::Scratch| match present {
+        None => model.decode(z, mean, scratch),
+        Some(p) => model.decode_groups(z, p, mean, scratch),
+    };
 
     let (bound, recon) = match kind {
         ScoreKind::Elbo => {
-            model.decode(buf.mu, buf.mean, scratch)?;
+            decode(buf.mu, buf.mean, scratch)?;
             let recon = log_likelihood(x, buf.mean)?;
             (recon - kl, recon)
         }
@@ -226,7 +230,7 @@ fn score_impl<V: VaeModel, R: Rng + ?Sized>(
             for _ in 0..samples {
                 sampler.fill(rng, buf.eps);
                 crate::reparameterize(buf.mu, buf.logvar, buf.eps, buf.z)?;
-                model.decode(buf.z, buf.mean, scratch)?;
+                decode(buf.z, buf.mean, scratch)?;
                 let ll = log_likelihood(x, buf.mean)?;
                 recon_sum += ll;
                 let term = match kind {

@@ -156,6 +156,24 @@ pub trait VaeModel {
         self.encode(x, mu, logvar, scratch)
     }
 
+    /// Decodes a latent for a score with only the groups in `present`: the features of those
+    /// groups get the mean of p(x|z); a model with one decoder per group (see
+    /// [`PoeVae`](crate::PoeVae)) runs only theirs and sets the others to 0. The default, for a
+    /// single-group model, is [`decode`](Self::decode).
+    ///
+    /// # Errors
+    /// As [`decode`](Self::decode).
+    fn decode_groups(
+        &self,
+        z: &[f32],
+        present: GroupSet,
+        mean: &mut [f32],
+        scratch: &mut Self::Scratch,
+    ) -> Result<(), Error> {
+        let _ = present;
+        self.decode(z, mean, scratch)
+    }
+
     /// `log p(x_S | mean)` over the features of the groups in `present` only. The default, for
     /// a single-group model, is the [`noise`](Self::noise) model's
     /// [`log_likelihood`](DecoderNoise::log_likelihood).

@@ -60,7 +60,7 @@ fn model(seed: u64, shifts: [f32; 16]) -> Model {
     }
     PoeVae::new(
         Box::leak(experts.into_boxed_slice()),
-        decoder,
+        leak([decoder]),
         groups,
         C,
         Box::leak(inv_var.into_boxed_slice()),
@@ -236,8 +236,8 @@ fn elbo_f64(m: &Model, x: &[f32; X], set: GroupSet) -> f64 {
     }
     let mu: Vec<f64> = (0..Z).map(|k| num[k] / prec[k]).collect();
     let lv: Vec<f64> = prec.iter().map(|p| -p.ln()).collect();
-    let h = dense_f64(&m.decoder.0.first, &mu);
-    let mean = dense_f64(&m.decoder.0.second, &h);
+    let h = dense_f64(&m.decoders[0].0.first, &mu);
+    let mean = dense_f64(&m.decoders[0].0.second, &h);
     let used = m.groups.channels_of(set);
     let mut ll = 0.0;
     for i in 0..X {
@@ -470,7 +470,7 @@ fn group_sub_windows_are_gathered_by_channel() {
         let groups = SensorGroups::new(&masks.map(ChannelMask)).unwrap();
         let m: ProbeModel = PoeVae::new(
             leak([Probe, Probe]),
-            decoder,
+            leak([decoder]),
             groups,
             C6,
             leak([1.0f32; X6]),
@@ -499,5 +499,101 @@ fn group_sub_windows_are_gathered_by_channel() {
             let got: Vec<f32> = mu.iter().map(|v| 2.0 * v).collect();
             assert_eq!(got, want, "groups {masks:?}, group {g}");
         }
+    }
+}
+
+/// One decoder per group: group `g`'s decoder writes its sub-window's features into place,
+/// `mean[t C + M_g[j]] = D_g(z)[t |M_g| + j]` (3-axis path at offsets 0 and 1, general path),
+/// and a decoder count that is neither 1 nor the group count is refused.
+#[test]
+fn group_decoders_write_their_channels() {
+    const C6: usize = 6;
+    const X6: usize = 4 * C6;
+    const XG6: usize = 4 * 3;
+    type GroupDec = TypedDecoder<Dense<Z, XG6>, Z, XG6>;
+    type SplitModel = PoeVae<'static, Probe, GroupDec, [f32; 24]>;
+    let mut rng = TestRng(9);
+    let decoders: &'static [GroupDec; 2] = leak([
+        TypedDecoder(dense::<Z, XG6>(&mut rng, Activation::Identity)),
+        TypedDecoder(dense::<Z, XG6>(&mut rng, Activation::Identity)),
+    ]);
+    let z: [f32; Z] = core::array::from_fn(|_| rng.normal() as f32);
+    let outs: Vec<[f32; XG6]> = decoders
+        .iter()
+        .map(|d| {
+            let mut o = [0.0f32; XG6];
+            d.0.forward(&z, &mut o, &mut ()); // a dense layer has no scratch
+            o
+        })
+        .collect();
+    for masks in [
+        [0b000_111, 0b111_000],
+        [0b001_110, 0b110_001],
+        [0b010_101, 0b101_010],
+    ] {
+        let groups = SensorGroups::new(&masks.map(ChannelMask)).unwrap();
+        let mut scratch = PoeScratch {
+            experts: (),
+            decoder: <Dense<Z, XG6> as Layer<Z, XG6>>::SCRATCH,
+            gather: [0.0f32; 24],
+            means: [0.0f32; 24],
+            precisions: [0.0f32; 24],
+        };
+        let mut want = [f32::NAN; X6];
+        for g in 0..2 {
+            let chans: Vec<usize> = (0..C6)
+                .filter(|&c| groups.channels(g).contains(c))
+                .collect();
+            for t in 0..4 {
+                for (j, &c) in chans.iter().enumerate() {
+                    want[t * C6 + c] = outs[g][t * 3 + j];
+                }
+            }
+        }
+        let m: SplitModel = PoeVae::new(
+            leak([Probe, Probe]),
+            decoders,
+            groups,
+            C6,
+            leak([1.0f32; X6]),
+            leak([0.0f32; 2]),
+            leak([0.0f32; 16]),
+        );
+        let mut mean = [0.0f32; X6];
+        m.decode(&z, &mut mean, &mut scratch).unwrap();
+        assert_eq!(mean, want, "groups {masks:?}");
+        // A degraded window decodes its present groups only; the others' features are 0.
+        for g in 0..2 {
+            let mut part = [f32::NAN; X6];
+            m.decode_groups(&z, GroupSet(1 << g), &mut part, &mut scratch)
+                .unwrap();
+            for c in 0..C6 {
+                for t in 0..4 {
+                    let i = t * C6 + c;
+                    let expect = if groups.channels(g).contains(c) {
+                        want[i]
+                    } else {
+                        0.0
+                    };
+                    assert_eq!(
+                        part[i], expect,
+                        "groups {masks:?}, present {g}, feature {i}"
+                    );
+                }
+            }
+        }
+        let three: SplitModel = PoeVae::new(
+            leak([Probe, Probe]),
+            leak([decoders[0], decoders[1], decoders[0]]),
+            groups,
+            C6,
+            leak([1.0f32; X6]),
+            leak([0.0f32; 2]),
+            leak([0.0f32; 16]),
+        );
+        assert_eq!(
+            three.decode(&z, &mut mean, &mut scratch),
+            Err(Error::InvalidParameter)
+        );
     }
 }

@@ -541,7 +541,7 @@ pub fn export_int8(ck: &Checkpoint, m: &HostModel, threshold: f32) -> Result<Str
             ],
         ));
     }
-    let (dec_t, dec_v) = int8_decoder_chain(&mut b, &n, decoder, output);
+    let (dec_t, dec_v) = int8_decoder_chain(&mut b, &n, decoder, output, None);
     model_items(&mut b, &enc_t, &enc_v, &heads, &dec_t, &dec_v);
     let summary = format!(
         "int8 VAE {}, window {} x {} channels, stride {}, threshold {} (-ELBO).",
@@ -612,42 +612,60 @@ pub fn export_f32(ck: &Checkpoint, m: &HostModel, threshold: f32) -> Result<Stri
     Ok(finish(b, &summary))
 }
 
-/// As [`chain`], with the widths already given as names.
 /// The int8 decoder as a named `Chain`: `Quantize` of `z` (the `Z_Q` the caller wrote), the
 /// hidden layers `DECODER_{i}`, `DECODER_OUT` and the `Dequantize` of the mean (`OUTPUT_DQ`,
-/// written here). Returns the chain's type and value names.
+/// written here), to `INPUT` values. Group `g`'s decoder (`group = Some(g)`) has the names
+/// `D{g}_DECODER_{i}`, `D{g}_DECODER_OUT`, `D{g}_OUTPUT_DQ` and `GROUP_INPUT` outputs.
+/// Returns the chain's type and value names.
 fn int8_decoder_chain(
     b: &mut String,
     n: &Names,
     decoder: &[QLayer],
     output: &QLayer,
+    group: Option<usize>,
 ) -> (String, String) {
+    let (p, label, chain, out) = match group {
+        None => (
+            String::new(),
+            "decoder".to_string(),
+            "Dec".to_string(),
+            "INPUT",
+        ),
+        Some(g) => (
+            format!("D{g}_"),
+            format!("decoder.{g}"),
+            format!("D{g}Dec"),
+            "GROUP_INPUT",
+        ),
+    };
     let mut parts = vec![(
         "Quantize<LATENT>".to_string(),
         "Quantize::new(Z_Q)".to_string(),
         "LATENT".to_string(),
     )];
     for (i, l) in decoder.iter().enumerate() {
-        let name = format!("DECODER_{i}");
-        let t = q_layer(b, n, &name, &format!("decoder.{i}"), l);
+        let name = format!("{p}DECODER_{i}");
+        let t = q_layer(b, n, &name, &format!("{label}.{i}"), l);
         parts.push((t, name, n.d(l.out_dim)));
     }
-    let t = q_layer(b, n, "DECODER_OUT", "decoder.out", output);
-    parts.push((t, "DECODER_OUT".to_string(), "INPUT".to_string()));
+    let name = format!("{p}DECODER_OUT");
+    let t = q_layer(b, n, &name, &format!("{label}.out"), output);
+    parts.push((t, name, out.to_string()));
     let _ = writeln!(
         b,
-        "const OUTPUT_DQ: Dequantize<INPUT> = Dequantize::new(QParams::new({}, {}));\n",
+        "const {p}OUTPUT_DQ: Dequantize<{out}> = Dequantize::new(QParams::new({}, {}));\n",
         f(output.output_q.scale),
         output.output_q.zero_point
     );
     parts.push((
-        "Dequantize<INPUT>".to_string(),
-        "OUTPUT_DQ".to_string(),
-        "INPUT".to_string(),
+        format!("Dequantize<{out}>"),
+        format!("{p}OUTPUT_DQ"),
+        out.to_string(),
     ));
-    chain_named(b, "Dec", &parts)
+    chain_named(b, &chain, &parts)
 }
 
+/// As [`chain`], with the widths already given as names.
 fn chain_named(
     out: &mut String,
     prefix: &str,

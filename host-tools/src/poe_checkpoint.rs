@@ -7,7 +7,8 @@
 //! |---|---|
 //! | `expert.{g}.encoder.{i}.weight`, `.bias` (group g, hidden layer i) | `[H_i, H_{i-1}]` (H_{-1} = W·C_g), `[H_i]` |
 //! | `expert.{g}.mu.weight`, `.bias`; `expert.{g}.logvar.weight`, `.bias` | `[Z, H_last]`, `[Z]` |
-//! | `decoder.{i}.weight`, `.bias`; `decoder.out.weight`, `.bias` | as in a single-VAE checkpoint |
+//! | `decoder.{i}.weight`, `.bias`; `decoder.out.weight`, `.bias` (shared decoder) | as in a single-VAE checkpoint |
+//! | `decoder.{g}.{i}.weight`, `.bias`; `decoder.{g}.out.weight`, `.bias` (`"decoder": "per_group"`: group g's decoder) | `[H_i, H_{i-1}]` (H_{-1} = Z), `[H_i]`; `[W·C_g, H_last]` (rows in sub-window order `t·C_g + j`), `[W·C_g]` |
 //! | `decoder.logvar` | `[X]` (clamped to [-7, 7] on load) |
 //!
 //! # `config.json` ([`PoeConfig`])
@@ -15,7 +16,8 @@
 //! { "format": "tinyvae-poe-checkpoint-1", "channels": ["ax", ...], "window": 64, "stride": 32,
 //!   "norm_mean": [...], "norm_std": [...],
 //!   "groups": [{"name": "acc", "channels": ["ax", "ay", "az"]}, {"name": "gyro", ...}],
-//!   "arch": {"encoder_hidden": [60], "latent": 32, "decoder_hidden": [60], "noise": "per_feature"},
+//!   "arch": {"encoder_hidden": [60], "latent": 32, "decoder_hidden": [52], "noise": "per_feature",
+//!            "decoder": "per_group"},
 //!   "train": {...},
 //!   "calibration": {"fpr": 0.01, "score": "elbo", "validation_windows": 97,
 //!                   "thresholds_f32": {"acc+gyro": .., "acc": .., "gyro": ..},
@@ -35,7 +37,7 @@ use tinyvae::GroupSet;
 
 use crate::checkpoint::{CONFIG_FILE, WEIGHTS_FILE};
 use crate::model::PoeRanges;
-use crate::train::poe::{ExpertParams, PoeArch, PoeParams};
+use crate::train::poe::{DecoderLayout, ExpertParams, PoeArch, PoeParams};
 use crate::train::{Linear, NoiseKind, TrainConfig, DECODER_LOGVAR_MAX, DECODER_LOGVAR_MIN};
 
 /// The `format` of a PoE checkpoint.
@@ -61,6 +63,10 @@ pub struct PoeWidths {
     pub decoder_hidden: Vec<usize>,
     /// Decoder variance model.
     pub noise: NoiseKind,
+    /// One shared decoder (`"shared"`, the default of checkpoints that do not say) or one per
+    /// group (`"per_group"`, `decoder_hidden` being each one's widths).
+    #[serde(default)]
+    pub decoder: DecoderLayout,
 }
 
 /// Per-subset thresholds and the int8 ranges.
@@ -136,6 +142,7 @@ impl PoeConfig {
             latent: self.arch.latent,
             decoder_hidden: self.arch.decoder_hidden.clone(),
             noise: self.arch.noise,
+            decoder: self.arch.decoder,
         };
         a.validate()?;
         Ok(a)
@@ -167,8 +174,8 @@ pub struct PoeCheckpoint {
     pub params: PoeParams,
 }
 
-fn tensors(p: &PoeParams) -> Vec<(String, Vec<usize>, &[f32])> {
-    let mut v: Vec<(String, Vec<usize>, &[f32])> = Vec::new();
+fn tensors(p: &PoeParams) -> Vec<(String, Vec<usize>, Vec<f32>)> {
+    let mut v = Vec::new();
     for (g, e) in p.experts.iter().enumerate() {
         for (i, l) in e.encoder.iter().enumerate() {
             push(&mut v, format!("expert.{g}.encoder.{i}"), l);
@@ -176,25 +183,37 @@ fn tensors(p: &PoeParams) -> Vec<(String, Vec<usize>, &[f32])> {
         push(&mut v, format!("expert.{g}.mu"), &e.mu);
         push(&mut v, format!("expert.{g}.logvar"), &e.logvar);
     }
-    for (i, l) in p.decoder.iter().enumerate() {
-        push(&mut v, format!("decoder.{i}"), l);
+    for (prefix, d) in decoder_prefixes(p).into_iter().zip(p.decoders()) {
+        for (i, l) in d.hidden.iter().enumerate() {
+            push(&mut v, format!("{prefix}.{i}"), l);
+        }
+        push(&mut v, format!("{prefix}.out"), &d.out);
     }
-    push(&mut v, "decoder.out".into(), &p.decoder_out);
     v.push((
         "decoder.logvar".into(),
         vec![p.decoder_logvar.len()],
-        &p.decoder_logvar,
+        p.decoder_logvar.clone(),
     ));
     v
 }
 
-fn push<'a>(v: &mut Vec<(String, Vec<usize>, &'a [f32])>, name: String, l: &'a Linear) {
+/// The tensor-name prefix of each decoder: `decoder` (shared) or `decoder.{g}` (per group).
+fn decoder_prefixes(p: &PoeParams) -> Vec<String> {
+    match p.arch.decoder {
+        DecoderLayout::Shared => vec!["decoder".to_string()],
+        DecoderLayout::PerGroup => (0..p.arch.groups.len())
+            .map(|g| format!("decoder.{g}"))
+            .collect(),
+    }
+}
+
+fn push(v: &mut Vec<(String, Vec<usize>, Vec<f32>)>, name: String, l: &Linear) {
     v.push((
         format!("{name}.weight"),
         vec![l.out_features, l.in_features],
-        &l.weight,
+        l.weight.clone(),
     ));
-    v.push((format!("{name}.bias"), vec![l.out_features], &l.bias));
+    v.push((format!("{name}.bias"), vec![l.out_features], l.bias.clone()));
 }
 
 /// Writes `ck` as the checkpoint directory `dir` (atomically, as [`crate::checkpoint::save`]).
@@ -332,10 +351,16 @@ pub fn load(dir: &Path) -> Result<PoeCheckpoint> {
         fill(&format!("expert.{g}.mu"), mu);
         fill(&format!("expert.{g}.logvar"), logvar);
     }
-    for (i, l) in params.decoder.iter_mut().enumerate() {
-        fill(&format!("decoder.{i}"), l);
+    let mut decoders = params.decoders();
+    for (prefix, d) in decoder_prefixes(&params).into_iter().zip(&mut decoders) {
+        for (i, l) in d.hidden.iter_mut().enumerate() {
+            fill(&format!("{prefix}.{i}"), l);
+        }
+        fill(&format!("{prefix}.out"), &mut d.out);
     }
-    fill("decoder.out", &mut params.decoder_out);
+    params
+        .set_decoders(&decoders)
+        .with_context(|| format!("{origin}: decoder tensors"))?;
     params.decoder_logvar = take("decoder.logvar")
         .into_iter()
         .map(|v| v.clamp(DECODER_LOGVAR_MIN, DECODER_LOGVAR_MAX))

@@ -381,10 +381,10 @@ fn bad_training_input_is_an_error() {
     assert!(train::train(&bad_arch, &c, &[0.0; 12], &[]).is_err());
 }
 
-// ---- product of experts (train/poe.rs) ----
+// ---- product of experts (train/poe/) ----
 
 use tinyvae_host_tools::train::gradcheck::{check_poe, check_poe_weighted, rel_err};
-use tinyvae_host_tools::train::poe::PoeArch;
+use tinyvae_host_tools::train::poe::{DecoderLayout, PoeArch};
 
 fn poe_arch(groups: Vec<Vec<usize>>, noise: NoiseKind) -> PoeArch {
     PoeArch {
@@ -395,6 +395,7 @@ fn poe_arch(groups: Vec<Vec<usize>>, noise: NoiseKind) -> PoeArch {
         latent: 2,
         decoder_hidden: vec![4],
         noise,
+        decoder: DecoderLayout::Shared,
     }
 }
 

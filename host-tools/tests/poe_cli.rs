@@ -13,11 +13,17 @@ use common::{fails, ok, s, slice, small, train_args, train_small};
 const GROUPS: [&str; 4] = ["--group", "acc=ax,ay,az", "--group", "gyro=wx,wy,wz"];
 
 fn train_poe(dir: &Path) -> std::path::PathBuf {
+    train_poe_with(dir, "poe", &[])
+}
+
+/// A small `--group` model in `dir/name`, trained with the extra options `extra`.
+fn train_poe_with(dir: &Path, name: &str, extra: &[&str]) -> std::path::PathBuf {
     let data = slice(dir, "train.csv", "train.csv", 1200);
-    let out = dir.join("poe");
+    let out = dir.join(name);
     let mut args = train_args(&data, &out);
     args.extend(small("4"));
     args.extend(GROUPS);
+    args.extend(extra);
     let text = ok(&args);
     assert!(text.contains("product-of-experts"), "{text}");
     out
@@ -68,6 +74,37 @@ fn train_eval_by_groups_drop_and_score_with_dead_sensors() {
     .unwrap();
     assert_eq!(d["groups"], "acc");
     assert_eq!(d["roc_auc_int8"], j["roc_auc_int8_by_groups"]["acc"]);
+    // Columns renamed: by name it fails, --by-position takes them in file order.
+    let text = std::fs::read_to_string(&test).unwrap();
+    let renamed = dir.join("renamed.csv");
+    std::fs::write(
+        &renamed,
+        text.replacen("ax,ay,az,wx,wy,wz", "c0,c1,c2,c3,c4,c5", 1),
+    )
+    .unwrap();
+    let e = fails(&["eval", "--model", s(&model), "--data", s(&renamed)]);
+    assert!(e.contains("ax"), "{e}");
+    let p: Value = serde_json::from_str(&ok(&[
+        "eval",
+        "--model",
+        s(&model),
+        "--data",
+        s(&renamed),
+        "--json",
+        "--by-position",
+    ]))
+    .unwrap();
+    assert_eq!(p["roc_auc_int8_by_groups"], j["roc_auc_int8_by_groups"]);
+    let e = fails(&[
+        "eval",
+        "--model",
+        s(&model),
+        "--data",
+        s(&test),
+        "--baseline",
+        "gaussian",
+    ]);
+    assert!(e.contains("--baseline is not supported"), "{e}");
 
     // One sensor dies for a stretch, later the other, then a dropped row.
     let text = std::fs::read_to_string(&test).unwrap();
@@ -214,6 +251,9 @@ fn export_of_a_poe_checkpoint() {
         "static SHIFTS: [f32; 16]",
         "static E0_LOGVAR_PRECISION: [f32; 256]",
         "static E1_LOGVAR_PRECISION: [f32; 256]",
+        "pub const DECODER_COUNT: usize = 2;",
+        "static DECODERS: [Decoder; DECODER_COUNT]",
+        "pub type Decoder = TypedDecoder<D0Dec",
         "pub static MODEL: Model = PoeVae::new(",
     ] {
         assert!(src.contains(item), "{item} missing");
@@ -239,10 +279,10 @@ fn export_of_a_poe_checkpoint() {
     assert!(e.contains("groups of equal size"), "{e}");
 }
 
-/// `tinyvae firmware parity --checkpoint` of a `--group` checkpoint: exported, run on the M4
-/// in QEMU, and every window of the four passes (clean, IWAE, fault-injected, dead-sensor)
-/// compared with `tinyvae score`'s detector, groups included. Skipped (with a note) where
-/// `qemu-system-arm` is not installed.
+/// `tinyvae firmware parity --checkpoint` of a `--group` checkpoint (per-group decoders, the
+/// default, and `--decoder shared`): exported, run on the M4 in QEMU, and every window of the
+/// four passes (clean, IWAE, fault-injected, dead-sensor) compared with `tinyvae score`'s
+/// detector, groups included. Skipped (with a note) where `qemu-system-arm` is not installed.
 #[test]
 fn firmware_parity_of_a_poe_checkpoint() {
     let qemu = std::process::Command::new("qemu-system-arm")
@@ -253,32 +293,106 @@ fn firmware_parity_of_a_poe_checkpoint() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
-    let model = train_poe(tmp.path());
-    let text = ok(&[
-        "firmware",
-        "parity",
-        "--checkpoint",
-        s(&model),
-        "--core",
-        "m4",
-        "--json",
-    ]);
-    let v: Value = serde_json::from_str(text.trim()).unwrap();
-    let p = &v[0];
-    assert_eq!(p["core"], "m4", "{text}");
-    assert!(p["mismatch"].is_null(), "{text}");
-    // The firmware streams the first 2,048 rows of the bundled test set; the small model's
-    // windows are 16 samples with stride 8: the clean, IWAE and dead-sensor passes over 2,048
-    // rows and the fault pass over 512.
-    let n = |rows: u64| (rows - 16) / 8 + 1;
-    assert_eq!(p["windows"], 3 * n(2048) + n(512), "{text}");
-    let text = ok(&[
-        "firmware",
-        "parity",
-        "--checkpoint",
-        s(&model),
-        "--core",
-        "m4",
-    ]);
-    assert!(text.contains("dead-sensor passes) bit-identical"), "{text}");
+    let per_group = train_poe(tmp.path());
+    let shared = train_poe_with(tmp.path(), "shared", &["--decoder", "shared"]);
+    for model in [per_group, shared] {
+        let text = ok(&[
+            "firmware",
+            "parity",
+            "--checkpoint",
+            s(&model),
+            "--core",
+            "m4",
+            "--json",
+        ]);
+        let v: Value = serde_json::from_str(text.trim()).unwrap();
+        let p = &v[0];
+        assert_eq!(p["core"], "m4", "{text}");
+        assert!(p["mismatch"].is_null(), "{text}");
+        // The firmware streams the first 2,048 rows of the bundled test set; the small model's
+        // windows are 16 samples with stride 8: the clean, IWAE and dead-sensor passes over 2,048
+        // rows and the fault pass over 512.
+        let n = |rows: u64| (rows - 16) / 8 + 1;
+        assert_eq!(p["windows"], 3 * n(2048) + n(512), "{text}");
+        let text = ok(&[
+            "firmware",
+            "parity",
+            "--checkpoint",
+            s(&model),
+            "--core",
+            "m4",
+        ]);
+        assert!(text.contains("dead-sensor passes) bit-identical"), "{text}");
+    }
+}
+
+/// `tinyvae score` of a `--group` checkpoint takes the alarm options (EMA, hysteresis,
+/// debounce), saturation limits and column matching of the single model's `score`, and refuses
+/// with a message what it cannot do (another score than -ELBO, on-device adaptation) instead of
+/// ignoring it.
+#[test]
+fn score_options_of_a_poe_checkpoint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let model = train_poe(dir);
+    let test = slice(dir, "test.csv", "test.csv", 1700);
+    let args = |out: &Path, extra: &[&str]| -> Vec<String> {
+        let mut v: Vec<String> = ["score", "--model", s(&model), "--data", s(&test), "--out"]
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
+        v.push(s(out).to_string());
+        v.extend(extra.iter().map(|a| a.to_string()));
+        v
+    };
+    let score = |name: &str, extra: &[&str]| -> Vec<Vec<String>> {
+        let out = dir.join(name);
+        let a = args(&out, extra);
+        ok(&a.iter().map(String::as_str).collect::<Vec<_>>());
+        std::fs::read_to_string(&out)
+            .unwrap()
+            .lines()
+            .skip(1)
+            .map(|l| l.split(',').map(String::from).collect())
+            .collect()
+    };
+    // Columns: window,start,end,score,alarm,label,level,event,faults,groups,top_channel.
+    let plain = score("plain.csv", &[]);
+    let smooth = score("ema.csv", &["--ema", "0.25"]);
+    assert_eq!(plain.len(), smooth.len());
+    // Same scores, EMA levels: the second level is 0.25 of the way from the first to the score.
+    for (a, b) in plain.iter().zip(&smooth) {
+        assert_eq!(a[3], b[3]);
+    }
+    let f = |v: &str| v.parse::<f32>().unwrap();
+    assert_eq!(f(&smooth[0][6]), f(&plain[0][6]));
+    let want = f(&plain[0][6]) + 0.25 * (f(&plain[1][6]) - f(&plain[0][6]));
+    assert!(
+        (f(&smooth[1][6]) - want).abs() <= 1e-3 * want.abs().max(1.0),
+        "{smooth:?}"
+    );
+    // Debounce 3 of 3: no more raised alarms than without, and each alarm follows 3 levels above.
+    let raised = |rows: &[Vec<String>]| rows.iter().filter(|r| r[7] == "raised").count();
+    let deb = score("debounce.csv", &["--debounce", "3,3"]);
+    assert!(
+        raised(&deb) <= raised(&plain),
+        "{} > {}",
+        raised(&deb),
+        raised(&plain)
+    );
+    assert!(raised(&plain) > 0);
+    // Saturation limits inside the data's range flag windows.
+    let lim = score("limits.csv", &["--limits", "-1,1"]);
+    assert!(lim.iter().any(|r| r[8].contains("saturated")), "{lim:?}");
+    assert!(plain.iter().all(|r| !r[8].contains("saturated")));
+    for (extra, what) in [
+        (&["--score", "iwae"][..], "--score other than elbo"),
+        (&["--adapt", "10,20"][..], "--adapt"),
+    ] {
+        let out = dir.join("refused.csv");
+        let a = args(&out, extra);
+        let e = fails(&a.iter().map(String::as_str).collect::<Vec<_>>());
+        assert!(e.contains(what) && e.contains("multi-sensor"), "{e}");
+        assert!(!out.exists());
+    }
 }

@@ -13,9 +13,9 @@
 //!   --single-weight W  weight of each single group's ELBO in PoE training (default 1)
 //!   --full-weight W    weight of the full set's ELBO in PoE training (default 1)
 //!   --lr-final F    PoE learning rate falls along a half cosine to F x lr (default 1: constant)
-//!   --block-decoder PoE decoder output block-diagonal by group (`PoeRecipe::block_decoder`)
+//!   --decoder L     PoE decoder layout: per-group (default, as `tinyvae train --group`) or shared
 //!   --hidden W      encoder hidden width of every model (default 60)
-//!   --decoder-hidden W  PoE decoder hidden width (default: --hidden)
+//!   --decoder-hidden W  PoE decoder hidden width (default: 52 per group; shared: --hidden)
 //!   --batch N       minibatch of every model (default 64)
 //!   --first-seed S  seeds S..S+N (default 0)
 //!   --poe-only      skip the comparison models
@@ -45,9 +45,9 @@ use tinyvae_host_tools::data::{self, Norm, Windows};
 use tinyvae_host_tools::metrics::roc_auc;
 use tinyvae_host_tools::model::{score_windows, HostModel, PoeHost};
 use tinyvae_host_tools::pipeline::calibrate::split_windows;
-use tinyvae_host_tools::pipeline::config::{resolve, ModelOpts};
+use tinyvae_host_tools::pipeline::config::{default_decoder_hidden, resolve, ModelOpts};
 use tinyvae_host_tools::pipeline::default_data;
-use tinyvae_host_tools::train::poe::{train_poe_recipe, PoeArch, PoeRecipe};
+use tinyvae_host_tools::train::poe::{train_poe_recipe, DecoderLayout, PoeArch, PoeRecipe};
 use tinyvae_host_tools::train::{self, Arch};
 
 struct Opts {
@@ -64,6 +64,7 @@ struct Opts {
     hidden: Option<usize>,
     decoder_hidden: Option<usize>,
     batch: Option<usize>,
+    decoder: DecoderLayout,
 }
 
 fn parse() -> Result<Opts> {
@@ -81,6 +82,7 @@ fn parse() -> Result<Opts> {
         hidden: None,
         decoder_hidden: None,
         batch: None,
+        decoder: DecoderLayout::PerGroup,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -96,7 +98,13 @@ fn parse() -> Result<Opts> {
             "--single-weight" => o.recipe.single_weight = val()?.parse()?,
             "--full-weight" => o.recipe.full_weight = val()?.parse()?,
             "--lr-final" => o.recipe.lr_final = val()?.parse()?,
-            "--block-decoder" => o.recipe.block_decoder = true,
+            "--decoder" => {
+                o.decoder = match val()?.as_str() {
+                    "per-group" => DecoderLayout::PerGroup,
+                    "shared" => DecoderLayout::Shared,
+                    v => bail!("--decoder: per-group or shared, found {v}"),
+                }
+            }
             "--hidden" => o.hidden = Some(val()?.parse()?),
             "--decoder-hidden" => o.decoder_hidden = Some(val()?.parse()?),
             "--batch" => o.batch = Some(val()?.parse()?),
@@ -215,10 +223,11 @@ fn main() -> Result<()> {
             encoder_hidden: r.encoder_hidden.clone(),
             latent: o.latent,
             decoder_hidden: o.decoder_hidden.map_or_else(
-                || r.encoder_hidden.iter().rev().copied().collect(),
+                || default_decoder_hidden(o.decoder, &r.encoder_hidden),
                 |w| vec![w],
             ),
             noise: r.noise,
+            decoder: o.decoder,
         };
         let (p, rep) =
             train_poe_recipe(&arch, &cfg, &o.recipe, split.train.view(), split.val.view())?;

@@ -84,8 +84,22 @@ fn print_eval_table(r: &EvalResult) {
 /// Bad options or input (one line naming the file or the option), or a failed write.
 pub fn run(a: EvalArgs) -> Result<()> {
     if tinyvae_host_tools::poe_checkpoint::is_poe(&a.model) {
+        if a.baseline.is_some() || a.train_data.is_some() {
+            anyhow::bail!(
+                "{}: --baseline is not supported for a multi-sensor (--group) checkpoint yet \
+                 (`poe_bench` compares it with a single VAE and per-group VAEs)",
+                a.model.display()
+            );
+        }
         let path = a.data.clone().unwrap_or_else(|| default_data("test.csv"));
-        return super::poe::eval(&a.model, &path, a.stride, a.drop.as_deref(), a.json);
+        return super::poe::eval(
+            &a.model,
+            &path,
+            a.stride,
+            a.drop.as_deref(),
+            Matching::from_flag(a.by_position),
+            a.json,
+        );
     }
     if let Some(g) = &a.drop {
         anyhow::bail!(

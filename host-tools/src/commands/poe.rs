@@ -5,9 +5,12 @@ use std::path::Path;
 
 use anyhow::Result;
 
+use tinyvae_host_tools::columns::Matching;
+use tinyvae_host_tools::options::{AlarmOptions, ThresholdSource};
 use tinyvae_host_tools::pipeline::poe::{evaluate_poe, load_poe, train_poe_model};
 use tinyvae_host_tools::pipeline::{CalibOpts, ModelOpts};
 use tinyvae_host_tools::poe_checkpoint;
+use tinyvae_host_tools::train::poe::DecoderLayout;
 
 use super::{fmt_opt, kb};
 
@@ -21,8 +24,9 @@ pub fn train(
     o: &ModelOpts,
     c: &CalibOpts,
     groups: &[String],
+    decoder: DecoderLayout,
 ) -> Result<()> {
-    let t = train_poe_model(data, o, c, groups)?;
+    let t = train_poe_model(data, o, c, groups, decoder)?;
     poe_checkpoint::save(out, &t.ck)?;
     let cfg = &t.ck.config;
     let names: Vec<String> = cfg
@@ -31,10 +35,14 @@ pub fn train(
         .map(|g| format!("{}={}", g.name, g.channels.join(",")))
         .collect();
     println!(
-        "trained the product-of-experts VAE ({}; experts {:?}, latent {}, decoder {:?}) on {} windows ({} validation) in {:.2} s ({:.2} s in all), {} epochs (best {})",
+        "trained the product-of-experts VAE ({}; experts {:?}, latent {}, {} {:?}) on {} windows ({} validation) in {:.2} s ({:.2} s in all), {} epochs (best {})",
         names.join(" "),
         cfg.arch.encoder_hidden,
         cfg.arch.latent,
+        match cfg.arch.decoder {
+            DecoderLayout::Shared => "shared decoder",
+            DecoderLayout::PerGroup => "one decoder per group",
+        },
         cfg.arch.decoder_hidden,
         t.report.n_train,
         t.report.n_val,
@@ -83,10 +91,11 @@ pub fn eval(
     data: &Path,
     stride: Option<usize>,
     drop: Option<&str>,
+    matching: Matching,
     as_json: bool,
 ) -> Result<()> {
     let m = load_poe(model)?;
-    let j = evaluate_poe(&m, data, stride, drop)?;
+    let j = evaluate_poe(&m, data, stride, drop, matching)?;
     if as_json {
         println!("{j}");
         return Ok(());
@@ -127,21 +136,44 @@ pub fn eval(
     Ok(())
 }
 
+/// The `tinyvae score` options a PoE checkpoint takes (the others are refused before).
+#[derive(Clone, Copy, Debug)]
+pub struct PoeScoreArgs {
+    /// `--stride`.
+    pub stride: Option<usize>,
+    /// `--f32`.
+    pub f32: bool,
+    /// `--threshold` (the full set's; each subset's is moved by the same amount).
+    pub threshold: Option<f32>,
+    /// `--ema`.
+    pub ema: Option<f32>,
+    /// `--clear-threshold`.
+    pub clear_threshold: Option<f32>,
+    /// `--debounce`.
+    pub debounce: Option<(u8, u8, u8)>,
+    /// `--limits`.
+    pub limits: Option<(f32, f32)>,
+    /// `--alarm-on-flagged`.
+    pub alarm_on_flagged: bool,
+    /// `--by-position`.
+    pub by_position: bool,
+}
+
 /// `tinyvae score` of a PoE checkpoint: the library's detector over the stream (NaN values and
-/// empty rows kept as sensor faults), one CSV row per window:
+/// empty rows kept as sensor faults), with the alarm options, saturation limits and column
+/// matching of the single model's `score`, one CSV row per window:
 /// `window,start,end,score,alarm[,label],level,event,faults,groups,top_channel` (the channel
 /// contributing most to the reconstruction term among the present groups' channels).
 ///
 /// # Errors
 /// Bad input or a failed write.
-pub fn score(
-    model: &Path,
-    data: &Path,
-    out: &Path,
-    stride: Option<usize>,
-    f32: bool,
-    threshold: Option<f32>,
-) -> Result<()> {
+pub fn score(model: &Path, data: &Path, out: &Path, o: &PoeScoreArgs) -> Result<()> {
+    let PoeScoreArgs {
+        stride,
+        f32,
+        threshold,
+        ..
+    } = *o;
     use std::fmt::Write as _;
     let m = load_poe(model)?;
     let cfg = &m.ck.config;
@@ -166,14 +198,27 @@ pub fn score(
     };
     let series =
         tinyvae_host_tools::data::load_csv_with(data, tinyvae_host_tools::data::NonFinite::Keep)?
-            .select_channels(&cfg.channels)?;
+            .select_channels_with(&cfg.channels, Matching::from_flag(o.by_position))?;
+    let alarm = AlarmOptions {
+        threshold: th,
+        source: if threshold.is_some() {
+            ThresholdSource::Flag
+        } else {
+            ThresholdSource::Checkpoint
+        },
+        ema: o.ema,
+        clear_threshold: o.clear_threshold,
+        debounce: o.debounce,
+    }
+    .config()?;
     let host = if f32 { &m.f32 } else { &m.int8 };
     let opts = tinyvae_host_tools::pipeline::poe_stream::PoeStream {
         kind: tinyvae::ScoreKind::Elbo,
         stride: stride.unwrap_or(cfg.stride),
         seed: 0,
-        threshold: th,
-        limits: None,
+        alarm,
+        limits: o.limits,
+        alarm_on_flagged: o.alarm_on_flagged,
         attribution: true,
     };
     let rows = tinyvae_host_tools::pipeline::poe_stream::run_poe_with(host, cfg, &series, &opts)?;

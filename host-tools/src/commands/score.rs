@@ -137,7 +137,33 @@ fn parse_adapt(s: &str) -> Result<(u32, u32), String> {
 pub fn run(a: ScoreArgs) -> Result<()> {
     output::check_file(&a.out, &[Input::Dir(&a.model), Input::File(&a.data)])?;
     if tinyvae_host_tools::poe_checkpoint::is_poe(&a.model) {
-        return super::poe::score(&a.model, &a.data, &a.out, a.stride, a.f32, a.threshold);
+        // Its thresholds are calibrated per subset for -ELBO; no on-device adaptation yet.
+        let unsupported = [
+            (
+                a.score.as_deref().is_some_and(|s| s != "elbo"),
+                "--score other than elbo",
+            ),
+            (a.adapt.is_some() || a.adapt_fpr.is_some(), "--adapt"),
+        ];
+        if let Some((_, what)) = unsupported.iter().find(|(used, _)| *used) {
+            bail!(
+                "{}: {what} is not supported for a multi-sensor (--group) checkpoint (its \
+                 per-subset thresholds are calibrated for -ELBO)",
+                a.model.display()
+            );
+        }
+        let o = super::poe::PoeScoreArgs {
+            stride: a.stride,
+            f32: a.f32,
+            threshold: a.threshold,
+            ema: a.ema,
+            clear_threshold: a.clear_threshold,
+            debounce: a.debounce,
+            limits: a.limits,
+            alarm_on_flagged: a.alarm_on_flagged,
+            by_position: a.by_position,
+        };
+        return super::poe::score(&a.model, &a.data, &a.out, &o);
     }
     let m = load_model(&a.model)?;
     let kind = match &a.score {

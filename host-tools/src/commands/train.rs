@@ -13,6 +13,15 @@ use tinyvae_host_tools::pipeline::train::{arch_string, selection_line};
 use tinyvae_host_tools::pipeline::{
     default_data, train_model, CalibOpts, ModelOpts, CHECKPOINT_FILES,
 };
+use tinyvae_host_tools::train::poe::DecoderLayout;
+
+/// `--decoder` values (no doc comments: clap would list them and change `train --help`).
+#[allow(missing_docs)]
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DecoderArg {
+    PerGroup,
+    Shared,
+}
 
 #[derive(Args, Debug)]
 pub struct TrainArgs {
@@ -33,6 +42,10 @@ pub struct TrainArgs {
     /// group, that keeps scoring when a sensor dies. Without it: the single VAE.
     #[arg(long = "group", value_name = "NAME=CH,CH,...")]
     groups: Vec<String>,
+    /// With --group: one decoder per sensor group (each `--decoder-hidden` wide, default 52),
+    /// or one shared decoder for all channels [default: per-group].
+    #[arg(long, value_enum, requires = "groups")]
+    decoder: Option<DecoderArg>,
     /// Number of expert VAEs behind a gate (a mixture of experts; 1 = a single VAE). Each window
     /// is scored by the one expert the gate picks, so the chip's cost stays that of one expert
     /// plus the gate; K times the parameters. 1 to 8 [default: 1].
@@ -73,7 +86,11 @@ pub fn run(a: TrainArgs) -> Result<()> {
     let data_path = a.data.unwrap_or_else(|| default_data("train.csv"));
     if !a.groups.is_empty() {
         output::check_dir(&a.out, &CHECKPOINT_FILES, &[Input::File(&data_path)])?;
-        return super::poe::train(&data_path, &a.out, &a.model, &a.calib, &a.groups);
+        let decoder = match a.decoder {
+            Some(DecoderArg::Shared) => DecoderLayout::Shared,
+            Some(DecoderArg::PerGroup) | None => DecoderLayout::PerGroup,
+        };
+        return super::poe::train(&data_path, &a.out, &a.model, &a.calib, &a.groups, decoder);
     }
     if a.experts > 1 {
         let files = moe::moe_files(a.experts);

@@ -9,8 +9,9 @@
 //! (`threshold(all) - threshold(S)` per subset `S`, indexed by [`tinyvae::GroupSet::index`]). `Model` is a
 //! [`tinyvae::PoeVae`] of [`tinyvae::TypedExpert`]s (one per group: `Quantize`, int8 hidden
 //! layers, the dequantized `mu` head, the `logvar` head's codes looked up in a table of their
-//! 256 precisions, [`tinyvae::PrecisionLut`]) and a [`tinyvae::TypedDecoder`] (the shared int8
-//! decoder), every table a `static` in flash; its scratch buffer type is `[f32; SCRATCH_LEN]`
+//! 256 precisions, [`tinyvae::PrecisionLut`]) and `DECODERS`, `DECODER_COUNT`
+//! [`tinyvae::TypedDecoder`]s (the shared int8 decoder, or one per group with `GROUP_INPUT`
+//! outputs), every table a `static` in flash; its scratch buffer type is `[f32; SCRATCH_LEN]`
 //! with `SCRATCH_LEN = max(GROUP_INPUT, GROUP_COUNT * LATENT)`.
 //!
 //! The experts live in one array, so they share one type: every group must have the same number
@@ -254,30 +255,72 @@ pub fn export_poe_int8(ck: &PoeCheckpoint, m: &PoeHost, thresholds: &[f32; 16]) 
     let Some((enc_t, mu_t, lv_t)) = expert_types else {
         bail!("the model has no expert");
     };
-    // decoder
-    let HostDecoder::Int8 {
-        z_q,
-        decoder,
-        output,
-    } = &m.decoder
-    else {
-        bail!("export of a multi-sensor model needs the int8 model");
+    // decoders
+    let mut decoders = Vec::new();
+    for (d, dec) in m.decoders.iter().enumerate() {
+        let HostDecoder::Int8 {
+            z_q,
+            decoder,
+            output,
+        } = dec
+        else {
+            bail!("export of a multi-sensor model needs the int8 model");
+        };
+        if d == 0 {
+            let _ = writeln!(
+                b,
+                "/// Quantization of the decoder input `z`.\nconst Z_Q: QParams = QParams::new({}, {});\n",
+                f(z_q.scale),
+                z_q.zero_point
+            );
+        }
+        let group = (m.decoders.len() > 1).then_some(d);
+        decoders.push(int8_decoder_chain(&mut b, &n, decoder, output, group));
+    }
+    let Some((dec_t, _)) = decoders.first().cloned() else {
+        bail!("the model has no decoder");
     };
-    let _ = writeln!(
-        b,
-        "/// Quantization of the decoder input `z`.\nconst Z_Q: QParams = QParams::new({}, {});\n",
-        f(z_q.scale),
-        z_q.zero_point
-    );
-    let (dec_t, dec_v) = int8_decoder_chain(&mut b, &n, decoder, output);
+    let per_group = decoders.len() > 1;
     let _ = writeln!(
         b,
         "/// One group's expert: its standardized sub-window -> `mu`, precisions `exp(-logvar)`.\npub type Expert = TypedExpert<{enc_t}, {mu_t}, {lv_t}, GROUP_INPUT, HIDDEN, LATENT>;\n"
     );
     let _ = writeln!(
         b,
-        "/// The shared decoder: latent -> mean of p(x|z).\npub type Decoder = TypedDecoder<{dec_t}, LATENT, INPUT>;\n"
+        "/// Number of decoders: {}.\npub const DECODER_COUNT: usize = {};\n",
+        if per_group {
+            "one per group"
+        } else {
+            "one shared"
+        },
+        decoders.len()
     );
+    let (what, out) = if per_group {
+        (
+            "A group's decoder: latent -> mean of p(x_g|z), the group's sub-window",
+            "GROUP_INPUT",
+        )
+    } else {
+        ("The shared decoder: latent -> mean of p(x|z)", "INPUT")
+    };
+    let _ = writeln!(
+        b,
+        "/// {what}.\npub type Decoder = TypedDecoder<{dec_t}, LATENT, {out}>;\n"
+    );
+    let dec_values: Vec<String> = decoders
+        .iter()
+        .map(|(_, v)| format!("TypedDecoder({v})"))
+        .collect();
+    let _ = writeln!(
+        b,
+        "/// The decoders{}.",
+        if per_group { ", in group order" } else { "" }
+    );
+    b.push_str(&array_item(
+        "static DECODERS: [Decoder; DECODER_COUNT]",
+        &dec_values,
+    ));
+    b.push('\n');
     let _ = writeln!(
         b,
         "/// The experts, in group order.\nstatic EXPERTS: [Expert; GROUP_COUNT] = [\n{}];\n",
@@ -291,7 +334,7 @@ pub fn export_poe_int8(ck: &PoeCheckpoint, m: &PoeHost, thresholds: &[f32; 16]) 
         "PoeVae::new",
         &[
             "&EXPERTS".to_string(),
-            format!("TypedDecoder({dec_v})"),
+            "&DECODERS".to_string(),
             "GROUPS".to_string(),
             "CHANNELS".to_string(),
             "&INV_VAR".to_string(),
@@ -299,8 +342,21 @@ pub fn export_poe_int8(ck: &PoeCheckpoint, m: &PoeHost, thresholds: &[f32; 16]) 
             "&SHIFTS".to_string(),
         ],
     );
+    let dec_hidden = match m.decoders.first() {
+        Some(HostDecoder::Int8 { decoder, .. }) => decoder
+            .iter()
+            .map(|l| l.out_dim.to_string())
+            .collect::<Vec<_>>()
+            .join("-"),
+        _ => String::new(),
+    };
+    let dec_desc = if per_group {
+        format!("one decoder per group {z}-{dec_hidden}-{gi}")
+    } else {
+        format!("decoder {z}-{dec_hidden}-{x}")
+    };
     let summary = format!(
-        "int8 product-of-experts VAE, groups {}, experts {gi}-{hidden}-{z}, decoder {z}-{x}, window {} x {} channels, stride {}, threshold {} (-ELBO, all groups).",
+        "int8 product-of-experts VAE, groups {}, experts {gi}-{hidden}-{z}, {dec_desc}, window {} x {} channels, stride {}, threshold {} (-ELBO, all groups).",
         groups_doc.join("; "),
         cfg.window,
         cfg.channels.len(),

@@ -3,11 +3,12 @@
 //! thresholds.
 //!
 //! Each expert is quantized like a [`HostModel`](super::HostModel)'s encoder (its own input
-//! range over its group's standardized channels, per-layer ranges, dequantized heads); the
-//! shared decoder like a `HostModel`'s decoder, with the `z` range the union over every
-//! non-empty subset `S` of the fused `mu_S ± 3 sigma_S` on the calibration windows, and its
-//! hidden and output ranges from decoding `mu_S`. Everything else (fusion, likelihood over the
-//! present groups, scores) is the library's code, so the host computes what the chip computes.
+//! range over its group's standardized channels, per-layer ranges, dequantized heads); each
+//! decoder (the shared one, or every group's) like a `HostModel`'s decoder, with the `z` range
+//! the union over every non-empty subset `S` of the fused `mu_S ± 3 sigma_S` on the
+//! calibration windows, and its hidden and output ranges from decoding `mu_S`. Everything else
+//! (fusion, likelihood over the present groups, scores) is the library's code, so the host
+//! computes what the chip computes.
 
 use anyhow::{bail, Result};
 use tinyvae::{
@@ -18,7 +19,7 @@ use tinyvae::{
 use super::calibrate::{track, track_decoder, widen, EMPTY};
 use super::host::{lib, quantize_layer, quantize_relu_stack, range_q, run_float, run_int8};
 use super::{FloatLayer, QLayer};
-use crate::train::poe::PoeParams;
+use crate::train::poe::{DecoderParams, PoeParams};
 use crate::train::Linear;
 
 /// One expert: f32 or int8 layers.
@@ -49,7 +50,7 @@ pub enum HostExpert {
     },
 }
 
-/// The shared decoder: f32 or int8 layers.
+/// A decoder (shared, or one group's): f32 or int8 layers.
 #[derive(Clone, Debug, PartialEq)]
 pub enum HostDecoder {
     /// f32.
@@ -164,15 +165,11 @@ impl ExpertEncoder for HostExpert {
     }
 }
 
-/// A borrowed [`HostDecoder`] (the [`LatentDecoder`] of a [`PoeVae`]).
-#[derive(Clone, Copy, Debug)]
-pub struct DecoderRef<'a>(pub &'a HostDecoder);
-
-impl LatentDecoder for DecoderRef<'_> {
+impl LatentDecoder for HostDecoder {
     type Scratch = HostBufs;
 
     fn latent_dim(&self) -> usize {
-        match self.0 {
+        match self {
             HostDecoder::Float { decoder, output } => decoder.first().unwrap_or(output).in_dim,
             HostDecoder::Int8 {
                 decoder, output, ..
@@ -181,7 +178,7 @@ impl LatentDecoder for DecoderRef<'_> {
     }
 
     fn decode(&self, z: &[f32], mean: &mut [f32], s: &mut HostBufs) -> Result<(), Error> {
-        match self.0 {
+        match self {
             HostDecoder::Float { decoder, output } => {
                 let refs: Vec<&FloatLayer> = decoder.iter().chain([output]).collect();
                 run_float(&refs, z, mean, &mut s.fa, &mut s.fb)
@@ -209,16 +206,52 @@ impl LatentDecoder for DecoderRef<'_> {
 }
 
 /// Calibration ranges of a product-of-experts model.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct PoeRanges {
     /// Per expert: input, hidden layers, mu, logvar.
     pub experts: Vec<ExpertRanges>,
-    /// Decoder input `z`.
+    /// Decoder input `z` (every decoder's).
     pub z: (f32, f32),
-    /// Decoder hidden layers.
-    pub decoder: Vec<(f32, f32)>,
-    /// Decoder output.
+    /// Each decoder's (shared: one; per group: in group order).
+    pub decoders: Vec<DecoderRanges>,
+}
+
+/// One decoder's ranges.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DecoderRanges {
+    /// Hidden layers.
+    pub hidden: Vec<(f32, f32)>,
+    /// Output.
     pub output: (f32, f32),
+}
+
+/// [`PoeRanges`] as `config.json` holds them: `decoders`, or (checkpoints of a shared decoder
+/// written before per-group decoders) one decoder's `decoder` and `output`.
+#[derive(serde::Deserialize)]
+struct PoeRangesJson {
+    experts: Vec<ExpertRanges>,
+    z: (f32, f32),
+    #[serde(default)]
+    decoders: Vec<DecoderRanges>,
+    #[serde(default)]
+    decoder: Option<Vec<(f32, f32)>>,
+    #[serde(default)]
+    output: Option<(f32, f32)>,
+}
+
+impl<'de> serde::Deserialize<'de> for PoeRanges {
+    fn deserialize<De: serde::Deserializer<'de>>(d: De) -> Result<Self, De::Error> {
+        let j = PoeRangesJson::deserialize(d)?;
+        let mut decoders = j.decoders;
+        if let (true, Some(hidden), Some(output)) = (decoders.is_empty(), j.decoder, j.output) {
+            decoders.push(DecoderRanges { hidden, output });
+        }
+        Ok(Self {
+            experts: j.experts,
+            z: j.z,
+            decoders,
+        })
+    }
 }
 
 /// One expert's ranges.
@@ -239,8 +272,8 @@ pub struct ExpertRanges {
 pub struct PoeHost {
     /// One per group.
     pub experts: Vec<HostExpert>,
-    /// The shared decoder.
-    pub decoder: HostDecoder,
+    /// The decoders: one shared, or one per group (in group order).
+    pub decoders: Vec<HostDecoder>,
     /// The channels of each group.
     pub groups: SensorGroups,
     /// C.
@@ -258,7 +291,7 @@ pub struct PoeHost {
 }
 
 /// The model as the library sees it.
-pub type PoeView<'a> = PoeVae<'a, HostExpert, DecoderRef<'a>, Vec<f32>>;
+pub type PoeView<'a> = PoeVae<'a, HostExpert, HostDecoder, Vec<f32>>;
 
 /// Scratch of a [`PoeView`].
 pub type PoeHostScratch = PoeScratch<HostBufs, HostBufs, Vec<f32>>;
@@ -279,11 +312,15 @@ impl PoeHost {
                 logvar: fl(&e.logvar, Activation::Identity),
             })
             .collect();
-        let decoder = HostDecoder::Float {
-            decoder: p.decoder.iter().map(|l| fl(l, Activation::Relu)).collect(),
-            output: fl(&p.decoder_out, Activation::Identity),
-        };
-        Self::assemble(p, experts, decoder)
+        let decoders = p
+            .decoders()
+            .iter()
+            .map(|d| HostDecoder::Float {
+                decoder: d.hidden.iter().map(|l| fl(l, Activation::Relu)).collect(),
+                output: fl(&d.out, Activation::Identity),
+            })
+            .collect();
+        Self::assemble(p, experts, decoders)
     }
 
     /// The int8 model of trained weights with activation ranges `r`.
@@ -291,7 +328,14 @@ impl PoeHost {
     /// # Errors
     /// A degenerate range or shapes that do not chain.
     pub fn int8(p: &PoeParams, r: &PoeRanges) -> Result<Self> {
-        if r.experts.len() != p.experts.len() || r.decoder.len() != p.decoder.len() {
+        let dps: Vec<DecoderParams> = p.decoders();
+        if r.experts.len() != p.experts.len()
+            || r.decoders.len() != dps.len()
+            || dps
+                .iter()
+                .zip(&r.decoders)
+                .any(|(d, dr)| d.hidden.len() != dr.hidden.len())
+        {
             bail!("calibration ranges do not match the model's layers");
         }
         let mut experts = Vec::new();
@@ -327,26 +371,36 @@ impl PoeHost {
             });
         }
         let z_q = range_q("z", r.z)?;
-        let (decoder, prev) = quantize_relu_stack("decoder", &p.decoder, &r.decoder, z_q)?;
-        let output = quantize_layer(
-            "decoder.out",
-            &p.decoder_out,
-            prev,
-            range_q("decoder.out", r.output)?,
-            Activation::Identity,
-        )?;
-        Self::assemble(
-            p,
-            experts,
-            HostDecoder::Int8 {
+        let mut decoders = Vec::new();
+        for (d, (dp, dr)) in dps.iter().zip(&r.decoders).enumerate() {
+            let name = if dps.len() == 1 {
+                "decoder".to_string()
+            } else {
+                format!("decoder.{d}")
+            };
+            let (decoder, prev) = quantize_relu_stack(&name, &dp.hidden, &dr.hidden, z_q)?;
+            let out = format!("{name}.out");
+            let output = quantize_layer(
+                &out,
+                &dp.out,
+                prev,
+                range_q(&out, dr.output)?,
+                Activation::Identity,
+            )?;
+            decoders.push(HostDecoder::Int8 {
                 z_q,
                 decoder,
                 output,
-            },
-        )
+            });
+        }
+        Self::assemble(p, experts, decoders)
     }
 
-    fn assemble(p: &PoeParams, experts: Vec<HostExpert>, decoder: HostDecoder) -> Result<Self> {
+    fn assemble(
+        p: &PoeParams,
+        experts: Vec<HostExpert>,
+        decoders: Vec<HostDecoder>,
+    ) -> Result<Self> {
         let a = &p.arch;
         let masks: Vec<tinyvae::ChannelMask> = a
             .groups
@@ -380,7 +434,7 @@ impl PoeHost {
         }
         Ok(Self {
             experts,
-            decoder,
+            decoders,
             groups,
             channels: a.channels,
             latent: a.latent,
@@ -395,7 +449,7 @@ impl PoeHost {
     pub fn view(&self) -> PoeView<'_> {
         PoeVae::new(
             &self.experts,
-            DecoderRef(&self.decoder),
+            &self.decoders,
             self.groups,
             self.channels,
             &self.inv_var,
@@ -421,34 +475,14 @@ impl PoeHost {
         }
     }
 
+    /// The widest layer boundary of every expert and decoder (the scratch buffers' length).
     fn widest(&self) -> usize {
-        let mut w = self.input().max(self.latent);
-        let mut see = |i: usize, o: usize| w = w.max(i).max(o);
-        for e in &self.experts {
-            match e {
-                HostExpert::Float {
-                    encoder,
-                    mu,
-                    logvar,
-                } => encoder
-                    .iter()
-                    .chain([mu, logvar])
-                    .for_each(|l| see(l.in_dim, l.out_dim)),
-                HostExpert::Int8 {
-                    encoder,
-                    mu,
-                    logvar,
-                    ..
-                } => encoder
-                    .iter()
-                    .chain([mu, logvar])
-                    .for_each(|l| see(l.in_dim, l.out_dim)),
-            }
-        }
-        w
+        self.dims()
+            .iter()
+            .fold(self.input().max(self.latent), |w, &(i, o)| w.max(i).max(o))
     }
 
-    /// `(in, out)` of every dense layer (experts in order, then the decoder).
+    /// `(in, out)` of every dense layer (experts in order, then the decoders).
     pub fn dims(&self) -> Vec<(usize, usize)> {
         let mut v = Vec::new();
         for e in &self.experts {
@@ -476,26 +510,28 @@ impl PoeHost {
                 ),
             }
         }
-        match &self.decoder {
-            HostDecoder::Float { decoder, output } => v.extend(
-                decoder
-                    .iter()
-                    .chain([output])
-                    .map(|l| (l.in_dim, l.out_dim)),
-            ),
-            HostDecoder::Int8 {
-                decoder, output, ..
-            } => v.extend(
-                decoder
-                    .iter()
-                    .chain([output])
-                    .map(|l| (l.in_dim, l.out_dim)),
-            ),
+        for d in &self.decoders {
+            match d {
+                HostDecoder::Float { decoder, output } => v.extend(
+                    decoder
+                        .iter()
+                        .chain([output])
+                        .map(|l| (l.in_dim, l.out_dim)),
+                ),
+                HostDecoder::Int8 {
+                    decoder, output, ..
+                } => v.extend(
+                    decoder
+                        .iter()
+                        .chain([output])
+                        .map(|l| (l.in_dim, l.out_dim)),
+                ),
+            }
         }
         v
     }
 
-    /// Multiply-accumulates of the full-set ELBO score (every expert, one decode).
+    /// Multiply-accumulates of the full-set ELBO score (every expert, every decoder).
     pub fn macs(&self) -> usize {
         self.dims().iter().map(|(a, b)| a * b).sum()
     }
@@ -519,9 +555,14 @@ impl PoeHost {
     /// # Errors
     /// Not the f32 model, a window of the wrong length, or no windows.
     pub fn calibrate<'a>(&self, windows: impl Iterator<Item = &'a [f32]>) -> Result<PoeRanges> {
-        let HostDecoder::Float { decoder, output } = &self.decoder else {
-            bail!("calibration needs the f32 model");
-        };
+        let decoders = self
+            .decoders
+            .iter()
+            .map(|d| match d {
+                HostDecoder::Float { decoder, output } => Ok((decoder, output)),
+                HostDecoder::Int8 { .. } => bail!("calibration needs the f32 model"),
+            })
+            .collect::<Result<Vec<_>>>()?;
         let g = self.experts.len();
         let z = self.latent;
         let mut er: Vec<ExpertRanges> = self
@@ -540,8 +581,13 @@ impl PoeHost {
         let mut r = PoeRanges {
             experts: Vec::new(),
             z: EMPTY,
-            decoder: vec![EMPTY; decoder.len()],
-            output: EMPTY,
+            decoders: decoders
+                .iter()
+                .map(|(hidden, _)| DecoderRanges {
+                    hidden: vec![EMPTY; hidden.len()],
+                    output: EMPTY,
+                })
+                .collect(),
         };
         let c = self.channels;
         let mut n = 0usize;
@@ -592,7 +638,9 @@ impl PoeHost {
                     let s = 3.0 * tinyvae::math::exp(0.5 * lj);
                     widen(&mut r.z, &[mj - s, mj + s]);
                 }
-                track_decoder(decoder, output, &mut r.decoder, &mut r.output, m)?;
+                for ((hidden, output), dr) in decoders.iter().zip(&mut r.decoders) {
+                    track_decoder(hidden, output, &mut dr.hidden, &mut dr.output, m.clone())?;
+                }
             }
         }
         if n == 0 {

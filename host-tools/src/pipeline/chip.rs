@@ -63,8 +63,9 @@ pub fn poe_chip_vs_host(
             kind: pass.kind.unwrap_or(tinyvae::ScoreKind::Elbo),
             stride: cfg.stride,
             seed: 0,
-            threshold,
+            alarm: tinyvae::AlarmConfig::threshold(threshold),
             limits: pass.limits,
+            alarm_on_flagged: false,
             attribution: false,
         };
         run_poe_with(int8, cfg, &series, &opts)

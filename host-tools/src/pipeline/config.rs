@@ -8,6 +8,7 @@ use anyhow::{bail, Result};
 use clap::{Args, ValueEnum};
 use serde::Deserialize;
 
+use crate::train::poe::DecoderLayout;
 use crate::train::{self, NoiseKind, TrainConfig};
 
 /// Architecture and training options shared by `train` and `demo`.
@@ -132,6 +133,21 @@ pub const DEFAULT_TRAIN_STRIDE: usize = 1;
 /// 60,196 bytes, 384-64-32 takes 63,748. On the bundled set it also had the better validation
 /// ELBO at every seed (0, 1, 2: -31.6, -53.8, -26.4 vs -64.8, -89.8, -54.5 nats per window).
 pub const DEFAULT_HIDDEN: usize = 60;
+
+/// Default hidden width of each per-group decoder of a multi-sensor model (`train --group`,
+/// `--decoder per-group`): two 32-52-192 decoders take 23,296 multiply-adds, fewer than the
+/// 24,960 of one shared 32-60-384 decoder, and 52 is a multiple of 4 (the M4's 4-row int8
+/// kernels; 54 or 70 rows fall back to slower code). Figures: README, "Multi-sensor models".
+pub const DEFAULT_GROUP_DECODER_HIDDEN: usize = 52;
+
+/// The decoder widths of a multi-sensor model when `--decoder-hidden` is not given: per-group
+/// decoders [`DEFAULT_GROUP_DECODER_HIDDEN`] wide, a shared decoder as the encoder, reversed.
+pub fn default_decoder_hidden(layout: DecoderLayout, encoder_hidden: &[usize]) -> Vec<usize> {
+    match layout {
+        DecoderLayout::Shared => encoder_hidden.iter().rev().copied().collect(),
+        DecoderLayout::PerGroup => vec![DEFAULT_GROUP_DECODER_HIDDEN],
+    }
+}
 
 /// Candidate latent sizes of `--latent auto`.
 pub const AUTO_LATENTS: [usize; 4] = [8, 16, 24, 32];

@@ -16,14 +16,17 @@ use serde_json::{json, Value};
 use tinyvae::{GroupSet, ScoreKind};
 
 use super::calibrate::{split_windows, CalibOpts};
-use super::config::{resolve, LatentSpec, ModelOpts, AUTO_LATENTS, SELECTION_PATIENCE};
+use super::config::{
+    default_decoder_hidden, resolve, LatentSpec, ModelOpts, AUTO_LATENTS, SELECTION_PATIENCE,
+};
+use crate::columns::Matching;
 use crate::data::{self, Norm, Windows};
 use crate::metrics;
 use crate::model::PoeHost;
 use crate::poe_checkpoint::{
     GroupSpec, PoeCalibration, PoeCheckpoint, PoeConfig, PoeWidths, POE_FORMAT,
 };
-use crate::train::poe::{train_poe, PoeArch};
+use crate::train::poe::{train_poe, DecoderLayout, PoeArch};
 use crate::train::TrainReport;
 
 /// Parses `--group NAME=CH,CH,...` options against the stream's channel names.
@@ -95,7 +98,8 @@ pub struct PoeTrained {
 
 /// Trains a product-of-experts model on the stream at `data_path` with the groups `specs`
 /// (`--group`), the options `o` (`--latent auto` picks the candidate with the best validation
-/// objective, as for the single model) and calibrates it with `c`.
+/// objective, as for the single model) and the decoder layout `decoder` (`--decoder`; widths
+/// without `--decoder-hidden`: [`default_decoder_hidden`]), and calibrates it with `c`.
 ///
 /// # Errors
 /// Invalid options or groups, bad data, or a failed training run.
@@ -104,6 +108,7 @@ pub fn train_poe_model(
     o: &ModelOpts,
     c: &CalibOpts,
     specs: &[String],
+    decoder: DecoderLayout,
 ) -> Result<PoeTrained> {
     let r = resolve(o)?;
     let series = data::load_csv(data_path)?;
@@ -116,7 +121,7 @@ pub fn train_poe_model(
     let decoder_hidden = r
         .decoder_hidden
         .clone()
-        .unwrap_or_else(|| r.encoder_hidden.iter().rev().copied().collect());
+        .unwrap_or_else(|| default_decoder_hidden(decoder, &r.encoder_hidden));
     let mut config = PoeConfig {
         format: POE_FORMAT.to_string(),
         channels: series.channels.clone(),
@@ -130,6 +135,7 @@ pub fn train_poe_model(
             latent: 0,
             decoder_hidden,
             noise: r.noise,
+            decoder,
         },
         train: r.train.clone(),
         calibration: None,
@@ -276,9 +282,10 @@ pub fn evaluate_poe(
     path: &Path,
     stride: Option<usize>,
     drop: Option<&str>,
+    matching: Matching,
 ) -> Result<Value> {
     let cfg = &m.ck.config;
-    let series = data::load_csv(path)?.select_channels(&cfg.channels)?;
+    let series = data::load_csv(path)?.select_channels_with(&cfg.channels, matching)?;
     let norm = Norm {
         mean: cfg.norm_mean.clone(),
         std: cfg.norm_std.clone(),

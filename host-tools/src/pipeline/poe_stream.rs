@@ -32,8 +32,9 @@ pub fn run_poe(
         kind: ScoreKind::Elbo,
         stride,
         seed: 0,
-        threshold,
+        alarm: AlarmConfig::threshold(threshold),
         limits: None,
+        alarm_on_flagged: false,
         attribution: false,
     };
     Ok(run_poe_with(model, cfg, series, &opts)?
@@ -51,10 +52,13 @@ pub struct PoeStream {
     pub stride: usize,
     /// Seed of the per-window generators of sampled scores.
     pub seed: u64,
-    /// The full-set threshold.
-    pub threshold: f32,
+    /// The alarm (full-set threshold, EMA, hysteresis, debounce); a degraded window's score is
+    /// moved to the full set's scale before it.
+    pub alarm: AlarmConfig,
     /// Saturation limits `(lo, hi)` in physical units, the same for every channel.
     pub limits: Option<(f32, f32)>,
+    /// Flagged windows (saturated or stuck channel) update the alarm too.
+    pub alarm_on_flagged: bool,
     /// Compute each scored window's top channel among its present groups' channels.
     pub attribution: bool,
 }
@@ -109,13 +113,9 @@ fn run_c<const C: usize>(
     if !(1..=max).contains(&stride) {
         bail!("--stride {stride} is out of range: valid values are 1 to {max}");
     }
-    let mut dc = DetectorConfig::new(
-        opts.kind,
-        u32::try_from(stride)?,
-        norm,
-        AlarmConfig::threshold(opts.threshold),
-    )
-    .with_seed(opts.seed);
+    let mut dc = DetectorConfig::new(opts.kind, u32::try_from(stride)?, norm, opts.alarm)
+        .with_seed(opts.seed)
+        .with_alarm_on_flagged(opts.alarm_on_flagged);
     if let Some((lo, hi)) = opts.limits {
         dc = dc.with_limits(SaturationLimits::new([lo; C], [hi; C]));
     }

@@ -18,6 +18,7 @@ use super::{CalibOpts, Loaded};
 use crate::data::Windows;
 use crate::metrics::roc_auc;
 use crate::model::score_windows;
+use crate::train::poe::DecoderLayout;
 
 /// Training epochs of the demo's product-of-experts model (a short run: the README's
 /// multi-sensor section has the figures of longer ones).
@@ -103,10 +104,16 @@ pub fn sensor_loss(
     let mut o = opts.clone();
     o.epochs = Some(DEMO_POE_EPOCHS);
     o.latent = Some(LatentSpec::Fixed(DEMO_POE_LATENT));
-    let t = train_poe_model(train_path, &o, calib, &specs)?;
+    let t = train_poe_model(train_path, &o, calib, &specs, DecoderLayout::PerGroup)?;
     crate::poe_checkpoint::save(poe_dir, &t.ck)?;
     let poe = load_poe(poe_dir)?;
-    let eval = evaluate_poe(&poe, test_path, Some(windows.stride), None)?;
+    let eval = evaluate_poe(
+        &poe,
+        test_path,
+        Some(windows.stride),
+        None,
+        crate::columns::Matching::ByName,
+    )?;
     let cfg = &poe.ck.config;
     let mut subsets = vec![GroupSet::first(cfg.groups.len())];
     subsets.extend((0..cfg.groups.len()).map(|g| GroupSet(1 << g)));

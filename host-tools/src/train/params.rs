@@ -19,6 +19,18 @@ pub struct Linear {
     pub out_features: usize,
 }
 
+impl Linear {
+    /// A layer of zero weights and biases.
+    pub fn zeros(in_features: usize, out_features: usize) -> Self {
+        Self {
+            weight: vec![0.0; in_features * out_features],
+            bias: vec![0.0; out_features],
+            in_features,
+            out_features,
+        }
+    }
+}
+
 /// All weights of a model. Tensor names (see [`Params::tensors`]) are those of checkpoints.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Params {

@@ -95,10 +95,12 @@ fn model_decode(z: &[f32; LATENT], mean: &mut [f32; INPUT], ws: &mut Ws) {
 }
 
 /// Multiply-accumulates of a score with `groups` groups present: that many experts (all of
-/// the exported type `Expert`) and the shared decoder.
+/// the exported type `Expert`) and the shared decoder, or (per-group decoders,
+/// `DECODER_COUNT > 1`) the present groups' decoders.
 #[cfg(fw_poe)]
 const fn poe_macs(groups: usize) -> usize {
-    groups * model::Expert::MACS + model::Decoder::MACS
+    let decoders = if model::DECODER_COUNT == 1 { 1 } else { groups };
+    groups * model::Expert::MACS + decoders * model::Decoder::MACS
 }
 
 /// Multiply-accumulates of the whole score with every group.
