@@ -13,6 +13,7 @@
 
 mod activation;
 mod alarm;
+mod ar_noise;
 #[allow(unsafe_code)]
 mod arch;
 mod cholesky;
@@ -47,6 +48,7 @@ mod vae;
 
 pub use activation::*;
 pub use alarm::*;
+pub use ar_noise::*;
 pub use cholesky::*;
 pub use dense::*;
 pub use detector::*;

@@ -22,7 +22,11 @@
 //! ```
 //!
 //! (`log_norm_g = -1/2 sum_{i in group g} (ln 2 pi + logvar_x[i])`, the sum over features in
-//! index order.) The fusion ([`fuse_precisions`]) is evaluated exactly as
+//! index order.) With autoregressive noise ([`PoeVae::with_ar`], order `p > 0`) the sum of
+//! squares is [`ar_quadratic`] over the channels of `M_S`: each channel's residual is predicted
+//! from its own `p` previous residuals and `inv_var` holds the innovations' precisions, so
+//! `log p(x_S | z)` is still a normalized Gaussian density of the present channels, one factor
+//! per group. (A one-group model takes the single VAE's score path, which has no such term.) The fusion ([`fuse_precisions`]) is evaluated exactly as
 //! [`product_of_experts`](crate::product_of_experts) with the prior (the prior's precision 1
 //! first, then the present experts in group order; the unscaled case of its evaluation), so
 //! results are bit-identical to it (`tests/poe_vae.rs`). With no group present the
@@ -48,7 +52,8 @@ use core::marker::PhantomData;
 use crate::math::ln;
 use crate::vae::same_len;
 use crate::{
-    expert_precision, DecoderNoise, Error, GroupSet, Layer, SensorGroups, VaeModel, MAX_GROUPS,
+    ar_quadratic, expert_precision, DecoderNoise, Error, GroupSet, Layer, SensorGroups, VaeModel,
+    MAX_GROUPS,
 };
 
 /// One sensor group's encoder: its sub-window to the expert's `mu` and precisions
@@ -105,6 +110,11 @@ pub struct PoeVae<'a, E, D, F> {
     pub group_log_norm: &'a [f32],
     /// `threshold(all) - threshold(S)` per subset, indexed by [`GroupSet::index`].
     pub shifts: &'a [f32; 16],
+    /// Autoregressive noise coefficients, `ar_order` per channel (`C ar_order` values; see
+    /// [`ar_quadratic`]); empty with `ar_order` 0 (the diagonal noise model).
+    pub ar: &'a [f32],
+    /// The order `p` of the autoregressive noise (0: diagonal).
+    pub ar_order: usize,
     buffers: PhantomData<fn() -> F>,
 }
 
@@ -348,8 +358,19 @@ impl<'a, E, D, F> PoeVae<'a, E, D, F> {
             inv_var,
             group_log_norm,
             shifts,
+            ar: &[],
+            ar_order: 0,
             buffers: PhantomData,
         }
+    }
+
+    /// The model with autoregressive decoder noise of order `order` and coefficients `ar`
+    /// (`C order` values, channel-major; see [`ar_quadratic`]). `inv_var` and
+    /// `group_log_norm` are then the innovations' precisions and log-normalizers.
+    pub const fn with_ar(mut self, order: usize, ar: &'a [f32]) -> Self {
+        self.ar = ar;
+        self.ar_order = order;
+        self
     }
 
     fn group_count(&self) -> usize {
@@ -504,6 +525,23 @@ where
         same_len(self.inv_var.len(), x.len())?;
         same_len(self.inv_var.len(), mean.len())?;
         let present = GroupSet(present.0 & self.groups.all().0);
+        if self.ar_order > 0 {
+            let mut log_norm = 0.0f32;
+            for g in present.iter() {
+                log_norm += self.group_log_norm.get(g).copied().unwrap_or(0.0);
+            }
+            let used = self.groups.channels_of(present);
+            let q = ar_quadratic(
+                x,
+                mean,
+                self.inv_var,
+                self.ar,
+                self.ar_order,
+                self.channels,
+                used,
+            )?;
+            return Ok(log_norm - 0.5 * q);
+        }
         if present == self.groups.all() {
             // Every feature counts: the noise model's sum, the same operations in the same order.
             return self.noise().log_likelihood(x, mean);

@@ -37,7 +37,7 @@ use tinyvae::GroupSet;
 
 use crate::checkpoint::{CONFIG_FILE, WEIGHTS_FILE};
 use crate::model::PoeRanges;
-use crate::train::poe::{DecoderLayout, ExpertParams, PoeArch, PoeParams};
+use crate::train::poe::{ArNoiseParams, DecoderLayout, ExpertParams, PoeArch, PoeParams};
 use crate::train::{Linear, NoiseKind, TrainConfig, DECODER_LOGVAR_MAX, DECODER_LOGVAR_MIN};
 
 /// The `format` of a PoE checkpoint.
@@ -194,6 +194,15 @@ fn tensors(p: &PoeParams) -> Vec<(String, Vec<usize>, Vec<f32>)> {
         vec![p.decoder_logvar.len()],
         p.decoder_logvar.clone(),
     ));
+    if let Some(n) = &p.noise {
+        let c = p.arch.channels;
+        v.push(("noise.ar".into(), vec![c, n.order], n.coef.clone()));
+        v.push((
+            "noise.logvar".into(),
+            vec![n.logvar.len()],
+            n.logvar.clone(),
+        ));
+    }
     v
 }
 
@@ -298,6 +307,22 @@ pub fn load(dir: &Path) -> Result<PoeCheckpoint> {
     // The expected tensors: those of a zero model of this shape.
     let layout = crate::train::poe::PoeLayout::new(&arch)?;
     let mut params = layout.unflatten(&vec![0.0; layout.total]);
+    // Autoregressive noise (optional): its order is the second dimension of `noise.ar`.
+    if let Ok(t) = st.tensor("noise.ar") {
+        let order = match t.shape() {
+            &[c, p] if c == arch.channels && (1..=tinyvae::MAX_AR_ORDER).contains(&p) => p,
+            s => bail!(
+                "{origin}: tensor `noise.ar` has shape {s:?}, expected [{}, p] with p from 1 to {}",
+                arch.channels,
+                tinyvae::MAX_AR_ORDER
+            ),
+        };
+        params.noise = Some(ArNoiseParams {
+            order,
+            coef: vec![0.0; arch.channels * order],
+            logvar: vec![0.0; arch.input()],
+        });
+    }
     let expected: Vec<(String, Vec<usize>)> = tensors(&params)
         .into_iter()
         .map(|(n, s, _)| (n, s))
@@ -365,5 +390,12 @@ pub fn load(dir: &Path) -> Result<PoeCheckpoint> {
         .into_iter()
         .map(|v| v.clamp(DECODER_LOGVAR_MIN, DECODER_LOGVAR_MAX))
         .collect();
+    if let Some(n) = &mut params.noise {
+        n.coef = take("noise.ar");
+        n.logvar = take("noise.logvar")
+            .into_iter()
+            .map(|v| v.clamp(DECODER_LOGVAR_MIN, DECODER_LOGVAR_MAX))
+            .collect();
+    }
     Ok(PoeCheckpoint { config, params })
 }

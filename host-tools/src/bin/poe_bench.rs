@@ -18,6 +18,8 @@
 //!   --decoder-hidden W  PoE decoder hidden width (default: 52 per group; shared: --hidden)
 //!   --batch N       minibatch of every model (default 64)
 //!   --first-seed S  seeds S..S+N (default 0)
+//!   --noise-ar K    PoE decoder noise: auto (default, as `tinyvae train --group`), 0 (the
+//!                   trained per-feature noise) or an autoregressive order 1 to 3
 //!   --poe-only      skip the comparison models
 //!   --json FILE     also write the figures as JSON
 //! ```
@@ -47,7 +49,9 @@ use tinyvae_host_tools::model::{score_windows, HostModel, PoeHost};
 use tinyvae_host_tools::pipeline::calibrate::split_windows;
 use tinyvae_host_tools::pipeline::config::{default_decoder_hidden, resolve, ModelOpts};
 use tinyvae_host_tools::pipeline::default_data;
-use tinyvae_host_tools::train::poe::{train_poe_recipe, DecoderLayout, PoeArch, PoeRecipe};
+use tinyvae_host_tools::train::poe::{
+    fit_ar_noise, train_poe_recipe, DecoderLayout, NoiseOrder, PoeArch, PoeRecipe,
+};
 use tinyvae_host_tools::train::{self, Arch};
 
 struct Opts {
@@ -65,6 +69,7 @@ struct Opts {
     decoder_hidden: Option<usize>,
     batch: Option<usize>,
     decoder: DecoderLayout,
+    noise: NoiseOrder,
 }
 
 fn parse() -> Result<Opts> {
@@ -83,6 +88,7 @@ fn parse() -> Result<Opts> {
         decoder_hidden: None,
         batch: None,
         decoder: DecoderLayout::PerGroup,
+        noise: NoiseOrder::Auto,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -110,6 +116,7 @@ fn parse() -> Result<Opts> {
             "--batch" => o.batch = Some(val()?.parse()?),
             "--first-seed" => o.first_seed = val()?.parse()?,
             "--poe-only" => o.poe_only = true,
+            "--noise-ar" => o.noise = val()?.parse().map_err(anyhow::Error::msg)?,
             _ => bail!("unknown option {a}"),
         }
     }
@@ -229,8 +236,20 @@ fn main() -> Result<()> {
             noise: r.noise,
             decoder: o.decoder,
         };
-        let (p, rep) =
+        let (mut p, rep) =
             train_poe_recipe(&arch, &cfg, &o.recipe, split.train.view(), split.val.view())?;
+        let fit = fit_ar_noise(&p, split.train.view(), split.val.view(), o.noise)?;
+        p.noise = fit.chosen;
+        let noise_line: Vec<String> = fit
+            .validation
+            .iter()
+            .map(|(k, v)| format!("{k}: {v:.1}"))
+            .collect();
+        eprintln!(
+            "seed {seed}: decoder noise AR order {} (validation log-likelihood per window by order: {})",
+            p.noise.as_ref().map_or(0, |n| n.order),
+            noise_line.join(", ")
+        );
         let f = PoeHost::float(&p)?;
         let ranges = f.calibrate(split.train.iter())?;
         let q = PoeHost::int8(&p, &ranges)?;

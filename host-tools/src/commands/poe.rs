@@ -10,7 +10,7 @@ use tinyvae_host_tools::options::{AlarmOptions, ThresholdSource};
 use tinyvae_host_tools::pipeline::poe::{evaluate_poe, load_poe, train_poe_model};
 use tinyvae_host_tools::pipeline::{CalibOpts, ModelOpts};
 use tinyvae_host_tools::poe_checkpoint;
-use tinyvae_host_tools::train::poe::DecoderLayout;
+use tinyvae_host_tools::train::poe::{DecoderLayout, NoiseOrder};
 
 use super::{fmt_opt, kb};
 
@@ -25,8 +25,9 @@ pub fn train(
     c: &CalibOpts,
     groups: &[String],
     decoder: DecoderLayout,
+    noise: NoiseOrder,
 ) -> Result<()> {
-    let t = train_poe_model(data, o, c, groups, decoder)?;
+    let t = train_poe_model(data, o, c, groups, decoder, noise)?;
     poe_checkpoint::save(out, &t.ck)?;
     let cfg = &t.ck.config;
     let names: Vec<String> = cfg
@@ -61,6 +62,22 @@ pub fn train(
             "latent size chosen by the validation objective ({}): {}",
             parts.join(", "),
             cfg.arch.latent
+        );
+    }
+    if !t.noise.validation.is_empty() {
+        let parts: Vec<String> = t
+            .noise
+            .validation
+            .iter()
+            .map(|(k, v)| format!("{k}: {v:.1}"))
+            .collect();
+        println!(
+            "decoder noise by the validation log-likelihood per window (AR order {}): {}",
+            parts.join(", "),
+            match &t.ck.params.noise {
+                Some(n) => format!("autoregressive, order {}", n.order),
+                None => "the trained per-feature noise".to_string(),
+            }
         );
     }
     if let Some(cal) = &cfg.calibration {

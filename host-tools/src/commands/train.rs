@@ -13,7 +13,7 @@ use tinyvae_host_tools::pipeline::train::{arch_string, selection_line};
 use tinyvae_host_tools::pipeline::{
     default_data, train_model, CalibOpts, ModelOpts, CHECKPOINT_FILES,
 };
-use tinyvae_host_tools::train::poe::DecoderLayout;
+use tinyvae_host_tools::train::poe::{DecoderLayout, NoiseOrder};
 
 /// `--decoder` values (no doc comments: clap would list them and change `train --help`).
 #[allow(missing_docs)]
@@ -46,6 +46,12 @@ pub struct TrainArgs {
     /// or one shared decoder for all channels [default: per-group].
     #[arg(long, value_enum, requires = "groups")]
     decoder: Option<DecoderArg>,
+    /// With --group: the decoder noise. Each channel's residual is modelled as an
+    /// autoregressive process of this order (1 to 3), fitted to the training windows after
+    /// training; `auto` picks the order, or the trained per-feature noise (`0`), with the best
+    /// validation likelihood [default: auto].
+    #[arg(long, value_name = "auto|0..3", requires = "groups")]
+    noise_ar: Option<NoiseOrder>,
     /// Number of expert VAEs behind a gate (a mixture of experts; 1 = a single VAE). Each window
     /// is scored by the one expert the gate picks, so the chip's cost stays that of one expert
     /// plus the gate; K times the parameters. 1 to 8 [default: 1].
@@ -90,7 +96,10 @@ pub fn run(a: TrainArgs) -> Result<()> {
             Some(DecoderArg::Shared) => DecoderLayout::Shared,
             Some(DecoderArg::PerGroup) | None => DecoderLayout::PerGroup,
         };
-        return super::poe::train(&data_path, &a.out, &a.model, &a.calib, &a.groups, decoder);
+        let noise = a.noise_ar.unwrap_or(NoiseOrder::Auto);
+        return super::poe::train(
+            &data_path, &a.out, &a.model, &a.calib, &a.groups, decoder, noise,
+        );
     }
     if a.experts > 1 {
         let files = moe::moe_files(a.experts);

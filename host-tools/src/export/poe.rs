@@ -158,12 +158,31 @@ pub fn export_poe_int8(ck: &PoeCheckpoint, m: &PoeHost, thresholds: &[f32; 16]) 
     );
     table(
         &mut b,
-        "Decoder precisions `exp(-logvar_x[i])`.",
+        if m.ar_order > 0 {
+            "Decoder precisions `exp(-logvar_x[i])` (of the autoregressive noise's innovations)."
+        } else {
+            "Decoder precisions `exp(-logvar_x[i])`."
+        },
         "INV_VAR",
         "[f32; INPUT]",
         m.inv_var.iter().map(|&v| F32(v)),
         8,
     );
+    if m.ar_order > 0 {
+        let _ = writeln!(
+            b,
+            "/// Order of the autoregressive decoder noise (`tinyvae::ar_quadratic`).\npub const AR_ORDER: usize = {};\n",
+            m.ar_order
+        );
+        table(
+            &mut b,
+            "Autoregressive noise coefficients, `AR_ORDER` per channel (`a[c AR_ORDER + k - 1]`).",
+            "AR",
+            "[f32; CHANNELS * AR_ORDER]",
+            m.ar.iter().map(|&v| F32(v)),
+            8,
+        );
+    }
     // experts
     let mut values = Vec::new();
     let mut expert_types = None;
@@ -342,6 +361,15 @@ pub fn export_poe_int8(ck: &PoeCheckpoint, m: &PoeHost, thresholds: &[f32; 16]) 
             "&SHIFTS".to_string(),
         ],
     );
+    if m.ar_order > 0 {
+        // `PoeVae::new(..)` then the noise: `)\n.with_ar(AR_ORDER, &AR);` as rustfmt writes it.
+        if b.ends_with(");\n") {
+            b.truncate(b.len() - 2);
+            b.push_str("\n.with_ar(AR_ORDER, &AR);\n");
+        } else {
+            bail!("the model's initializer did not end as expected");
+        }
+    }
     let dec_hidden = match m.decoders.first() {
         Some(HostDecoder::Int8 { decoder, .. }) => decoder
             .iter()
@@ -355,8 +383,13 @@ pub fn export_poe_int8(ck: &PoeCheckpoint, m: &PoeHost, thresholds: &[f32; 16]) 
     } else {
         format!("decoder {z}-{dec_hidden}-{x}")
     };
+    let noise_desc = if m.ar_order > 0 {
+        format!(", AR({}) decoder noise", m.ar_order)
+    } else {
+        String::new()
+    };
     let summary = format!(
-        "int8 product-of-experts VAE, groups {}, experts {gi}-{hidden}-{z}, {dec_desc}, window {} x {} channels, stride {}, threshold {} (-ELBO, all groups).",
+        "int8 product-of-experts VAE, groups {}, experts {gi}-{hidden}-{z}, {dec_desc}{noise_desc}, window {} x {} channels, stride {}, threshold {} (-ELBO, all groups).",
         groups_doc.join("; "),
         cfg.window,
         cfg.channels.len(),

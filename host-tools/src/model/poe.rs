@@ -280,7 +280,7 @@ pub struct PoeHost {
     pub channels: usize,
     /// Z.
     pub latent: usize,
-    /// Decoder log-variances (X).
+    /// Decoder log-variances (X; the innovations' with autoregressive noise).
     pub decoder_logvar: Vec<f32>,
     /// `exp(-logvar_x)` (X).
     pub inv_var: Vec<f32>,
@@ -288,6 +288,10 @@ pub struct PoeHost {
     pub group_log_norm: Vec<f32>,
     /// `threshold(all) - threshold(S)` per subset (0 until [`PoeHost::set_thresholds`]).
     pub shifts: [f32; 16],
+    /// Order of the autoregressive noise (0: diagonal).
+    pub ar_order: usize,
+    /// Its coefficients, `ar_order` per channel.
+    pub ar: Vec<f32>,
 }
 
 /// The model as the library sees it.
@@ -415,19 +419,37 @@ impl PoeHost {
             .collect();
         let groups = SensorGroups::new(&masks).map_err(lib)?;
         let x = a.input();
-        if p.decoder_logvar.len() != x {
+        // With autoregressive noise the precisions and normalizers are the innovations'.
+        let (logvar, ar_order, ar) = match &p.noise {
+            Some(n) => {
+                if n.order == 0
+                    || n.order > tinyvae::MAX_AR_ORDER
+                    || n.coef.len() != a.channels * n.order
+                {
+                    bail!(
+                        "noise.ar: order {} with {} coefficients for {} channels",
+                        n.order,
+                        n.coef.len(),
+                        a.channels
+                    );
+                }
+                (&n.logvar, n.order, n.coef.clone())
+            }
+            None => (&p.decoder_logvar, 0, Vec::new()),
+        };
+        if logvar.len() != x {
             bail!(
-                "decoder.logvar has {} values, expected {x}",
-                p.decoder_logvar.len()
+                "decoder log-variances: {} values, expected {x}",
+                logvar.len()
             );
         }
         let mut inv_var = vec![0.0f32; x];
-        tinyvae::decoder_noise(&p.decoder_logvar, &mut inv_var).map_err(lib)?;
+        tinyvae::decoder_noise(logvar, &mut inv_var).map_err(lib)?;
         let mut group_log_norm = Vec::new();
         for g in 0..groups.count() {
             let lv: Vec<f32> = (0..x)
                 .filter(|j| groups.channels(g).contains(j % a.channels))
-                .map(|j| p.decoder_logvar[j])
+                .map(|j| logvar[j])
                 .collect();
             let mut iv = vec![0.0f32; lv.len()];
             group_log_norm.push(tinyvae::decoder_noise(&lv, &mut iv).map_err(lib)?);
@@ -438,10 +460,12 @@ impl PoeHost {
             groups,
             channels: a.channels,
             latent: a.latent,
-            decoder_logvar: p.decoder_logvar.clone(),
+            decoder_logvar: logvar.clone(),
             inv_var,
             group_log_norm,
             shifts: [0.0; 16],
+            ar_order,
+            ar,
         })
     }
 
@@ -456,6 +480,7 @@ impl PoeHost {
             &self.group_log_norm,
             &self.shifts,
         )
+        .with_ar(self.ar_order, &self.ar)
     }
 
     /// X.
@@ -538,10 +563,11 @@ impl PoeHost {
 
     /// Parameter bytes as [`HostModel::param_bytes`](super::HostModel::param_bytes) counts
     /// them (int8: 1 byte per weight, 4 per bias, 8 per output for requantization), plus the
-    /// noise constants (`4 X + 4 G`). The 64 bytes of per-subset threshold shifts are
-    /// configuration, like the single model's threshold, and not counted.
+    /// noise constants (`4 X + 4 G`, and `4 C p` autoregressive coefficients). The 64 bytes
+    /// of per-subset threshold shifts are configuration, like the single model's threshold,
+    /// and not counted.
     pub fn param_bytes(&self, int8: bool) -> usize {
-        let noise = 4 * self.input() + 4 * self.experts.len();
+        let noise = 4 * self.input() + 4 * self.experts.len() + 4 * self.ar.len();
         let d = self.dims();
         if int8 {
             d.iter().map(|(a, b)| a * b + 12 * b).sum::<usize>() + noise

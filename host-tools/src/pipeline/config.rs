@@ -135,10 +135,12 @@ pub const DEFAULT_TRAIN_STRIDE: usize = 1;
 pub const DEFAULT_HIDDEN: usize = 60;
 
 /// Default hidden width of each per-group decoder of a multi-sensor model (`train --group`,
-/// `--decoder per-group`): two 32-52-192 decoders take 23,296 multiply-adds, fewer than the
-/// 24,960 of one shared 32-60-384 decoder, and 52 is a multiple of 4 (the M4's 4-row int8
-/// kernels; 54 or 70 rows fall back to slower code). Figures: README, "Multi-sensor models".
-pub const DEFAULT_GROUP_DECODER_HIDDEN: usize = 52;
+/// `--decoder per-group`): the widest multiple of 4 (the M4's 4-row int8 kernels; 54 or 70
+/// rows fall back to slower code) at which the full-set score with autoregressive decoder
+/// noise of the highest order (3) stays within the cost goal of 1.15 x the single VAE's M4
+/// instructions (125,452): 44 units measure 123,822, 48 units 126,362. Two 32-44-192 decoders
+/// take 19,712 multiply-adds. Figures: README, "Multi-sensor models".
+pub const DEFAULT_GROUP_DECODER_HIDDEN: usize = 44;
 
 /// The decoder widths of a multi-sensor model when `--decoder-hidden` is not given: per-group
 /// decoders [`DEFAULT_GROUP_DECODER_HIDDEN`] wide, a shared decoder as the encoder, reversed.

@@ -26,7 +26,7 @@ use crate::model::PoeHost;
 use crate::poe_checkpoint::{
     GroupSpec, PoeCalibration, PoeCheckpoint, PoeConfig, PoeWidths, POE_FORMAT,
 };
-use crate::train::poe::{train_poe, DecoderLayout, PoeArch};
+use crate::train::poe::{fit_ar_noise, train_poe, DecoderLayout, NoiseFit, NoiseOrder, PoeArch};
 use crate::train::TrainReport;
 
 /// Parses `--group NAME=CH,CH,...` options against the stream's channel names.
@@ -94,12 +94,15 @@ pub struct PoeTrained {
     pub seconds: f64,
     /// Validation objective per candidate latent size (`--latent auto`).
     pub selection: Vec<(usize, f64)>,
+    /// The decoder noise fit (`--noise-ar`).
+    pub noise: NoiseFit,
 }
 
 /// Trains a product-of-experts model on the stream at `data_path` with the groups `specs`
 /// (`--group`), the options `o` (`--latent auto` picks the candidate with the best validation
 /// objective, as for the single model) and the decoder layout `decoder` (`--decoder`; widths
-/// without `--decoder-hidden`: [`default_decoder_hidden`]), and calibrates it with `c`.
+/// without `--decoder-hidden`: [`default_decoder_hidden`]), fits its decoder noise (`noise`,
+/// `--noise-ar`: [`fit_ar_noise`]), and calibrates it with `c`.
 ///
 /// # Errors
 /// Invalid options or groups, bad data, or a failed training run.
@@ -109,6 +112,7 @@ pub fn train_poe_model(
     c: &CalibOpts,
     specs: &[String],
     decoder: DecoderLayout,
+    noise: NoiseOrder,
 ) -> Result<PoeTrained> {
     let r = resolve(o)?;
     let series = data::load_csv(data_path)?;
@@ -180,6 +184,8 @@ pub fn train_poe_model(
     if report.stopped_early && select_cfg.patience != r.train.patience {
         (params, report) = train_poe(&arch, &r.train, split.train.view(), split.val.view())?;
     }
+    let noise = fit_ar_noise(&params, split.train.view(), split.val.view(), noise)?;
+    params.noise = noise.chosen.clone();
     let seconds = t0.elapsed().as_secs_f64();
     config.arch.latent = arch.latent;
     let mut ck = PoeCheckpoint { config, params };
@@ -189,6 +195,7 @@ pub fn train_poe_model(
         report,
         seconds,
         selection,
+        noise,
     })
 }
 

@@ -18,7 +18,7 @@ use super::{CalibOpts, Loaded};
 use crate::data::Windows;
 use crate::metrics::roc_auc;
 use crate::model::score_windows;
-use crate::train::poe::DecoderLayout;
+use crate::train::poe::{DecoderLayout, NoiseOrder};
 
 /// Training epochs of the demo's product-of-experts model (a short run: the README's
 /// multi-sensor section has the figures of longer ones).
@@ -104,7 +104,14 @@ pub fn sensor_loss(
     let mut o = opts.clone();
     o.epochs = Some(DEMO_POE_EPOCHS);
     o.latent = Some(LatentSpec::Fixed(DEMO_POE_LATENT));
-    let t = train_poe_model(train_path, &o, calib, &specs, DecoderLayout::PerGroup)?;
+    let t = train_poe_model(
+        train_path,
+        &o,
+        calib,
+        &specs,
+        DecoderLayout::PerGroup,
+        NoiseOrder::Auto,
+    )?;
     crate::poe_checkpoint::save(poe_dir, &t.ck)?;
     let poe = load_poe(poe_dir)?;
     let eval = evaluate_poe(

@@ -303,6 +303,7 @@ impl PoeLayout {
             decoder: self.dec.iter().map(lin).collect(),
             decoder_out: lin(&self.out),
             decoder_logvar,
+            noise: None,
         }
     }
 }

@@ -5,10 +5,12 @@
 
 pub mod arch;
 pub mod model;
+pub mod noise;
 pub mod params;
 
 pub use arch::{DecoderLayout, ExpertSlots, PoeArch, PoeLayout};
 pub use model::PoeModel;
+pub use noise::{fit_ar_noise, ArNoiseParams, NoiseFit, NoiseOrder};
 pub use params::{DecoderParams, ExpertParams, PoeParams};
 
 use super::adam::Adam;

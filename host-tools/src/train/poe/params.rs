@@ -32,6 +32,9 @@ pub struct PoeParams {
     pub decoder_out: Linear,
     /// Effective decoder log-variances (X values, clamped).
     pub decoder_logvar: Vec<f32>,
+    /// Autoregressive noise fitted after training ([`super::noise`]); `None`: the trained
+    /// diagonal noise (`decoder_logvar`).
+    pub noise: Option<super::ArNoiseParams>,
 }
 
 /// One decoder's layers.
