@@ -261,6 +261,27 @@ fn elbo_f64(m: &Model, x: &[f32; X], set: GroupSet) -> f64 {
     kl - ll
 }
 
+/// Over 50 random windows and every subset: the worst relative error of the library's
+/// `-ELBO_S` of `m` against [`elbo_f64`], and the largest `|elbo_f64(m) - elbo_f64(other)|`.
+fn worst_against_f64(m: &Model, other: &Model) -> (f64, f64) {
+    let mut ws = Workspace::<Scratch, X, Z>::new(scratch());
+    let mut rng = TestRng(3);
+    let (mut worst, mut moved) = (0.0f64, 0.0f64);
+    for _ in 0..50 {
+        let x = window(&mut rng);
+        for bits in 1..4u8 {
+            let set = GroupSet(bits);
+            let s = ws
+                .score_groups(m, &x, set, ScoreKind::Elbo, &mut window_rng(0, 0))
+                .unwrap();
+            let want = elbo_f64(m, &x, set);
+            worst = worst.max((f64::from(s.score) - want).abs() / want.abs().max(1.0));
+            moved = moved.max((want - elbo_f64(other, &x, set)).abs());
+        }
+    }
+    (worst, moved)
+}
+
 #[cfg_attr(
     feature = "fast-math",
     ignore = "checks libm accuracy against f64; fast-math trades it for speed"
@@ -268,21 +289,7 @@ fn elbo_f64(m: &Model, x: &[f32; X], set: GroupSet) -> f64 {
 #[test]
 fn subset_elbo_matches_the_f64_reference() {
     let m = model(11, [0.0; 16]);
-    let mut ws = Workspace::<Scratch, X, Z>::new(scratch());
-    let mut rng = TestRng(3);
-    let mut worst = 0.0f64;
-    for _ in 0..50 {
-        let x = window(&mut rng);
-        for bits in 1..4u8 {
-            let set = GroupSet(bits);
-            let s = ws
-                .score_groups(&m, &x, set, ScoreKind::Elbo, &mut window_rng(0, 0))
-                .unwrap();
-            let want = elbo_f64(&m, &x, set);
-            let rel = (f64::from(s.score) - want).abs() / want.abs().max(1.0);
-            worst = worst.max(rel);
-        }
-    }
+    let (worst, _) = worst_against_f64(&m, &m);
     println!("worst relative error of -ELBO_S vs f64: {worst:.2e}");
     assert!(worst < 2e-5, "{worst}");
 }
@@ -300,22 +307,7 @@ fn subset_elbo_with_autoregressive_noise_matches_the_f64_reference() {
     ] {
         let plain = model(11, [0.0; 16]);
         let m = plain.with_ar(p, leak(coef.to_vec()));
-        let mut ws = Workspace::<Scratch, X, Z>::new(scratch());
-        let mut rng = TestRng(3);
-        let mut worst = 0.0f64;
-        let mut moved = 0.0f64;
-        for _ in 0..50 {
-            let x = window(&mut rng);
-            for bits in 1..4u8 {
-                let set = GroupSet(bits);
-                let s = ws
-                    .score_groups(&m, &x, set, ScoreKind::Elbo, &mut window_rng(0, 0))
-                    .unwrap();
-                let want = elbo_f64(&m, &x, set);
-                worst = worst.max((f64::from(s.score) - want).abs() / want.abs().max(1.0));
-                moved = moved.max((want - elbo_f64(&plain, &x, set)).abs());
-            }
-        }
+        let (worst, moved) = worst_against_f64(&m, &plain);
         println!("order {p}: worst relative error of -ELBO_S vs f64 {worst:.2e}");
         assert!(worst < 2e-5, "{worst}");
         // The noise model is used: the scores differ from the diagonal model's.

@@ -15,7 +15,7 @@
 //!   --lr-final F    PoE learning rate falls along a half cosine to F x lr (default 1: constant)
 //!   --decoder L     PoE decoder layout: per-group (default, as `tinyvae train --group`) or shared
 //!   --hidden W      encoder hidden width of every model (default 60)
-//!   --decoder-hidden W  PoE decoder hidden width (default: 52 per group; shared: --hidden)
+//!   --decoder-hidden W  PoE decoder hidden width (default: 44 per group; shared: --hidden)
 //!   --batch N       minibatch of every model (default 64)
 //!   --first-seed S  seeds S..S+N (default 0)
 //!   --noise-ar K    PoE decoder noise: auto (default, as `tinyvae train --group`), 0 (the
@@ -26,8 +26,10 @@
 //!
 //! Per seed, on windows of 64 samples (training stride 1, test stride 32), standardized with
 //! the training part's statistics, thresholds and ranges from training/validation data only:
-//! - `poe`: the MVAE (`train::poe`), one 60-wide expert per group, the shared 60-wide decoder,
-//!   trained on the full set and each single group; scored with `-ELBO_S` for every subset.
+//! - `poe`: the MVAE (`train::poe`), one 60-wide expert per group, one 44-wide decoder per
+//!   group, trained on the full set and each single group, then its autoregressive decoder
+//!   noise fitted (`train::poe::noise`, order by validation likelihood); scored with `-ELBO_S`
+//!   for every subset.
 //! - `single, mean-filled`: today's single VAE (384-60-Z / Z-60-384); a dead group's channels
 //!   are replaced by their training mean (0 after standardization).
 //! - `per-group VAEs`: one single VAE per group, trained on that group's channels only; the

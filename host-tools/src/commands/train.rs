@@ -42,7 +42,7 @@ pub struct TrainArgs {
     /// group, that keeps scoring when a sensor dies. Without it: the single VAE.
     #[arg(long = "group", value_name = "NAME=CH,CH,...")]
     groups: Vec<String>,
-    /// With --group: one decoder per sensor group (each `--decoder-hidden` wide, default 52),
+    /// With --group: one decoder per sensor group (each `--decoder-hidden` wide, default 44),
     /// or one shared decoder for all channels [default: per-group].
     #[arg(long, value_enum, requires = "groups")]
     decoder: Option<DecoderArg>,
